@@ -1,0 +1,88 @@
+//! Backends execute plans. `cpu` is the reference (f32 and f64); `wgpu`
+//! runs WGSL compute shaders (f32, u32 ids).
+
+pub mod cpu;
+#[allow(unexpected_cfgs)]
+#[cfg(not(feature = "stub-gpu"))]
+pub mod wgpu;
+#[allow(unexpected_cfgs)]
+#[cfg(feature = "stub-gpu")]
+#[path = "wgpu_stub.rs"]
+pub mod wgpu;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::dtype::{DType, HostData};
+use crate::error::Result;
+use crate::schedule::plan::Plan;
+
+/// Counters a backend keeps so that tests can assert that a warmed-up
+/// training step creates nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub buffers_created: u64,
+    pub pipelines_created: u64,
+    pub bind_groups_created: u64,
+    pub submissions: u64,
+    pub launches: u64,
+    /// Bytes of device memory held now (live + pooled).
+    pub bytes_in_use: u64,
+    /// Most bytes ever held at once.
+    pub peak_bytes: u64,
+}
+
+/// A buffer living on some backend.
+#[derive(Clone)]
+pub enum Storage {
+    Cpu(Arc<cpu::CpuBuffer>),
+    Gpu(Arc<wgpu::GpuBuffer>),
+}
+
+impl Storage {
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(b) => b.len(),
+            Storage::Gpu(b) => b.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn dtype(&self) -> DType {
+        match self {
+            Storage::Cpu(b) => b.dtype(),
+            Storage::Gpu(b) => b.dtype(),
+        }
+    }
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Storage::Cpu(_) => write!(f, "Storage::Cpu({} x {})", self.len(), self.dtype()),
+            Storage::Gpu(_) => write!(f, "Storage::Gpu({} x {})", self.len(), self.dtype()),
+        }
+    }
+}
+
+/// What every backend does.
+pub trait Backend: Send + Sync {
+    /// Short description, e.g. `cpu` or `wgpu: NVIDIA H100 (Vulkan)`.
+    fn name(&self) -> String;
+    fn upload(&self, data: &HostData) -> Result<Storage>;
+    /// Reads a buffer back, waiting for pending work that writes it.
+    fn download(&self, storage: &Storage) -> Result<HostData>;
+    /// Runs `plan` with `inputs` bound to its input slots (in order) and
+    /// returns its outputs (in order). Kernels flagged in place write into
+    /// their input's storage. May return before the device has finished;
+    /// `download` and `sync` wait.
+    fn execute(&self, plan: &Plan, inputs: &[Storage]) -> Result<Vec<Storage>>;
+    /// Waits until all submitted work has finished.
+    fn sync(&self) -> Result<()>;
+    fn counters(&self) -> Counters;
+    /// Whether this backend runs on a GPU (hardware or software).
+    fn is_gpu(&self) -> bool;
+    /// Lets a backend forget per-plan state when a plan is evicted.
+    fn forget_plan(&self, _plan_id: u64) {}
+}

@@ -1,0 +1,137 @@
+//! Where tensors live and kernels run.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::wgpu::WgpuBackend;
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceKind {
+    Cpu,
+    Gpu,
+}
+
+/// A backend handle; cheap to clone. Two devices are the same when they
+/// share the backend instance.
+#[derive(Clone)]
+pub struct Device {
+    backend: Arc<dyn Backend>,
+    kind: DeviceKind,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.backend.name())
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.backend.name())
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Device) -> bool {
+        Arc::ptr_eq(&self.backend, &other.backend)
+    }
+}
+
+static CPU: OnceLock<Device> = OnceLock::new();
+/// One GPU device per process, keyed by whether software adapters were
+/// allowed: adapters and pipelines are expensive to create.
+static GPU: Mutex<Vec<(bool, Device)>> = Mutex::new(Vec::new());
+
+impl Device {
+    /// The CPU reference backend.
+    pub fn cpu() -> Device {
+        CPU.get_or_init(|| Device {
+            backend: Arc::new(CpuBackend::new()),
+            kind: DeviceKind::Cpu,
+        })
+        .clone()
+    }
+
+    /// The best GPU adapter (discrete first), software adapters included
+    /// when there is nothing better. An error lists the adapters seen.
+    pub fn gpu() -> Result<Device> {
+        Device::gpu_with(true)
+    }
+
+    /// A hardware GPU only.
+    pub fn hardware_gpu() -> Result<Device> {
+        Device::gpu_with(false)
+    }
+
+    fn gpu_with(allow_software: bool) -> Result<Device> {
+        let mut cache = GPU.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, d)) = cache.iter().find(|(s, _)| *s == allow_software) {
+            return Ok(d.clone());
+        }
+        let backend = WgpuBackend::new(allow_software)?;
+        let d = Device {
+            backend: Arc::new(backend),
+            kind: DeviceKind::Gpu,
+        };
+        cache.push((allow_software, d.clone()));
+        Ok(d)
+    }
+
+    /// A hardware GPU if there is one, else the CPU backend (a software
+    /// GPU adapter is slower than the CPU backend on the same cores).
+    pub fn best() -> Device {
+        match Device::hardware_gpu() {
+            Ok(d) => {
+                eprintln!("deltagrad: using {d}");
+                d
+            }
+            Err(e) => {
+                eprintln!("deltagrad: no hardware GPU ({e}); using the CPU backend");
+                Device::cpu()
+            }
+        }
+    }
+
+    /// `DELTAGRAD_DEVICE=cpu|gpu` if set, else `best()`.
+    pub fn from_env() -> Result<Device> {
+        match std::env::var("DELTAGRAD_DEVICE").ok().as_deref() {
+            Some("cpu") => Ok(Device::cpu()),
+            Some("gpu") => Device::gpu(),
+            None | Some("") => Ok(Device::best()),
+            Some(other) => Err(Error::invalid(
+                "DELTAGRAD_DEVICE",
+                format!("expected cpu or gpu, got {other:?}"),
+            )),
+        }
+    }
+
+    /// Parses `cpu`, `gpu` or `auto`.
+    pub fn parse(name: &str) -> Result<Device> {
+        match name {
+            "cpu" => Ok(Device::cpu()),
+            "gpu" => Device::gpu(),
+            "auto" => Device::from_env(),
+            other => Err(Error::invalid(
+                "device",
+                format!("expected cpu, gpu or auto, got {other:?}"),
+            )),
+        }
+    }
+
+    pub fn kind(&self) -> DeviceKind {
+        self.kind
+    }
+    pub fn is_gpu(&self) -> bool {
+        self.kind == DeviceKind::Gpu
+    }
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+    /// Waits for all submitted work (call before stopping a benchmark timer).
+    pub fn sync(&self) -> Result<()> {
+        self.backend.sync()
+    }
+}

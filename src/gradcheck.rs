@@ -1,0 +1,119 @@
+//! Numeric gradient checking: (f(x + h) − f(x − h)) / 2h, element by
+//! element, in f64 on the CPU backend, against the autograd gradient.
+
+use crate::device::Device;
+use crate::dtype::{DType, HostData};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Tolerances: an element passes when
+/// `|analytic − numeric| <= atol + rtol · |numeric|`.
+#[derive(Clone, Copy, Debug)]
+pub struct GradCheck {
+    pub step: f64,
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+impl Default for GradCheck {
+    fn default() -> GradCheck {
+        GradCheck {
+            step: 1e-6,
+            atol: 1e-6,
+            rtol: 1e-5,
+        }
+    }
+}
+
+/// The worst element of one input.
+#[derive(Clone, Debug)]
+pub struct Worst {
+    pub input: usize,
+    pub index: usize,
+    pub analytic: f64,
+    pub numeric: f64,
+    pub abs_err: f64,
+}
+
+/// Checks `f` at `inputs` (f64 values with shapes). Returns the worst element
+/// per input, or an error naming the first input whose worst element is out
+/// of tolerance.
+pub fn check<F>(f: F, inputs: &[(Vec<f64>, Vec<usize>)], opts: GradCheck) -> Result<Vec<Worst>>
+where
+    F: Fn(&[Tensor]) -> Result<Tensor>,
+{
+    let cpu = Device::cpu();
+    let leaf = |vals: &[f64], shape: &[usize], grad: bool| -> Result<Tensor> {
+        let t = Tensor::from_host(HostData::F64(vals.to_vec()), shape, &cpu)?;
+        Ok(if grad { t.requires_grad() } else { t })
+    };
+    let params: Vec<Tensor> = inputs
+        .iter()
+        .map(|(v, s)| leaf(v, s, true))
+        .collect::<Result<_>>()?;
+    let out = f(&params)?;
+    if out.numel() != 1 || out.dtype() != DType::F64 {
+        return Err(Error::invalid(
+            "gradcheck",
+            format!("f must return one f64 value, got {:?} {}", out.shape(), out.dtype()),
+        ));
+    }
+    out.backward()?;
+    let eval = |vals: &[Vec<f64>]| -> Result<f64> {
+        let ts: Vec<Tensor> = vals
+            .iter()
+            .zip(inputs)
+            .map(|(v, (_, s))| leaf(v, s, false))
+            .collect::<Result<_>>()?;
+        f(&ts)?.item()
+    };
+    let mut worst = Vec::new();
+    let base: Vec<Vec<f64>> = inputs.iter().map(|(v, _)| v.clone()).collect();
+    for (i, p) in params.iter().enumerate() {
+        let analytic = match p.grad() {
+            Some(g) => g.to_vec_f64()?,
+            None => vec![0.0; p.numel()],
+        };
+        let mut w = Worst {
+            input: i,
+            index: 0,
+            analytic: 0.0,
+            numeric: 0.0,
+            abs_err: -1.0,
+        };
+        for j in 0..p.numel() {
+            let mut plus = base.clone();
+            plus[i][j] += opts.step;
+            let mut minus = base.clone();
+            minus[i][j] -= opts.step;
+            let numeric = (eval(&plus)? - eval(&minus)?) / (2.0 * opts.step);
+            let err = (analytic[j] - numeric).abs();
+            let excess = err - (opts.atol + opts.rtol * numeric.abs());
+            let w_excess = w.abs_err - (opts.atol + opts.rtol * w.numeric.abs());
+            if excess > w_excess || !err.is_finite() {
+                w = Worst {
+                    input: i,
+                    index: j,
+                    analytic: analytic[j],
+                    numeric,
+                    abs_err: err,
+                };
+            }
+        }
+        let limit = opts.atol + opts.rtol * w.numeric.abs();
+        if !(w.abs_err <= limit) && p.numel() > 0 {
+            return Err(Error::GradCheck(format!(
+                "input {i} (shape {:?}), element {}: autograd {:.9e} vs numeric {:.9e} \
+                 (|diff| {:.3e} > {:.3e})",
+                p.shape(),
+                w.index,
+                w.analytic,
+                w.numeric,
+                w.abs_err,
+                limit
+            )));
+        }
+        worst.push(w);
+    }
+    Ok(worst)
+}

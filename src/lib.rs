@@ -1,0 +1,38 @@
+//! deltagrad: a tensor autograd engine whose kernels are WGSL compute
+//! shaders run through `wgpu`, with a CPU reference backend (f32, f64).
+//!
+//! Tensor code is define-by-run and lazy: nothing runs until a value is
+//! needed; then the whole pending step (forward, backward, optimizer update)
+//! is planned at once, fused, and cached for the next step.
+//!
+//! ```
+//! use deltagrad::{Result, Tensor};
+//! # fn main() -> Result<()> {
+//! let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+//! let w = Tensor::from_vec(vec![0.5f32, -0.5, 0.25, 1.0], &[2, 2])?.requires_grad();
+//! let loss = x.matmul(&w)?.tanh()?.sum()?;
+//! loss.backward()?;
+//! println!("loss {} dw {:?}", loss.item()?, w.grad().unwrap().to_vec_f32()?);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod autograd;
+pub mod backend;
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod gradcheck;
+pub mod graph;
+pub mod ops;
+pub mod optim;
+pub mod schedule;
+pub mod tensor;
+
+pub use device::{Device, DeviceKind};
+pub use dtype::{DType, HostData};
+pub use error::{Error, Result};
+pub use graph::no_grad;
+pub use ops::custom::CustomOp;
+pub use optim::{Adam, Sgd};
+pub use tensor::Tensor;

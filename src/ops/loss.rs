@@ -1,0 +1,137 @@
+//! Losses. Softmax + cross-entropy is one fused op whose backward is
+//! (p − y)/batch; the logistic loss with logits likewise ((σ(x) − t)/n).
+//! Both are computed stably (log-sum-exp; log(1 + e^{−|x|})).
+
+use super::float;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::{no_grad, Op};
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// Mean over the batch of −log softmax(logits)[label]; `self` is
+    /// `[batch, classes]`, `labels` 1-D u32 of length `batch`, each `< classes`.
+    pub fn softmax_cross_entropy(&self, labels: &Tensor) -> Result<Tensor> {
+        float("softmax_cross_entropy", self)?;
+        super::same_device("softmax_cross_entropy", self, labels)?;
+        if self.rank() != 2 || labels.rank() != 1 || labels.shape()[0] != self.shape()[0] {
+            return Err(Error::shape_detail(
+                "softmax_cross_entropy",
+                self.shape(),
+                labels.shape(),
+                "expected [batch, classes] logits and [batch] labels",
+            ));
+        }
+        if labels.dtype() != DType::U32 {
+            return Err(Error::invalid(
+                "softmax_cross_entropy",
+                format!("labels must be u32, got {}", labels.dtype()),
+            ));
+        }
+        let classes = self.shape()[1];
+        if let Some((position, &id)) = labels
+            .to_ids()?
+            .iter()
+            .enumerate()
+            .find(|(_, l)| **l as usize >= classes)
+        {
+            return Err(Error::IdOutOfRange {
+                op: "softmax_cross_entropy",
+                id: id as u64,
+                position,
+                rows: classes,
+            });
+        }
+        Ok(Tensor::op(
+            Op::SoftmaxXent,
+            vec![self.clone(), labels.clone()],
+            vec![],
+            self.dtype(),
+        ))
+    }
+
+    /// Row-wise log-softmax of a 2-D tensor.
+    pub fn log_softmax(&self) -> Result<Tensor> {
+        float("log_softmax", self)?;
+        if self.rank() != 2 {
+            return Err(Error::shape_detail(
+                "log_softmax",
+                self.shape(),
+                &[],
+                "expected a 2-D tensor",
+            ));
+        }
+        Ok(Tensor::op(
+            Op::LogSoftmax,
+            vec![self.clone()],
+            self.shape().to_vec(),
+            self.dtype(),
+        ))
+    }
+
+    /// Row-wise softmax of a 2-D tensor (composed: exp ∘ log_softmax).
+    pub fn softmax(&self) -> Result<Tensor> {
+        self.log_softmax()?.exp()
+    }
+
+    /// Mean binary cross-entropy with logits: the lecture's "is the centre
+    /// word a location?" classifier. `targets` (float, in [0, 1]) have the
+    /// logits' shape.
+    pub fn logistic_loss(&self, targets: &Tensor) -> Result<Tensor> {
+        super::same_float("logistic_loss", self, targets)?;
+        super::same_device("logistic_loss", self, targets)?;
+        if self.shape() != targets.shape() {
+            return Err(Error::shape("logistic_loss", self.shape(), targets.shape()));
+        }
+        Ok(Tensor::op(
+            Op::LogisticLoss,
+            vec![self.clone(), targets.clone()],
+            vec![],
+            self.dtype(),
+        ))
+    }
+}
+
+pub(crate) fn softmax_xent_backward(
+    logits: &Tensor,
+    labels: &Tensor,
+    g: &Tensor,
+) -> Result<Vec<Option<Tensor>>> {
+    let d = no_grad(|| {
+        Tensor::op(
+            Op::SoftmaxXentGrad,
+            vec![logits.clone(), labels.clone(), g.clone()],
+            logits.shape().to_vec(),
+            logits.dtype(),
+        )
+    });
+    Ok(vec![Some(d), None])
+}
+
+/// ∂/∂x log_softmax: g − softmax(x)·Σg.
+pub(crate) fn log_softmax_backward(out: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let rows = out.shape()[0];
+    let total = g.sum_axis(1)?.reshape(&[rows, 1])?;
+    g.sub(&out.exp()?.mul(&total)?)
+}
+
+pub(crate) fn logistic_loss_backward(
+    logits: &Tensor,
+    targets: &Tensor,
+    g: &Tensor,
+) -> Result<Vec<Option<Tensor>>> {
+    let d = no_grad(|| {
+        Tensor::op(
+            Op::LogisticLossGrad,
+            vec![logits.clone(), targets.clone(), g.clone()],
+            logits.shape().to_vec(),
+            logits.dtype(),
+        )
+    });
+    // The targets' gradient is −x/n·g; they are labels in practice, but a
+    // soft target can be learned too.
+    let dt = logits
+        .mul(g)?
+        .mul_scalar(-1.0 / logits.numel().max(1) as f64)?;
+    Ok(vec![Some(d), Some(dt)])
+}

@@ -1,0 +1,196 @@
+//! Optimizers. θ_new = θ_old − α∇J, planned together with the forward and
+//! backward pass so that a whole step is one plan (one GPU submission).
+//! A parameter whose gradient is a row scatter (an embedding table) gets a
+//! sparse update: only the rows the batch touched are written.
+
+use crate::dtype::HostData;
+use crate::error::{Error, Result};
+use crate::graph::{no_grad, Op};
+use crate::schedule::{self, Assign};
+use crate::tensor::Tensor;
+
+/// The rows and ids of a gradient that is a pure row scatter.
+fn row_scatter(g: &Tensor) -> Option<(Tensor, Tensor)> {
+    let n = g.node();
+    matches!(n.op, Op::ScatterAdd).then(|| (n.inputs[0].clone(), n.inputs[1].clone()))
+}
+
+/// A 0-d leaf holding `v`: a per-step scalar that changes without changing
+/// the plan's structure.
+fn scalar_input(like: &Tensor, v: f64) -> Result<Tensor> {
+    Tensor::from_host(HostData::from_f64(&[v], like.dtype()), &[], &like.device())
+}
+
+/// Realizes `outputs` together with the `assigns` and clears gradients.
+fn finish(params: &[Tensor], outputs: &[&Tensor], assigns: Vec<Assign>) -> Result<()> {
+    let outs: Vec<Tensor> = outputs.iter().map(|t| (*t).clone()).collect();
+    schedule::realize_step(&outs, &assigns)?;
+    for p in params {
+        p.zero_grad();
+    }
+    Ok(())
+}
+
+/// Minibatch stochastic gradient descent.
+pub struct Sgd {
+    params: Vec<Tensor>,
+    pub lr: f64,
+}
+
+impl Sgd {
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Sgd {
+        Sgd { params, lr }
+    }
+
+    /// Applies the gradients left by `backward` and clears them.
+    pub fn step(&mut self) -> Result<()> {
+        self.step_with(&[])
+    }
+
+    /// Like `step`, also computing `outputs` (e.g. the loss) in the same plan.
+    pub fn step_with(&mut self, outputs: &[&Tensor]) -> Result<()> {
+        let mut assigns = Vec::new();
+        no_grad(|| -> Result<()> {
+            for p in &self.params {
+                let Some(g) = p.grad() else { continue };
+                if let Some((rows, ids)) = row_scatter(&g) {
+                    assigns.push(Assign::Rows {
+                        target: p.clone(),
+                        ids,
+                        rows,
+                        scale: -self.lr,
+                    });
+                } else {
+                    let lr = scalar_input(p, self.lr)?;
+                    let value = p.sub(&g.mul(&lr)?)?;
+                    assigns.push(Assign::Dense {
+                        target: p.clone(),
+                        value,
+                    });
+                }
+            }
+            Ok(())
+        })?;
+        finish(&self.params, outputs, assigns)
+    }
+
+    pub fn zero_grad(&self) {
+        self.params.iter().for_each(|p| p.zero_grad());
+    }
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+}
+
+/// Adam (Kingma & Ba 2015) for dense parameters. Row-scatter gradients
+/// (embedding tables) get the sparse SGD update at `sparse_lr`, as keeping
+/// Adam moments for a whole vocabulary would rewrite every row each step.
+pub struct Adam {
+    params: Vec<Tensor>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    pub lr: f64,
+    pub sparse_lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    t: u64,
+}
+
+impl Adam {
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Result<Adam> {
+        let zeros = |p: &Tensor| {
+            Tensor::from_host(
+                HostData::from_f64(&vec![0.0; p.numel()], p.dtype()),
+                p.shape(),
+                &p.device(),
+            )
+        };
+        let m = params.iter().map(zeros).collect::<Result<_>>()?;
+        let v = params.iter().map(zeros).collect::<Result<_>>()?;
+        Ok(Adam {
+            params,
+            m,
+            v,
+            lr,
+            sparse_lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            t: 0,
+        })
+    }
+
+    pub fn step(&mut self) -> Result<()> {
+        self.step_with(&[])
+    }
+
+    pub fn step_with(&mut self, outputs: &[&Tensor]) -> Result<()> {
+        self.t += 1;
+        let t = self.t as i32;
+        let lr_t = self.lr * (1.0 - self.beta2.powi(t)).sqrt() / (1.0 - self.beta1.powi(t));
+        let mut assigns = Vec::new();
+        no_grad(|| -> Result<()> {
+            for ((p, m), v) in self.params.iter().zip(&self.m).zip(&self.v) {
+                let Some(g) = p.grad() else { continue };
+                if let Some((rows, ids)) = row_scatter(&g) {
+                    assigns.push(Assign::Rows {
+                        target: p.clone(),
+                        ids,
+                        rows,
+                        scale: -self.sparse_lr,
+                    });
+                    continue;
+                }
+                let m2 = m.mul_scalar(self.beta1)?.add(&g.mul_scalar(1.0 - self.beta1)?)?;
+                let v2 = v
+                    .mul_scalar(self.beta2)?
+                    .add(&g.square()?.mul_scalar(1.0 - self.beta2)?)?;
+                let lr = scalar_input(p, lr_t)?;
+                let p2 = p.sub(&m2.mul(&lr)?.div(&v2.sqrt()?.add_scalar(self.eps)?)?)?;
+                assigns.push(Assign::Dense {
+                    target: m.clone(),
+                    value: m2,
+                });
+                assigns.push(Assign::Dense {
+                    target: v.clone(),
+                    value: v2,
+                });
+                assigns.push(Assign::Dense {
+                    target: p.clone(),
+                    value: p2,
+                });
+            }
+            Ok(())
+        })?;
+        finish(&self.params, outputs, assigns)
+    }
+
+    /// Optimizer state for checkpoints: (step, first moments, second moments).
+    pub fn state(&self) -> (u64, &[Tensor], &[Tensor]) {
+        (self.t, &self.m, &self.v)
+    }
+
+    /// Restores state saved by `state`.
+    pub fn set_state(&mut self, t: u64, m: Vec<Tensor>, v: Vec<Tensor>) -> Result<()> {
+        if m.len() != self.params.len() || v.len() != self.params.len() {
+            return Err(Error::invalid("adam state", "moment count differs from parameters"));
+        }
+        for ((p, a), b) in self.params.iter().zip(&m).zip(&v) {
+            if a.shape() != p.shape() || b.shape() != p.shape() {
+                return Err(Error::shape("adam state", p.shape(), a.shape()));
+            }
+        }
+        self.t = t;
+        self.m = m;
+        self.v = v;
+        Ok(())
+    }
+
+    pub fn zero_grad(&self) {
+        self.params.iter().for_each(|p| p.zero_grad());
+    }
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+}

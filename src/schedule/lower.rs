@@ -1,0 +1,666 @@
+//! Lowers a pending subgraph to a `Plan`.
+//!
+//! Walking the nodes in topological order, each node gets a value:
+//! a slot (materialized), a strided view of a slot (permute, expand), a
+//! constant, or a *pending* element-wise expression that its single consumer
+//! may absorb. A matmul is pending too, with its accumulator as `acc`, so the
+//! element-wise ops after it (bias, activation, the backward Hadamard
+//! product, an SGD update) become its epilogue. A node read by several
+//! consumers is materialized once — that is how each δ is computed once and
+//! shared by ∂W, ∂b and ∂x.
+
+
+use super::plan::{
+    Epilogue, Expr, Kernel, Launch, Plan, Slot, SlotId, SlotKind, View,
+};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::Op;
+use crate::tensor::Tensor;
+
+/// How a node's operand is referenced while lowering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Ref {
+    Node(usize),
+    Input(usize),
+}
+
+#[derive(Clone, Debug)]
+struct MatmulSpec {
+    m: usize,
+    k: usize,
+    n: usize,
+    a: SlotId,
+    b: SlotId,
+    trans_a: bool,
+    trans_b: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    expr: Expr,
+    inputs: Vec<View>,
+    matmul: Option<MatmulSpec>,
+    fused: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+enum Val {
+    Slot(SlotId),
+    /// A strided view (strides over the node's own shape).
+    View(View),
+    Const(f64),
+    Pending(Pending),
+}
+
+/// A graph node to lower: its op, operands, shape and dtype.
+pub(crate) struct NodeDesc {
+    pub op: Op,
+    pub inputs: Vec<Ref>,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+impl NodeDesc {
+    pub fn from_tensor(t: &Tensor, inputs: Vec<Ref>) -> NodeDesc {
+        NodeDesc {
+            op: t.node().op.clone(),
+            inputs,
+            shape: t.shape().to_vec(),
+            dtype: t.dtype(),
+        }
+    }
+}
+
+/// What the plan must produce beyond its launches.
+pub(crate) enum Goal {
+    /// Node `node` becomes output `k` (in order of the list).
+    Output(usize),
+    /// `target[ids[i], :] += scale · rows[i, :]` in place; `target` is an input.
+    Rows {
+        target: usize,
+        ids: Ref,
+        rows: Ref,
+        scale: f64,
+    },
+}
+
+pub(crate) struct Lowering<'a> {
+    nodes: &'a [NodeDesc],
+    input_meta: &'a [(Vec<usize>, DType)],
+    fuse: bool,
+    slots: Vec<Slot>,
+    launches: Vec<Launch>,
+    vals: Vec<Option<Val>>,
+    consumers: Vec<usize>,
+    input_slots: Vec<SlotId>,
+    /// Constants that had to become buffers (e.g. a loss's seed gradient):
+    /// (value, dtype) per extra input, after the graph's own inputs.
+    pub const_inputs: Vec<(f64, DType)>,
+}
+
+fn contiguous(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+/// Strides of a view of `shape` (with `strides`) broadcast to `target`.
+fn broadcast_strides(strides: &[usize], shape: &[usize], target: &[usize]) -> Vec<usize> {
+    let off = target.len() - shape.len().min(target.len());
+    (0..target.len())
+        .map(|d| {
+            if d < off {
+                0
+            } else {
+                let sd = d - off;
+                if shape[sd] == 1 && target[d] != 1 { 0 } else { strides[sd] }
+            }
+        })
+        .collect()
+}
+
+impl<'a> Lowering<'a> {
+    pub fn new(
+        nodes: &'a [NodeDesc],
+        input_meta: &'a [(Vec<usize>, DType)],
+        fuse: bool,
+    ) -> Lowering<'a> {
+        let mut consumers = vec![0; nodes.len()];
+        for n in nodes {
+            for r in &n.inputs {
+                if let Ref::Node(i) = r {
+                    consumers[*i] += 1;
+                }
+            }
+        }
+        let mut slots = Vec::new();
+        let mut input_slots = Vec::new();
+        for (k, (shape, dtype)) in input_meta.iter().enumerate() {
+            input_slots.push(slots.len());
+            slots.push(Slot {
+                len: shape.iter().product(),
+                dtype: *dtype,
+                kind: SlotKind::Input(k),
+            });
+        }
+        Lowering {
+            nodes,
+            input_meta,
+            fuse,
+            slots,
+            launches: Vec::new(),
+            vals: vec![None; nodes.len()],
+            consumers,
+            input_slots,
+            const_inputs: Vec::new(),
+        }
+    }
+
+    pub fn run(mut self, goals: &[(usize, Goal)]) -> Result<(Plan, Vec<(f64, DType)>)> {
+        // Goals count as consumers so that their nodes are materialized.
+        for (node, g) in goals {
+            match g {
+                Goal::Output(_) => self.consumers[*node] += 2,
+                Goal::Rows { ids, rows, .. } => {
+                    for r in [ids, rows] {
+                        if let Ref::Node(i) = r {
+                            self.consumers[*i] += 2;
+                        }
+                    }
+                }
+            }
+        }
+        for i in 0..self.nodes.len() {
+            let v = self.lower_node(i)?;
+            let keep_pending = self.fuse && self.consumers[i] == 1;
+            self.vals[i] = Some(v);
+            if !keep_pending && matches!(self.vals[i], Some(Val::Pending(_))) {
+                self.materialize(Ref::Node(i), SlotKind::Temp { buffer: 0 })?;
+            }
+        }
+        let mut n_outputs = 0;
+        let mut in_place = Vec::new();
+        for (node, g) in goals {
+            match g {
+                Goal::Output(k) => {
+                    self.materialize_output(*node, *k)?;
+                    n_outputs = n_outputs.max(k + 1);
+                }
+                Goal::Rows {
+                    target,
+                    ids,
+                    rows,
+                    scale,
+                } => {
+                    let src = self.materialize(*rows, SlotKind::Temp { buffer: 0 })?;
+                    let ids = self.materialize(*ids, SlotKind::Temp { buffer: 0 })?;
+                    let (shape, _) = &self.input_meta[*target];
+                    in_place.push(Launch {
+                        kernel: Kernel::IndexAddInPlace {
+                            src,
+                            ids,
+                            scale: scale.to_bits(),
+                            rows: shape[0],
+                            dim: shape.get(1).copied().unwrap_or(1),
+                            n: self.slots[ids].len,
+                            out: self.input_slots[*target],
+                        },
+                        fused: vec!["sparse row update".into()],
+                    });
+                }
+            }
+        }
+        // In-place updates go last: every other reader of the parameter
+        // has run by then.
+        self.launches.extend(in_place);
+        let n_inputs = self.input_meta.len() + self.const_inputs.len();
+        let n_temp_buffers = super::liveness::assign_buffers(&mut self.slots, &self.launches);
+        Ok((
+            Plan {
+                id: 0,
+                slots: self.slots,
+                launches: self.launches,
+                n_inputs,
+                n_outputs,
+                n_temp_buffers,
+            },
+            self.const_inputs,
+        ))
+    }
+
+    fn shape_of(&self, r: Ref) -> &[usize] {
+        match r {
+            Ref::Node(i) => &self.nodes[i].shape,
+            Ref::Input(k) => &self.input_meta[k].0,
+        }
+    }
+
+    fn dtype_of(&self, r: Ref) -> DType {
+        match r {
+            Ref::Node(i) => self.nodes[i].dtype,
+            Ref::Input(k) => self.input_meta[k].1,
+        }
+    }
+
+    fn val(&self, r: Ref) -> Result<Val> {
+        match r {
+            Ref::Input(k) => Ok(Val::Slot(self.input_slots[k])),
+            Ref::Node(i) => self.vals[i]
+                .clone()
+                .ok_or_else(|| Error::Other(format!("scheduler: node {i} used before lowered"))),
+        }
+    }
+
+    fn new_slot(&mut self, len: usize, dtype: DType, kind: SlotKind) -> SlotId {
+        self.slots.push(Slot { len, dtype, kind });
+        self.slots.len() - 1
+    }
+
+    fn push(&mut self, kernel: Kernel, fused: Vec<String>) {
+        self.launches.push(Launch { kernel, fused });
+    }
+
+    /// A buffer holding a constant: an extra plan input, uploaded once.
+    fn const_slot(&mut self, v: f64, dtype: DType) -> SlotId {
+        if let Some(p) = self
+            .const_inputs
+            .iter()
+            .position(|&(c, d)| c.to_bits() == v.to_bits() && d == dtype)
+        {
+            return self.input_slots[self.input_meta.len() + p];
+        }
+        let k = self.input_meta.len() + self.const_inputs.len();
+        self.const_inputs.push((v, dtype));
+        let s = self.new_slot(1, dtype, SlotKind::Input(k));
+        self.input_slots.push(s);
+        s
+    }
+
+    /// A dense slot holding `r`'s value, emitting a kernel if needed.
+    fn materialize(&mut self, r: Ref, kind: SlotKind) -> Result<SlotId> {
+        let shape = self.shape_of(r).to_vec();
+        let dtype = self.dtype_of(r);
+        let slot = match self.val(r)? {
+            Val::Slot(s) => return Ok(s),
+            Val::Const(v) if shape.iter().product::<usize>() == 1 => self.const_slot(v, dtype),
+            Val::Const(v) => {
+                let out = self.new_slot(shape.iter().product(), dtype, kind);
+                self.push(
+                    Kernel::Elementwise {
+                        shape,
+                        inputs: vec![],
+                        expr: Expr::constant(v),
+                        out,
+                    },
+                    vec![format!("fill({v})")],
+                );
+                out
+            }
+            Val::View(v) => {
+                let out = self.new_slot(shape.iter().product(), dtype, kind);
+                self.push(
+                    Kernel::Elementwise {
+                        shape,
+                        inputs: vec![v],
+                        expr: Expr::Input(0),
+                        out,
+                    },
+                    vec!["copy (strided)".into()],
+                );
+                out
+            }
+            Val::Pending(p) => self.emit_pending(p, &shape, dtype, kind),
+        };
+        if let Ref::Node(i) = r {
+            self.vals[i] = Some(Val::Slot(slot));
+        }
+        Ok(slot)
+    }
+
+    fn materialize_output(&mut self, node: usize, k: usize) -> Result<()> {
+        let shape = self.nodes[node].shape.clone();
+        let dtype = self.nodes[node].dtype;
+        let kind = SlotKind::Output(k);
+        match self.val(Ref::Node(node))? {
+            Val::Slot(s) if matches!(self.slots[s].kind, SlotKind::Temp { .. }) => {
+                // Produced by this plan: promote the slot itself.
+                self.slots[s].kind = kind;
+            }
+            Val::Slot(s) => {
+                // An input or another output (an alias): copy.
+                let out = self.new_slot(shape.iter().product(), dtype, kind);
+                let strides = contiguous(&shape);
+                self.push(
+                    Kernel::Elementwise {
+                        shape,
+                        inputs: vec![View { slot: s, strides }],
+                        expr: Expr::Input(0),
+                        out,
+                    },
+                    vec!["copy".into()],
+                );
+            }
+            _ => {
+                self.materialize(Ref::Node(node), kind)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn emit_pending(&mut self, p: Pending, shape: &[usize], dtype: DType, kind: SlotKind) -> SlotId {
+        let out = self.new_slot(shape.iter().product(), dtype, kind);
+        let (expr, inputs) = dedupe_inputs(p.expr, p.inputs);
+        let kernel = match p.matmul {
+            Some(mm) => Kernel::Matmul {
+                m: mm.m,
+                k: mm.k,
+                n: mm.n,
+                a: mm.a,
+                b: mm.b,
+                trans_a: mm.trans_a,
+                trans_b: mm.trans_b,
+                epilogue: (expr != Expr::Acc).then_some(Epilogue { inputs, expr }),
+                out,
+            },
+            None => Kernel::Elementwise {
+                shape: shape.to_vec(),
+                inputs,
+                expr,
+                out,
+            },
+        };
+        self.push(kernel, p.fused);
+        out
+    }
+
+    /// `r` as an operand of an element-wise node of shape `target`.
+    fn operand(&mut self, r: Ref, target: &[usize], acc: &mut Pending) -> Result<Expr> {
+        let shape = self.shape_of(r).to_vec();
+        let view = match self.val(r)? {
+            Val::Const(v) => return Ok(Expr::constant(v)),
+            Val::Pending(p) if shape == target && !(p.matmul.is_some() && acc.matmul.is_some()) => {
+                let base = acc.inputs.len();
+                acc.inputs.extend(p.inputs);
+                acc.fused.extend(p.fused);
+                if p.matmul.is_some() {
+                    acc.matmul = p.matmul;
+                }
+                return Ok(shift_inputs(p.expr, base));
+            }
+            Val::Pending(_) | Val::Slot(_) => {
+                let s = self.materialize(r, SlotKind::Temp { buffer: 0 })?;
+                View {
+                    slot: s,
+                    strides: contiguous(&shape),
+                }
+            }
+            Val::View(v) => v,
+        };
+        acc.inputs.push(View {
+            slot: view.slot,
+            strides: broadcast_strides(&view.strides, &shape, target),
+        });
+        Ok(Expr::Input(acc.inputs.len() - 1))
+    }
+
+    /// A matmul operand: a dense slot, or the transpose view of one.
+    fn matmul_operand(&mut self, r: Ref) -> Result<(SlotId, bool)> {
+        let shape = self.shape_of(r).to_vec();
+        if let Val::View(v) = self.val(r)? {
+            if v.strides == [1, shape[0]] {
+                return Ok((v.slot, true));
+            }
+        }
+        Ok((self.materialize(r, SlotKind::Temp { buffer: 0 })?, false))
+    }
+
+    fn lower_node(&mut self, i: usize) -> Result<Val> {
+        let nd = &self.nodes[i];
+        let (op, ins, shape, dtype) = (nd.op.clone(), nd.inputs.clone(), nd.shape.clone(), nd.dtype);
+        let name = op.name();
+        let temp = SlotKind::Temp { buffer: 0 };
+        let len: usize = shape.iter().product();
+        Ok(match op {
+            Op::Leaf => return Err(Error::Other("scheduler: unrealized leaf".into())),
+            Op::Fill(v) => Val::Const(v),
+            Op::Detach => self.val(ins[0])?,
+            Op::Reshape => match self.val(ins[0])? {
+                Val::Const(v) => Val::Const(v),
+                _ => Val::Slot(self.materialize(ins[0], temp)?),
+            },
+            Op::Permute(perm) => {
+                let in_shape = self.shape_of(ins[0]).to_vec();
+                match self.val(ins[0])? {
+                    Val::Const(v) => Val::Const(v),
+                    Val::View(v) => Val::View(View {
+                        slot: v.slot,
+                        strides: perm.iter().map(|&p| v.strides[p]).collect(),
+                    }),
+                    _ => {
+                        let s = self.materialize(ins[0], temp)?;
+                        let c = contiguous(&in_shape);
+                        Val::View(View {
+                            slot: s,
+                            strides: perm.iter().map(|&p| c[p]).collect(),
+                        })
+                    }
+                }
+            }
+            Op::Expand => {
+                let in_shape = self.shape_of(ins[0]).to_vec();
+                match self.val(ins[0])? {
+                    Val::Const(v) => Val::Const(v),
+                    Val::View(v) => Val::View(View {
+                        slot: v.slot,
+                        strides: broadcast_strides(&v.strides, &in_shape, &shape),
+                    }),
+                    _ => {
+                        let s = self.materialize(ins[0], temp)?;
+                        Val::View(View {
+                            slot: s,
+                            strides: broadcast_strides(&contiguous(&in_shape), &in_shape, &shape),
+                        })
+                    }
+                }
+            }
+            Op::Unary(u) => {
+                let mut p = Pending {
+                    expr: Expr::Acc,
+                    inputs: vec![],
+                    matmul: None,
+                    fused: vec![],
+                };
+                let a = self.operand(ins[0], &shape, &mut p)?;
+                p.expr = Expr::unary(u, a);
+                p.fused.push(name);
+                Val::Pending(p)
+            }
+            Op::Binary(b) => {
+                let mut p = Pending {
+                    expr: Expr::Acc,
+                    inputs: vec![],
+                    matmul: None,
+                    fused: vec![],
+                };
+                let x = self.operand(ins[0], &shape, &mut p)?;
+                let y = self.operand(ins[1], &shape, &mut p)?;
+                p.expr = Expr::binary(b, x, y);
+                p.fused.push(name);
+                Val::Pending(p)
+            }
+            Op::Matmul => {
+                let (a, trans_a) = self.matmul_operand(ins[0])?;
+                let (b, trans_b) = self.matmul_operand(ins[1])?;
+                let k = self.shape_of(ins[0])[1];
+                let mut fused = vec![format!(
+                    "matmul{}{}",
+                    if trans_a { " Aᵀ" } else { "" },
+                    if trans_b { " Bᵀ" } else { "" }
+                )];
+                fused.shrink_to_fit();
+                Val::Pending(Pending {
+                    expr: Expr::Acc,
+                    inputs: vec![],
+                    matmul: Some(MatmulSpec {
+                        m: shape[0],
+                        k,
+                        n: shape[1],
+                        a,
+                        b,
+                        trans_a,
+                        trans_b,
+                    }),
+                    fused,
+                })
+            }
+            Op::Reduce(rop, axis) => {
+                let in_shape = self.shape_of(ins[0]).to_vec();
+                let input = self.materialize(ins[0], temp)?;
+                let out = self.new_slot(len, dtype, temp);
+                self.push(
+                    Kernel::Reduce {
+                        op: rop,
+                        input,
+                        outer: in_shape[..axis].iter().product(),
+                        len: in_shape[axis],
+                        inner: in_shape[axis + 1..].iter().product(),
+                        out,
+                    },
+                    vec![name],
+                );
+                Val::Slot(out)
+            }
+            _ => {
+                let slots: Vec<SlotId> = ins
+                    .iter()
+                    .map(|&r| self.materialize(r, temp))
+                    .collect::<Result<_>>()?;
+                let in_shapes: Vec<Vec<usize>> =
+                    ins.iter().map(|&r| self.shape_of(r).to_vec()).collect();
+                let out = self.new_slot(len, dtype, temp);
+                let kernel = special_kernel(&op, &slots, &in_shapes, &shape, out)?;
+                self.push(kernel, vec![name]);
+                Val::Slot(out)
+            }
+        })
+    }
+}
+
+/// The kernels that are neither element-wise, matmul nor reduce.
+fn special_kernel(
+    op: &Op,
+    s: &[SlotId],
+    shapes: &[Vec<usize>],
+    shape: &[usize],
+    out: SlotId,
+) -> Result<Kernel> {
+    Ok(match op {
+        Op::Gather => Kernel::Gather {
+            table: s[0],
+            ids: s[1],
+            rows: shapes[0][0],
+            dim: shapes[0][1],
+            n: shapes[1][0],
+            out,
+        },
+        Op::ScatterAdd => Kernel::ScatterAdd {
+            src: s[0],
+            ids: s[1],
+            rows: shape[0],
+            dim: shape[1],
+            n: shapes[1][0],
+            out,
+        },
+        Op::SoftmaxXent => Kernel::SoftmaxXent {
+            logits: s[0],
+            labels: s[1],
+            batch: shapes[0][0],
+            classes: shapes[0][1],
+            out,
+        },
+        Op::SoftmaxXentGrad => Kernel::SoftmaxXentGrad {
+            logits: s[0],
+            labels: s[1],
+            grad: s[2],
+            batch: shapes[0][0],
+            classes: shapes[0][1],
+            out,
+        },
+        Op::LogSoftmax => Kernel::LogSoftmax {
+            input: s[0],
+            rows: shapes[0][0],
+            cols: shapes[0][1],
+            out,
+        },
+        Op::LogisticLoss => Kernel::LogisticLoss {
+            logits: s[0],
+            targets: s[1],
+            n: shapes[0].iter().product(),
+            out,
+        },
+        Op::LogisticLossGrad => Kernel::LogisticLossGrad {
+            logits: s[0],
+            targets: s[1],
+            grad: s[2],
+            n: shapes[0].iter().product(),
+            out,
+        },
+        Op::Custom { op, backward_input } => {
+            let n_forward = if backward_input.is_some() {
+                shapes.len() - 1
+            } else {
+                shapes.len()
+            };
+            Kernel::Custom {
+                op: op.clone(),
+                inputs: s.to_vec(),
+                input_shapes: shapes[..n_forward].to_vec(),
+                backward_input: *backward_input,
+                out_shape: shape.to_vec(),
+                out,
+            }
+        }
+        other => {
+            return Err(Error::Other(format!(
+                "scheduler: no kernel for {}",
+                other.name()
+            )));
+        }
+    })
+}
+
+fn shift_inputs(e: Expr, by: usize) -> Expr {
+    match e {
+        Expr::Input(i) => Expr::Input(i + by),
+        Expr::Unary(op, a) => Expr::unary(op, shift_inputs(*a, by)),
+        Expr::Binary(op, a, b) => Expr::binary(op, shift_inputs(*a, by), shift_inputs(*b, by)),
+        other => other,
+    }
+}
+
+/// Merges identical views so that each is loaded once per element.
+fn dedupe_inputs(e: Expr, inputs: Vec<View>) -> (Expr, Vec<View>) {
+    let mut unique: Vec<View> = Vec::new();
+    let mut map = Vec::with_capacity(inputs.len());
+    for v in inputs {
+        match unique.iter().position(|u| *u == v) {
+            Some(p) => map.push(p),
+            None => {
+                map.push(unique.len());
+                unique.push(v);
+            }
+        }
+    }
+    fn remap(e: Expr, map: &[usize]) -> Expr {
+        match e {
+            Expr::Input(i) => Expr::Input(map[i]),
+            Expr::Unary(op, a) => Expr::unary(op, remap(*a, map)),
+            Expr::Binary(op, a, b) => Expr::binary(op, remap(*a, map), remap(*b, map)),
+            other => other,
+        }
+    }
+    (remap(e, &map), unique)
+}

@@ -1,0 +1,348 @@
+//! The plan: what the scheduler hands a backend. A list of kernel launches
+//! over numbered buffer slots; every slot is a dense, row-major array.
+//!
+//! Both backends execute the same `Plan`, so a fused plan and an unfused one
+//! can be compared on either.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::dtype::DType;
+use crate::ops::custom::CustomOp;
+
+/// Index of a buffer slot in a plan.
+pub type SlotId = usize;
+
+/// Where a slot's buffer comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SlotKind {
+    /// The `i`-th input of the plan (a realized tensor: parameter, data).
+    Input(usize),
+    /// Scratch space owned by the plan; slots with disjoint lifetimes share
+    /// a `buffer` number (assigned by liveness).
+    Temp { buffer: usize },
+    /// The `i`-th output of the plan (a tensor the caller asked for).
+    Output(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Slot {
+    pub len: usize,
+    pub dtype: DType,
+    pub kind: SlotKind,
+}
+
+/// A read of a slot by an element-wise kernel whose output has shape
+/// `shape`: element `idx` (a multi-index over `shape`) is read at
+/// `sum(idx[d] * strides[d])`. A stride of 0 broadcasts; permuted strides
+/// transpose.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct View {
+    pub slot: SlotId,
+    pub strides: Vec<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Tanh,
+    Sigmoid,
+    Relu,
+    Recip,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    /// 1 where a > b, else 0.
+    Gt,
+    /// 1 where a >= b, else 0.
+    Ge,
+    /// 1 where a == b, else 0.
+    Eq,
+}
+
+/// A scalar expression evaluated once per output element.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Expr {
+    /// The kernel's `i`-th input view.
+    Input(usize),
+    /// A constant, stored as the bits of an f64 so that `Expr` hashes.
+    Const(u64),
+    /// The matmul accumulator (only inside a matmul epilogue).
+    Acc,
+    Unary(UnaryOp, Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+}
+
+impl Expr {
+    pub fn constant(v: f64) -> Expr {
+        Expr::Const(v.to_bits())
+    }
+    pub fn unary(op: UnaryOp, a: Expr) -> Expr {
+        Expr::Unary(op, Box::new(a))
+    }
+    pub fn binary(op: BinaryOp, a: Expr, b: Expr) -> Expr {
+        Expr::Binary(op, Box::new(a), Box::new(b))
+    }
+    /// Number of operator nodes (for FLOP estimates).
+    pub fn op_count(&self) -> usize {
+        match self {
+            Expr::Input(_) | Expr::Const(_) | Expr::Acc => 0,
+            Expr::Unary(_, a) => 1 + a.op_count(),
+            Expr::Binary(_, a, b) => 1 + a.op_count() + b.op_count(),
+        }
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Input(i) => write!(f, "in{i}"),
+            Expr::Const(b) => write!(f, "{}", f64::from_bits(*b)),
+            Expr::Acc => write!(f, "acc"),
+            Expr::Unary(op, a) => write!(f, "{op:?}({a})").map(|_| ()),
+            Expr::Binary(op, a, b) => write!(f, "{op:?}({a}, {b})"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+}
+
+/// Element-wise work applied to a matmul's result before it is stored:
+/// `out[r, c] = expr(acc = (A·B)[r, c], inputs viewed over [m, n])`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Epilogue {
+    pub inputs: Vec<View>,
+    pub expr: Expr,
+}
+
+/// One kernel launch. Every kernel writes exactly one slot, `out`, and
+/// reads no slot it writes, except the in-place updates flagged below.
+#[derive(Clone, Debug)]
+pub enum Kernel {
+    /// `out[idx] = expr(inputs[j] at idx)` for every multi-index over `shape`.
+    /// `out` may equal an input's slot only when that input's strides are the
+    /// contiguous strides of `shape` (each element reads then writes itself).
+    Elementwise {
+        shape: Vec<usize>,
+        inputs: Vec<View>,
+        expr: Expr,
+        out: SlotId,
+    },
+    /// `out[m, n] = epilogue(Σ_k A[m, k] · B[k, n])`. `a` holds A as
+    /// `[m, k]`, or `[k, m]` when `trans_a`; `b` holds B as `[k, n]`, or
+    /// `[n, k]` when `trans_b`.
+    Matmul {
+        m: usize,
+        k: usize,
+        n: usize,
+        a: SlotId,
+        b: SlotId,
+        trans_a: bool,
+        trans_b: bool,
+        epilogue: Option<Epilogue>,
+        out: SlotId,
+    },
+    /// Input seen as `[outer, len, inner]`; `out[o, i] = reduce_l in[o, l, i]`.
+    Reduce {
+        op: ReduceOp,
+        input: SlotId,
+        outer: usize,
+        len: usize,
+        inner: usize,
+        out: SlotId,
+    },
+    /// `out[i, :] = table[ids[i], :]`; `table` is `[rows, dim]`, `ids` u32 of
+    /// length `n`, all ids `< rows` (checked when the op was built).
+    Gather {
+        table: SlotId,
+        ids: SlotId,
+        rows: usize,
+        dim: usize,
+        n: usize,
+        out: SlotId,
+    },
+    /// `out = zeros([rows, dim]); out[ids[i], :] += src[i, :]`, summed in
+    /// the order of `i` so that the result is deterministic.
+    ScatterAdd {
+        src: SlotId,
+        ids: SlotId,
+        rows: usize,
+        dim: usize,
+        n: usize,
+        out: SlotId,
+    },
+    /// In place: `target[ids[i], :] += scale · src[i, :]` (rows summed in the
+    /// order of `i`). `target` is an input slot (a parameter); `out == target`.
+    /// This is the sparse embedding update.
+    IndexAddInPlace {
+        src: SlotId,
+        ids: SlotId,
+        scale: u64,
+        rows: usize,
+        dim: usize,
+        n: usize,
+        out: SlotId,
+    },
+    /// Mean over the batch of `-log softmax(logits[b])[labels[b]]`; `out` is a
+    /// one-element slot. `labels` are u32 `< classes`.
+    SoftmaxXent {
+        logits: SlotId,
+        labels: SlotId,
+        batch: usize,
+        classes: usize,
+        out: SlotId,
+    },
+    /// `out[b, c] = (softmax(logits[b])[c] - [c == labels[b]]) · grad / batch`,
+    /// where `grad` is a one-element slot (the upstream gradient of the loss).
+    SoftmaxXentGrad {
+        logits: SlotId,
+        labels: SlotId,
+        grad: SlotId,
+        batch: usize,
+        classes: usize,
+        out: SlotId,
+    },
+    /// Row-wise log-softmax of a `[rows, cols]` slot.
+    LogSoftmax {
+        input: SlotId,
+        rows: usize,
+        cols: usize,
+        out: SlotId,
+    },
+    /// Mean over `n` of `max(x, 0) - x·t + log(1 + exp(-|x|))`: binary cross
+    /// entropy with logits `x` and float targets `t` in [0, 1].
+    LogisticLoss {
+        logits: SlotId,
+        targets: SlotId,
+        n: usize,
+        out: SlotId,
+    },
+    /// `out[i] = (sigmoid(x[i]) - t[i]) · grad / n`.
+    LogisticLossGrad {
+        logits: SlotId,
+        targets: SlotId,
+        grad: SlotId,
+        n: usize,
+        out: SlotId,
+    },
+    /// A user-defined op, run on the host (inputs are read back, the result
+    /// uploaded). `backward_input` is `None` for the forward, or which input's
+    /// gradient to compute (then `inputs` end with the upstream gradient).
+    Custom {
+        op: Arc<dyn CustomOp>,
+        inputs: Vec<SlotId>,
+        input_shapes: Vec<Vec<usize>>,
+        backward_input: Option<usize>,
+        out_shape: Vec<usize>,
+        out: SlotId,
+    },
+}
+
+impl Kernel {
+    pub fn out(&self) -> SlotId {
+        match self {
+            Kernel::Elementwise { out, .. }
+            | Kernel::Matmul { out, .. }
+            | Kernel::Reduce { out, .. }
+            | Kernel::Gather { out, .. }
+            | Kernel::ScatterAdd { out, .. }
+            | Kernel::IndexAddInPlace { out, .. }
+            | Kernel::SoftmaxXent { out, .. }
+            | Kernel::SoftmaxXentGrad { out, .. }
+            | Kernel::LogSoftmax { out, .. }
+            | Kernel::LogisticLoss { out, .. }
+            | Kernel::LogisticLossGrad { out, .. }
+            | Kernel::Custom { out, .. } => *out,
+        }
+    }
+
+    /// Slots this kernel reads.
+    pub fn reads(&self) -> Vec<SlotId> {
+        match self {
+            Kernel::Elementwise { inputs, .. } => inputs.iter().map(|v| v.slot).collect(),
+            Kernel::Matmul { a, b, epilogue, .. } => {
+                let mut r = vec![*a, *b];
+                if let Some(e) = epilogue {
+                    r.extend(e.inputs.iter().map(|v| v.slot));
+                }
+                r
+            }
+            Kernel::Reduce { input, .. } => vec![*input],
+            Kernel::Gather { table, ids, .. } => vec![*table, *ids],
+            Kernel::ScatterAdd { src, ids, .. } => vec![*src, *ids],
+            Kernel::IndexAddInPlace { src, ids, out, .. } => vec![*src, *ids, *out],
+            Kernel::SoftmaxXent { logits, labels, .. } => vec![*logits, *labels],
+            Kernel::SoftmaxXentGrad {
+                logits,
+                labels,
+                grad,
+                ..
+            } => vec![*logits, *labels, *grad],
+            Kernel::LogSoftmax { input, .. } => vec![*input],
+            Kernel::LogisticLoss {
+                logits, targets, ..
+            } => vec![*logits, *targets],
+            Kernel::LogisticLossGrad {
+                logits,
+                targets,
+                grad,
+                ..
+            } => vec![*logits, *targets, *grad],
+            Kernel::Custom { inputs, .. } => inputs.clone(),
+        }
+    }
+
+    /// Short name for `explain` and counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kernel::Elementwise { .. } => "elementwise",
+            Kernel::Matmul { .. } => "matmul",
+            Kernel::Reduce { .. } => "reduce",
+            Kernel::Gather { .. } => "gather",
+            Kernel::ScatterAdd { .. } => "scatter_add",
+            Kernel::IndexAddInPlace { .. } => "index_add_in_place",
+            Kernel::SoftmaxXent { .. } => "softmax_xent",
+            Kernel::SoftmaxXentGrad { .. } => "softmax_xent_grad",
+            Kernel::LogSoftmax { .. } => "log_softmax",
+            Kernel::LogisticLoss { .. } => "logistic_loss",
+            Kernel::LogisticLossGrad { .. } => "logistic_loss_grad",
+            Kernel::Custom { .. } => "custom",
+        }
+    }
+}
+
+/// A launch plus what the scheduler folded into it (for `explain`).
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub kernel: Kernel,
+    /// Human-readable list of the graph ops this launch computes.
+    pub fused: Vec<String>,
+}
+
+/// A whole realization: launches in execution order over `slots`.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Unique per compiled plan; backends key their per-plan caches on it.
+    pub id: u64,
+    pub slots: Vec<Slot>,
+    pub launches: Vec<Launch>,
+    /// Number of input slots (`SlotKind::Input(0..n_inputs)`).
+    pub n_inputs: usize,
+    /// Number of output slots.
+    pub n_outputs: usize,
+    /// Number of distinct temp buffers after liveness sharing.
+    pub n_temp_buffers: usize,
+}

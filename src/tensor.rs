@@ -1,0 +1,305 @@
+//! The user-facing tensor handle: creation, reading values back, gradient
+//! bookkeeping. The ops live in `ops/`, one file per family.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::device::Device;
+use crate::dtype::{DType, HostData};
+use crate::error::{Error, Result};
+use crate::graph::{Node, Op};
+use crate::schedule;
+
+/// A lazy n-dimensional array. Cloning copies the handle, not the data.
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<Node>);
+
+/// Element types that can be put into and read out of a tensor.
+pub trait Element: Copy + 'static {
+    fn into_host(v: Vec<Self>) -> HostData;
+}
+impl Element for f32 {
+    fn into_host(v: Vec<f32>) -> HostData {
+        HostData::F32(v)
+    }
+}
+impl Element for f64 {
+    fn into_host(v: Vec<f64>) -> HostData {
+        HostData::F64(v)
+    }
+}
+impl Element for u32 {
+    fn into_host(v: Vec<u32>) -> HostData {
+        HostData::U32(v)
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Tensor({} {:?} {}{})",
+            self.0.op.name(),
+            self.0.shape,
+            self.0.dtype,
+            if self.requires_grad_flag() { ", requires_grad" } else { "" }
+        )
+    }
+}
+
+impl Tensor {
+    pub(crate) fn from_node(n: Node) -> Tensor {
+        Tensor(Arc::new(n))
+    }
+
+    /// A new op node on `self`'s device.
+    pub(crate) fn op(op: Op, inputs: Vec<Tensor>, shape: Vec<usize>, dtype: DType) -> Tensor {
+        let device = inputs[0].device();
+        Tensor::from_node(Node::new(op, inputs, shape, dtype, device))
+    }
+
+    // ---- creation -------------------------------------------------------
+
+    /// A tensor from host data on the CPU device.
+    pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_host(T::into_host(data), shape, &Device::cpu())
+    }
+
+    /// A tensor from host data on `device`.
+    pub fn from_host(data: HostData, shape: &[usize], device: &Device) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if data.len() != n {
+            return Err(Error::invalid(
+                "from_vec",
+                format!("{} values do not fill shape {shape:?} ({n} elements)", data.len()),
+            ));
+        }
+        let storage = device.backend().upload(&data)?;
+        Ok(Tensor::from_node(Node::leaf(storage, shape.to_vec(), device.clone())))
+    }
+
+    /// A 0-d tensor.
+    pub fn scalar(v: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::from_host(HostData::from_f64(&[v], dtype), &[], device)
+    }
+
+    /// u32 ids (embedding rows, class labels).
+    pub fn ids(ids: Vec<u32>, shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::from_host(HostData::U32(ids), shape, device)
+    }
+
+    /// A lazy constant; costs no memory until realized on its own.
+    pub fn full(shape: &[usize], value: f64, dtype: DType, device: &Device) -> Tensor {
+        Tensor::from_node(Node::new(
+            Op::Fill(value),
+            vec![],
+            shape.to_vec(),
+            dtype,
+            device.clone(),
+        ))
+    }
+    pub fn zeros(shape: &[usize], dtype: DType, device: &Device) -> Tensor {
+        Tensor::full(shape, 0.0, dtype, device)
+    }
+    pub fn ones(shape: &[usize], dtype: DType, device: &Device) -> Tensor {
+        Tensor::full(shape, 1.0, dtype, device)
+    }
+
+    /// Uniform in `[lo, hi)`, from `rng`.
+    pub fn rand_uniform(
+        shape: &[usize],
+        lo: f64,
+        hi: f64,
+        dtype: DType,
+        device: &Device,
+        rng: &mut StdRng,
+    ) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let v: Vec<f64> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
+        Tensor::from_host(HostData::from_f64(&v, dtype), shape, device)
+    }
+
+    /// Normal with mean 0 and standard deviation `std`, from `rng`.
+    pub fn randn(
+        shape: &[usize],
+        std: f64,
+        dtype: DType,
+        device: &Device,
+        rng: &mut StdRng,
+    ) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let v: Vec<f64> = (0..n)
+            .map(|_| std * Distribution::<f64>::sample(&StandardNormal, rng))
+            .collect();
+        Tensor::from_host(HostData::from_f64(&v, dtype), shape, device)
+    }
+
+    /// Xavier/Glorot uniform for a `[fan_in, fan_out]` weight:
+    /// U(±sqrt(6 / (fan_in + fan_out))).
+    pub fn xavier_uniform(
+        fan_in: usize,
+        fan_out: usize,
+        dtype: DType,
+        device: &Device,
+        rng: &mut StdRng,
+    ) -> Result<Tensor> {
+        let a = (6.0 / (fan_in + fan_out).max(1) as f64).sqrt();
+        Tensor::rand_uniform(&[fan_in, fan_out], -a, a, dtype, device, rng)
+    }
+
+    /// A seeded generator, for reproducible initialisation.
+    pub fn rng(seed: u64) -> StdRng {
+        StdRng::seed_from_u64(seed)
+    }
+
+    // ---- metadata -------------------------------------------------------
+
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+    pub fn rank(&self) -> usize {
+        self.0.shape.len()
+    }
+    pub fn numel(&self) -> usize {
+        self.0.numel()
+    }
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+    pub fn device(&self) -> Device {
+        self.0.device.clone()
+    }
+    /// A process-unique id of the underlying node.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+    /// Whether the value has been computed (or was given).
+    pub fn is_realized(&self) -> bool {
+        self.0.storage().is_some()
+    }
+    /// Names the tensor in error messages (e.g. NaN reports).
+    pub fn with_label(self, label: &str) -> Tensor {
+        self.0.set_label(label);
+        self
+    }
+    pub fn label(&self) -> Option<String> {
+        self.0.label()
+    }
+
+    // ---- gradients ------------------------------------------------------
+
+    /// Marks this tensor as a parameter whose gradient `backward` computes.
+    pub fn requires_grad(self) -> Tensor {
+        if self.dtype().is_float() {
+            self.0.set_requires_grad(true);
+        }
+        self
+    }
+    pub fn set_requires_grad(&self, on: bool) {
+        self.0.set_requires_grad(on && self.dtype().is_float());
+    }
+    pub fn requires_grad_flag(&self) -> bool {
+        self.0.requires_grad()
+    }
+    /// The gradient left by `backward` (summed over calls until cleared).
+    pub fn grad(&self) -> Option<Tensor> {
+        self.0.grad()
+    }
+    pub fn zero_grad(&self) {
+        self.0.set_grad(None);
+    }
+    pub(crate) fn set_grad(&self, g: Option<Tensor>) {
+        self.0.set_grad(g);
+    }
+    /// The same values, cut off from the graph.
+    pub fn detach(&self) -> Tensor {
+        match self.0.storage() {
+            Some(s) => Tensor::from_node(Node::leaf(s, self.shape().to_vec(), self.device())),
+            None => Tensor::op(
+                Op::Detach,
+                vec![self.clone()],
+                self.shape().to_vec(),
+                self.dtype(),
+            ),
+        }
+    }
+
+    // ---- reading back ---------------------------------------------------
+
+    /// Computes the value now if it is pending.
+    pub fn realize(&self) -> Result<()> {
+        schedule::realize(std::slice::from_ref(self))
+    }
+
+    /// The values, as stored.
+    pub fn to_host(&self) -> Result<HostData> {
+        self.realize()?;
+        let s = self
+            .0
+            .storage()
+            .ok_or_else(|| Error::Other("realize left no value".into()))?;
+        self.device().backend().download(&s)
+    }
+    pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
+        Ok(self.to_host()?.to_f32())
+    }
+    pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
+        Ok(self.to_host()?.to_f64())
+    }
+    pub fn to_ids(&self) -> Result<Vec<u32>> {
+        match self.to_host()? {
+            HostData::U32(v) => Ok(v),
+            other => Err(Error::invalid(
+                "to_ids",
+                format!("tensor holds {}, not u32", other.dtype()),
+            )),
+        }
+    }
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            return Err(Error::invalid(
+                "item",
+                format!("tensor of shape {:?} has {} elements", self.shape(), self.numel()),
+            ));
+        }
+        Ok(self.to_vec_f64()?[0])
+    }
+
+    /// A copy on `device` (realizes first).
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if &self.device() == device {
+            return Ok(self.clone());
+        }
+        let t = Tensor::from_host(self.to_host()?, self.shape(), device)?;
+        t.set_requires_grad(self.requires_grad_flag());
+        Ok(t)
+    }
+
+    /// A copy converted to `dtype` (f32 ↔ f64), as a new leaf.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if self.dtype() == dtype {
+            return Ok(self.clone());
+        }
+        let data = HostData::from_f64(&self.to_vec_f64()?, dtype);
+        let t = Tensor::from_host(data, self.shape(), &self.device())?;
+        t.set_requires_grad(self.requires_grad_flag());
+        Ok(t)
+    }
+
+    /// Replaces a leaf's value (a parameter update) with `value`'s.
+    pub fn assign(&self, value: &Tensor) -> Result<()> {
+        schedule::realize_step(&[], &[schedule::Assign::Dense {
+            target: self.clone(),
+            value: value.clone(),
+        }])
+    }
+
+    pub(crate) fn node(&self) -> &Node {
+        &self.0
+    }
+}
