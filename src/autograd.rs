@@ -42,10 +42,7 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(Error::invalid(
                 "backward",
-                format!(
-                    "needs a scalar (one element), got shape {:?}",
-                    self.shape()
-                ),
+                format!("needs a scalar (one element), got shape {:?}", self.shape()),
             ));
         }
         if !self.requires_grad_flag() {

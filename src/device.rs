@@ -3,9 +3,9 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::wgpu::WgpuBackend;
-use crate::backend::Backend;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

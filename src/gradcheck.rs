@@ -55,7 +55,11 @@ where
     if out.numel() != 1 || out.dtype() != DType::F64 {
         return Err(Error::invalid(
             "gradcheck",
-            format!("f must return one f64 value, got {:?} {}", out.shape(), out.dtype()),
+            format!(
+                "f must return one f64 value, got {:?} {}",
+                out.shape(),
+                out.dtype()
+            ),
         ));
     }
     out.backward()?;
@@ -101,7 +105,7 @@ where
             }
         }
         let limit = opts.atol + opts.rtol * w.numeric.abs();
-        if !(w.abs_err <= limit) && p.numel() > 0 {
+        if (w.abs_err > limit || w.abs_err.is_nan()) && p.numel() > 0 {
             return Err(Error::GradCheck(format!(
                 "input {i} (shape {:?}), element {}: autograd {:.9e} vs numeric {:.9e} \
                  (|diff| {:.3e} > {:.3e})",

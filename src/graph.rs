@@ -74,7 +74,10 @@ impl Op {
             Op::Fill(v) => format!("fill({v})"),
             other => {
                 let s = format!("{other:?}");
-                s.split(['(', ' ', '{']).next().unwrap_or("op").to_lowercase()
+                s.split(['(', ' ', '{'])
+                    .next()
+                    .unwrap_or("op")
+                    .to_lowercase()
             }
         }
     }

@@ -24,6 +24,7 @@ pub mod dtype;
 pub mod error;
 pub mod gradcheck;
 pub mod graph;
+pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod schedule;

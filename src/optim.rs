@@ -5,7 +5,7 @@
 
 use crate::dtype::HostData;
 use crate::error::{Error, Result};
-use crate::graph::{no_grad, Op};
+use crate::graph::{Op, no_grad};
 use crate::schedule::{self, Assign};
 use crate::tensor::Tensor;
 
@@ -49,8 +49,14 @@ impl Sgd {
 
     /// Like `step`, also computing `outputs` (e.g. the loss) in the same plan.
     pub fn step_with(&mut self, outputs: &[&Tensor]) -> Result<()> {
-        let mut assigns = Vec::new();
-        no_grad(|| -> Result<()> {
+        let assigns = self.assigns()?;
+        finish(&self.params, outputs, assigns)
+    }
+
+    /// The updates a step would make (for inspecting the step's plan).
+    pub fn assigns(&self) -> Result<Vec<Assign>> {
+        no_grad(|| {
+            let mut assigns = Vec::new();
             for p in &self.params {
                 let Some(g) = p.grad() else { continue };
                 if let Some((rows, ids)) = row_scatter(&g) {
@@ -69,9 +75,8 @@ impl Sgd {
                     });
                 }
             }
-            Ok(())
-        })?;
-        finish(&self.params, outputs, assigns)
+            Ok(assigns)
+        })
     }
 
     pub fn zero_grad(&self) {
@@ -142,7 +147,9 @@ impl Adam {
                     });
                     continue;
                 }
-                let m2 = m.mul_scalar(self.beta1)?.add(&g.mul_scalar(1.0 - self.beta1)?)?;
+                let m2 = m
+                    .mul_scalar(self.beta1)?
+                    .add(&g.mul_scalar(1.0 - self.beta1)?)?;
                 let v2 = v
                     .mul_scalar(self.beta2)?
                     .add(&g.square()?.mul_scalar(1.0 - self.beta2)?)?;
@@ -174,7 +181,10 @@ impl Adam {
     /// Restores state saved by `state`.
     pub fn set_state(&mut self, t: u64, m: Vec<Tensor>, v: Vec<Tensor>) -> Result<()> {
         if m.len() != self.params.len() || v.len() != self.params.len() {
-            return Err(Error::invalid("adam state", "moment count differs from parameters"));
+            return Err(Error::invalid(
+                "adam state",
+                "moment count differs from parameters",
+            ));
         }
         for ((p, a), b) in self.params.iter().zip(&m).zip(&v) {
             if a.shape() != p.shape() || b.shape() != p.shape() {

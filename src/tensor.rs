@@ -46,7 +46,11 @@ impl fmt::Debug for Tensor {
             self.0.op.name(),
             self.0.shape,
             self.0.dtype,
-            if self.requires_grad_flag() { ", requires_grad" } else { "" }
+            if self.requires_grad_flag() {
+                ", requires_grad"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -75,11 +79,18 @@ impl Tensor {
         if data.len() != n {
             return Err(Error::invalid(
                 "from_vec",
-                format!("{} values do not fill shape {shape:?} ({n} elements)", data.len()),
+                format!(
+                    "{} values do not fill shape {shape:?} ({n} elements)",
+                    data.len()
+                ),
             ));
         }
         let storage = device.backend().upload(&data)?;
-        Ok(Tensor::from_node(Node::leaf(storage, shape.to_vec(), device.clone())))
+        Ok(Tensor::from_node(Node::leaf(
+            storage,
+            shape.to_vec(),
+            device.clone(),
+        )))
     }
 
     /// A 0-d tensor.
@@ -264,7 +275,11 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(Error::invalid(
                 "item",
-                format!("tensor of shape {:?} has {} elements", self.shape(), self.numel()),
+                format!(
+                    "tensor of shape {:?} has {} elements",
+                    self.shape(),
+                    self.numel()
+                ),
             ));
         }
         Ok(self.to_vec_f64()?[0])
@@ -293,10 +308,13 @@ impl Tensor {
 
     /// Replaces a leaf's value (a parameter update) with `value`'s.
     pub fn assign(&self, value: &Tensor) -> Result<()> {
-        schedule::realize_step(&[], &[schedule::Assign::Dense {
-            target: self.clone(),
-            value: value.clone(),
-        }])
+        schedule::realize_step(
+            &[],
+            &[schedule::Assign::Dense {
+                target: self.clone(),
+                value: value.clone(),
+            }],
+        )
     }
 
     pub(crate) fn node(&self) -> &Node {

@@ -25,7 +25,9 @@ fn worked_example_plus_distributes_max_routes_times_switches() -> Result<()> {
 /// ∂s/∂u = h. Vectors are columns here, as in the lecture.
 fn check_single_layer(act: &str) -> Result<()> {
     let (n, m) = (3, 4);
-    let wv: Vec<f64> = (0..n * m).map(|i| ((i * 7 % 11) as f64 - 5.0) / 10.0).collect();
+    let wv: Vec<f64> = (0..n * m)
+        .map(|i| ((i * 7 % 11) as f64 - 5.0) / 10.0)
+        .collect();
     let xv = vec![0.3, -0.8, 0.5, 1.1];
     let bv = vec![0.1, -0.2, 0.05];
     let uv = vec![0.7, -1.3, 0.4];

@@ -12,8 +12,16 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i < r - a.len() { 1 } else { a[i - (r - a.len())] };
-        let db = if i < r - b.len() { 1 } else { b[i - (r - b.len())] };
+        let da = if i < r - a.len() {
+            1
+        } else {
+            a[i - (r - a.len())]
+        };
+        let db = if i < r - b.len() {
+            1
+        } else {
+            b[i - (r - b.len())]
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -44,7 +52,12 @@ fn binary(op: BinaryOp, name: &'static str, a: &Tensor, b: &Tensor) -> Result<Te
 }
 
 pub(crate) fn unary(op: UnaryOp, a: &Tensor) -> Tensor {
-    Tensor::op(Op::Unary(op), vec![a.clone()], a.shape().to_vec(), a.dtype())
+    Tensor::op(
+        Op::Unary(op),
+        vec![a.clone()],
+        a.shape().to_vec(),
+        a.dtype(),
+    )
 }
 
 impl Tensor {

@@ -11,7 +11,10 @@ use crate::tensor::Tensor;
 /// Checks `ids` (u32, realized) against `rows`.
 fn check_ids(op: &'static str, ids: &Tensor, rows: usize) -> Result<()> {
     if ids.dtype() != DType::U32 {
-        return Err(Error::invalid(op, format!("ids must be u32, got {}", ids.dtype())));
+        return Err(Error::invalid(
+            op,
+            format!("ids must be u32, got {}", ids.dtype()),
+        ));
     }
     if !ids.is_realized() {
         return Err(Error::invalid(

@@ -5,7 +5,7 @@
 use super::float;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::graph::{no_grad, Op};
+use crate::graph::{Op, no_grad};
 use crate::tensor::Tensor;
 
 impl Tensor {

@@ -76,7 +76,10 @@ pub(crate) fn same_float(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()>
 
 pub(crate) fn float(op: &'static str, a: &Tensor) -> Result<()> {
     if !a.dtype().is_float() {
-        return Err(Error::invalid(op, format!("needs a float tensor, got {}", a.dtype())));
+        return Err(Error::invalid(
+            op,
+            format!("needs a float tensor, got {}", a.dtype()),
+        ));
     }
     Ok(())
 }

@@ -20,7 +20,12 @@ fn reduce(op: ReduceOp, name: &'static str, x: &Tensor, axis: usize) -> Result<T
     }
     let mut shape = x.shape().to_vec();
     shape.remove(axis);
-    Ok(Tensor::op(Op::Reduce(op, axis), vec![x.clone()], shape, x.dtype()))
+    Ok(Tensor::op(
+        Op::Reduce(op, axis),
+        vec![x.clone()],
+        shape,
+        x.dtype(),
+    ))
 }
 
 impl Tensor {

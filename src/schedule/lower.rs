@@ -9,10 +9,7 @@
 //! consumers is materialized once — that is how each δ is computed once and
 //! shared by ∂W, ∂b and ∂x.
 
-
-use super::plan::{
-    Epilogue, Expr, Kernel, Launch, Plan, Slot, SlotId, SlotKind, View,
-};
+use super::plan::{Epilogue, Expr, Kernel, Launch, Plan, Slot, SlotId, SlotKind, View};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::Op;
@@ -116,7 +113,11 @@ fn broadcast_strides(strides: &[usize], shape: &[usize], target: &[usize]) -> Ve
                 0
             } else {
                 let sd = d - off;
-                if shape[sd] == 1 && target[d] != 1 { 0 } else { strides[sd] }
+                if shape[sd] == 1 && target[d] != 1 {
+                    0
+                } else {
+                    strides[sd]
+                }
             }
         })
         .collect()
@@ -350,7 +351,13 @@ impl<'a> Lowering<'a> {
         Ok(())
     }
 
-    fn emit_pending(&mut self, p: Pending, shape: &[usize], dtype: DType, kind: SlotKind) -> SlotId {
+    fn emit_pending(
+        &mut self,
+        p: Pending,
+        shape: &[usize],
+        dtype: DType,
+        kind: SlotKind,
+    ) -> SlotId {
         let out = self.new_slot(shape.iter().product(), dtype, kind);
         let (expr, inputs) = dedupe_inputs(p.expr, p.inputs);
         let kernel = match p.matmul {
@@ -409,17 +416,18 @@ impl<'a> Lowering<'a> {
     /// A matmul operand: a dense slot, or the transpose view of one.
     fn matmul_operand(&mut self, r: Ref) -> Result<(SlotId, bool)> {
         let shape = self.shape_of(r).to_vec();
-        if let Val::View(v) = self.val(r)? {
-            if v.strides == [1, shape[0]] {
-                return Ok((v.slot, true));
-            }
+        if let Val::View(v) = self.val(r)?
+            && v.strides == [1, shape[0]]
+        {
+            return Ok((v.slot, true));
         }
         Ok((self.materialize(r, SlotKind::Temp { buffer: 0 })?, false))
     }
 
     fn lower_node(&mut self, i: usize) -> Result<Val> {
         let nd = &self.nodes[i];
-        let (op, ins, shape, dtype) = (nd.op.clone(), nd.inputs.clone(), nd.shape.clone(), nd.dtype);
+        let (op, ins, shape, dtype) =
+            (nd.op.clone(), nd.inputs.clone(), nd.shape.clone(), nd.dtype);
         let name = op.name();
         let temp = SlotKind::Temp { buffer: 0 };
         let len: usize = shape.iter().product();

@@ -61,8 +61,11 @@ pub fn fusion_enabled() -> bool {
 /// is bounded and evicts the least recently used.
 const CACHE_CAPACITY: usize = 64;
 
+/// A compiled plan and the constants it takes as extra inputs.
+type Compiled = (Arc<Plan>, Vec<(f64, DType)>);
+
 struct Cache {
-    plans: HashMap<Vec<u64>, (Arc<Plan>, Vec<(f64, DType)>)>,
+    plans: HashMap<Vec<u64>, Compiled>,
     order: VecDeque<Vec<u64>>,
 }
 
@@ -345,7 +348,7 @@ fn lookup_or_lower(
     device: &Device,
     key: Vec<u64>,
     lower: impl FnOnce() -> Result<(Plan, Vec<(f64, DType)>)>,
-) -> Result<(Arc<Plan>, Vec<(f64, DType)>)> {
+) -> Result<Compiled> {
     let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let cache = guard.get_or_insert_with(|| Cache {
         plans: HashMap::new(),
@@ -355,10 +358,10 @@ fn lookup_or_lower(
     if let Some((p, c)) = cache.plans.get(&key) {
         stats.hits += 1;
         let hit = (p.clone(), c.clone());
-        if let Some(pos) = cache.order.iter().position(|k| *k == key) {
-            if let Some(k) = cache.order.remove(pos) {
-                cache.order.push_back(k);
-            }
+        if let Some(pos) = cache.order.iter().position(|k| *k == key)
+            && let Some(k) = cache.order.remove(pos)
+        {
+            cache.order.push_back(k);
         }
         return Ok(hit);
     }
@@ -366,13 +369,12 @@ fn lookup_or_lower(
     let (mut plan, consts) = lower()?;
     plan.id = NEXT_PLAN.fetch_add(1, Ordering::Relaxed);
     let plan = Arc::new(plan);
-    if cache.plans.len() >= CACHE_CAPACITY {
-        if let Some(old) = cache.order.pop_front() {
-            if let Some((p, _)) = cache.plans.remove(&old) {
-                device.backend().forget_plan(p.id);
-                stats.evictions += 1;
-            }
-        }
+    if cache.plans.len() >= CACHE_CAPACITY
+        && let Some(old) = cache.order.pop_front()
+        && let Some((p, _)) = cache.plans.remove(&old)
+    {
+        device.backend().forget_plan(p.id);
+        stats.evictions += 1;
     }
     cache.order.push_back(key.clone());
     cache.plans.insert(key, (plan.clone(), consts.clone()));

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::scalar::Scalar;
 use super::CpuBuffer;
+use super::scalar::Scalar;
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
 use crate::schedule::plan::{BinaryOp, Expr, Kernel, ReduceOp, Slot, UnaryOp, View};
@@ -50,7 +50,10 @@ fn floats<T: Typed>(d: &HostData, what: &str) -> Result<Vec<T>> {
     T::slice(d).map(|s| s.to_vec()).ok_or_else(|| {
         Error::invalid(
             "cpu execute",
-            format!("{what}: expected a float buffer of the kernel's dtype, got {}", d.dtype()),
+            format!(
+                "{what}: expected a float buffer of the kernel's dtype, got {}",
+                d.dtype()
+            ),
         )
     })
 }
@@ -114,10 +117,21 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             let av = load::<T>(read, *a, "matmul a")?;
             let bv = load::<T>(read, *b, "matmul b")?;
             if av.len() < m * k || bv.len() < k * n {
-                return Err(Error::invalid("cpu matmul", "operand smaller than m·k or k·n"));
+                return Err(Error::invalid(
+                    "cpu matmul",
+                    "operand smaller than m·k or k·n",
+                ));
             }
-            let (rsa, csa) = if *trans_a { (1, m as isize) } else { (k as isize, 1) };
-            let (rsb, csb) = if *trans_b { (1, k as isize) } else { (n as isize, 1) };
+            let (rsa, csa) = if *trans_a {
+                (1, m as isize)
+            } else {
+                (k as isize, 1)
+            };
+            let (rsb, csb) = if *trans_b {
+                (1, k as isize)
+            } else {
+                (n as isize, 1)
+            };
             let mut c = vec![T::ZERO; m * n];
             T::gemm(m, k, n, &av, rsa, csa, &bv, rsb, csb, &mut c);
             match epilogue {
@@ -362,7 +376,13 @@ fn sigmoid<T: Scalar>(x: T) -> T {
     }
 }
 
-fn reduce<T: Scalar>(op: ReduceOp, x: &[T], outer: usize, len: usize, inner: usize) -> Result<Vec<T>> {
+fn reduce<T: Scalar>(
+    op: ReduceOp,
+    x: &[T],
+    outer: usize,
+    len: usize,
+    inner: usize,
+) -> Result<Vec<T>> {
     if x.len() != outer * len * inner {
         return Err(Error::invalid("cpu reduce", "input size mismatch"));
     }
@@ -405,7 +425,10 @@ pub(crate) fn elementwise<T: Scalar>(
     let n: usize = shape.iter().product();
     for (v, d) in views.iter().zip(data) {
         if v.strides.len() != shape.len() {
-            return Err(Error::invalid("cpu elementwise", "view rank differs from shape"));
+            return Err(Error::invalid(
+                "cpu elementwise",
+                "view rank differs from shape",
+            ));
         }
         let max_off: usize = shape
             .iter()

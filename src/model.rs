@@ -1,0 +1,274 @@
+//! The window classifier of the lecture: the word vectors of a window
+//! (x = Le, concatenated), hidden layers h = f(Wx + b), and a softmax (or a
+//! single logistic unit) on top. Word vectors are parameters too.
+
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use crate::device::Device;
+use crate::dtype::{DType, HostData};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Activation {
+    Tanh,
+    Relu,
+    Logistic,
+}
+
+impl Activation {
+    pub fn apply(self, z: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Tanh => z.tanh(),
+            Activation::Relu => z.relu(),
+            Activation::Logistic => z.sigmoid(),
+        }
+    }
+    pub fn parse(s: &str) -> Result<Activation> {
+        match s {
+            "tanh" => Ok(Activation::Tanh),
+            "relu" => Ok(Activation::Relu),
+            "logistic" | "sigmoid" => Ok(Activation::Logistic),
+            o => Err(Error::invalid(
+                "activation",
+                format!("expected tanh, relu or logistic, got {o:?}"),
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WindowNetConfig {
+    pub vocab: usize,
+    pub dim: usize,
+    pub window: usize,
+    /// Number of capitalization classes (0: no capitalization feature).
+    pub cap_classes: usize,
+    pub cap_dim: usize,
+    pub hidden: Vec<usize>,
+    pub classes: usize,
+    pub activation: Activation,
+}
+
+/// The model's parameters.
+pub struct WindowNet {
+    pub config: WindowNetConfig,
+    pub embeddings: Tensor,
+    pub cap_embeddings: Option<Tensor>,
+    /// Per hidden layer: the weights reading the word vectors, the weights
+    /// reading the capitalization vectors (first layer only), and the bias.
+    /// Splitting W over the two inputs is W·[x; c] = W_x·x + W_c·c: the
+    /// concatenation without a copy.
+    pub layers: Vec<(Tensor, Option<Tensor>, Tensor)>,
+    pub out_w: Tensor,
+    pub out_b: Tensor,
+}
+
+/// One batch of windows, as the model reads it.
+pub struct Batch {
+    /// `[batch · window]` word ids.
+    pub words: Tensor,
+    /// `[batch · window]` capitalization classes (when the model uses them).
+    pub caps: Option<Tensor>,
+    /// `[batch]` class labels.
+    pub labels: Tensor,
+    pub size: usize,
+}
+
+impl WindowNet {
+    /// Xavier-initialised weights, zero biases, small random word vectors.
+    pub fn new(
+        config: WindowNetConfig,
+        dtype: DType,
+        device: &Device,
+        rng: &mut StdRng,
+    ) -> Result<WindowNet> {
+        if config.window == 0 || config.dim == 0 || config.classes == 0 || config.vocab == 0 {
+            return Err(Error::invalid(
+                "WindowNet",
+                format!("degenerate config {config:?}"),
+            ));
+        }
+        let embeddings =
+            Tensor::rand_uniform(&[config.vocab, config.dim], -0.1, 0.1, dtype, device, rng)?
+                .requires_grad()
+                .with_label("embeddings");
+        let cap_embeddings = if config.cap_classes > 0 {
+            Some(
+                Tensor::rand_uniform(
+                    &[config.cap_classes, config.cap_dim],
+                    -0.1,
+                    0.1,
+                    dtype,
+                    device,
+                    rng,
+                )?
+                .requires_grad()
+                .with_label("cap_embeddings"),
+            )
+        } else {
+            None
+        };
+        let mut layers = Vec::new();
+        let mut fan_in = config.window * config.dim;
+        let cap_in = config.window * config.cap_dim;
+        for (l, &h) in config.hidden.iter().enumerate() {
+            let total_in = fan_in
+                + if l == 0 && cap_embeddings.is_some() {
+                    cap_in
+                } else {
+                    0
+                };
+            let w =
+                xavier(total_in, h, fan_in, dtype, device, rng)?.with_label(&format!("W{}", l + 1));
+            let wc = if l == 0 && cap_embeddings.is_some() {
+                Some(xavier(total_in, h, cap_in, dtype, device, rng)?.with_label("W1_cap"))
+            } else {
+                None
+            };
+            let b = zeros(&[h], dtype, device)?.with_label(&format!("b{}", l + 1));
+            layers.push((w, wc, b));
+            fan_in = h;
+        }
+        let out_w = xavier(fan_in, config.classes, fan_in, dtype, device, rng)?.with_label("U");
+        let out_b = zeros(&[config.classes], dtype, device)?.with_label("b_out");
+        Ok(WindowNet {
+            config,
+            embeddings,
+            cap_embeddings,
+            layers,
+            out_w,
+            out_b,
+        })
+    }
+
+    /// All parameters, in a fixed order (checkpoints rely on it).
+    pub fn params(&self) -> Vec<Tensor> {
+        let mut p = vec![self.embeddings.clone()];
+        p.extend(self.cap_embeddings.clone());
+        for (w, wc, b) in &self.layers {
+            p.push(w.clone());
+            p.extend(wc.clone());
+            p.push(b.clone());
+        }
+        p.push(self.out_w.clone());
+        p.push(self.out_b.clone());
+        p
+    }
+
+    /// `[batch, classes]` scores. `dropout` zeroes hidden units with
+    /// probability p during training (inverted dropout).
+    pub fn logits(&self, batch: &Batch, mut dropout: Option<(f64, &mut StdRng)>) -> Result<Tensor> {
+        let (b, w) = (batch.size, self.config.window);
+        if batch.words.numel() != b * w {
+            return Err(Error::shape_detail(
+                "WindowNet::logits",
+                batch.words.shape(),
+                &[b * w],
+                "expected batch·window word ids",
+            ));
+        }
+        let x = self
+            .embeddings
+            .gather_rows(&batch.words)?
+            .reshape(&[b, w * self.config.dim])?;
+        let mut h = x;
+        for (l, (wt, wc, bias)) in self.layers.iter().enumerate() {
+            let mut z = h.matmul(wt)?;
+            if let (Some(wc), Some(ce), Some(caps)) = (wc, &self.cap_embeddings, &batch.caps) {
+                let c = ce
+                    .gather_rows(caps)?
+                    .reshape(&[b, w * self.config.cap_dim])?;
+                z = z.add(&c.matmul(wc)?)?;
+            } else if l == 0 && wc.is_some() {
+                return Err(Error::invalid(
+                    "WindowNet::logits",
+                    "model needs capitalization ids",
+                ));
+            }
+            h = self.config.activation.apply(&z.add(bias)?)?;
+            if let Some((p, rng)) = dropout.as_mut() {
+                h = h.mul(&dropout_mask(h.shape(), *p, h.dtype(), &h.device(), rng)?)?;
+            }
+        }
+        h.linear(&self.out_w, &self.out_b)
+    }
+
+    /// Mean softmax cross-entropy of the batch.
+    pub fn loss(&self, batch: &Batch, dropout: Option<(f64, &mut StdRng)>) -> Result<Tensor> {
+        self.logits(batch, dropout)?
+            .softmax_cross_entropy(&batch.labels)
+    }
+}
+
+fn zeros(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    let n = shape.iter().product();
+    Ok(Tensor::from_host(HostData::from_f64(&vec![0.0; n], dtype), shape, device)?.requires_grad())
+}
+
+/// Xavier-uniform over the layer's full fan-in, for the `rows` that one
+/// input block contributes.
+fn xavier(
+    fan_in: usize,
+    fan_out: usize,
+    rows: usize,
+    dtype: DType,
+    device: &Device,
+    rng: &mut StdRng,
+) -> Result<Tensor> {
+    let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    Ok(Tensor::rand_uniform(&[rows, fan_out], -a, a, dtype, device, rng)?.requires_grad())
+}
+
+/// Inverted dropout: kept units are scaled by 1/(1−p) so that evaluation
+/// needs no rescaling.
+pub fn dropout_mask(
+    shape: &[usize],
+    p: f64,
+    dtype: DType,
+    device: &Device,
+    rng: &mut StdRng,
+) -> Result<Tensor> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(Error::invalid(
+            "dropout",
+            format!("p must be in [0, 1), got {p}"),
+        ));
+    }
+    let n: usize = shape.iter().product();
+    let keep = 1.0 / (1.0 - p);
+    let v: Vec<f64> = (0..n)
+        .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+        .collect();
+    Tensor::from_host(HostData::from_f64(&v, dtype), shape, device)
+}
+
+/// A synthetic batch for benchmarks and tests: random ids and labels.
+pub fn random_batch(
+    config: &WindowNetConfig,
+    size: usize,
+    device: &Device,
+    rng: &mut StdRng,
+) -> Result<Batch> {
+    let words: Vec<u32> = (0..size * config.window)
+        .map(|_| rng.random_range(0..config.vocab as u32))
+        .collect();
+    let labels: Vec<u32> = (0..size)
+        .map(|_| rng.random_range(0..config.classes as u32))
+        .collect();
+    let caps = if config.cap_classes > 0 {
+        let c: Vec<u32> = (0..size * config.window)
+            .map(|_| rng.random_range(0..config.cap_classes as u32))
+            .collect();
+        Some(Tensor::ids(c, &[size * config.window], device)?)
+    } else {
+        None
+    };
+    Ok(Batch {
+        words: Tensor::ids(words, &[size * config.window], device)?,
+        caps,
+        labels: Tensor::ids(labels, &[size], device)?,
+        size,
+    })
+}

@@ -1,0 +1,97 @@
+//! Every fallible op reports what went wrong and where; nothing panics.
+
+use deltagrad::{Device, Error, Result, Tensor};
+
+fn t(shape: &[usize]) -> Tensor {
+    Tensor::from_vec(vec![0.5f32; shape.iter().product()], shape).unwrap()
+}
+
+fn msg(r: Result<Tensor>) -> String {
+    r.expect_err("expected an error").to_string()
+}
+
+#[test]
+fn shape_errors_name_the_op_and_both_shapes() {
+    let m = msg(t(&[2, 3]).add(&t(&[4, 3])));
+    assert!(
+        m.contains("add") && m.contains("[2, 3]") && m.contains("[4, 3]"),
+        "{m}"
+    );
+    let m = msg(t(&[2, 3]).matmul(&t(&[2, 3])));
+    assert!(m.contains("matmul") && m.contains("[2, 3]"), "{m}");
+    let m = msg(t(&[2, 3]).matmul(&t(&[3])));
+    assert!(m.contains("matmul"), "{m}");
+    let m = msg(t(&[2, 3]).reshape(&[4, 2]));
+    assert!(m.contains("reshape") && m.contains("[4, 2]"), "{m}");
+    let m = msg(t(&[2, 3]).sum_axis(2));
+    assert!(m.contains("sum") && m.contains("axis 2"), "{m}");
+    let m = msg(t(&[2, 3]).permute(&[0, 0]));
+    assert!(m.contains("permute"), "{m}");
+    let m = msg(t(&[2, 3]).expand(&[2, 4]));
+    assert!(m.contains("expand"), "{m}");
+    let m = msg(t(&[2, 3, 4]).transpose());
+    assert!(m.contains("transpose"), "{m}");
+    let m = msg(t(&[3]).logistic_loss(&t(&[4])));
+    assert!(
+        m.contains("logistic_loss") && m.contains("[3]") && m.contains("[4]"),
+        "{m}"
+    );
+    let labels = Tensor::ids(vec![0, 1], &[2], &Device::cpu()).unwrap();
+    let m = msg(t(&[3, 4]).softmax_cross_entropy(&labels));
+    assert!(
+        m.contains("softmax_cross_entropy") && m.contains("[3, 4]"),
+        "{m}"
+    );
+    assert!(Tensor::from_vec(vec![1.0f32; 5], &[2, 3]).is_err());
+}
+
+#[test]
+fn dtype_mismatch_is_an_error() {
+    let a = t(&[2]);
+    let b = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).unwrap();
+    let m = msg(a.add(&b));
+    assert!(
+        m.contains("add") && m.contains("f32") && m.contains("f64"),
+        "{m}"
+    );
+}
+
+#[test]
+fn out_of_range_ids_are_errors_not_panics() {
+    let table = t(&[4, 3]);
+    let ids = Tensor::ids(vec![0, 3, 4, 1], &[4], &Device::cpu()).unwrap();
+    match table.gather_rows(&ids) {
+        Err(Error::IdOutOfRange {
+            id, position, rows, ..
+        }) => {
+            assert_eq!((id, position, rows), (4, 2, 4));
+        }
+        other => panic!("expected IdOutOfRange, got {other:?}"),
+    }
+    let labels = Tensor::ids(vec![0, 5], &[2], &Device::cpu()).unwrap();
+    let m = msg(t(&[2, 5]).softmax_cross_entropy(&labels));
+    assert!(m.contains("id 5") && m.contains("5 rows"), "{m}");
+    let rows = t(&[2, 3]);
+    let ids = Tensor::ids(vec![0, 9], &[2], &Device::cpu()).unwrap();
+    assert!(rows.scatter_add_rows(&ids, 4).is_err());
+}
+
+#[test]
+fn backward_on_a_non_scalar_is_an_error() {
+    let x = t(&[2, 2]).requires_grad();
+    let y = x.tanh().unwrap();
+    let e = y.backward().unwrap_err().to_string();
+    assert!(e.contains("backward") && e.contains("[2, 2]"), "{e}");
+}
+
+#[test]
+fn item_on_many_elements_is_an_error() {
+    let e = t(&[3]).item().unwrap_err().to_string();
+    assert!(e.contains("item"), "{e}");
+}
+
+#[test]
+fn bad_device_name_is_an_error() {
+    let e = Device::parse("tpu").unwrap_err().to_string();
+    assert!(e.contains("tpu"), "{e}");
+}

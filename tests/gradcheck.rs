@@ -1,0 +1,240 @@
+//! Every op against central differences, in f64 on the CPU backend, fused
+//! and unfused.
+
+use deltagrad::gradcheck::{GradCheck, check};
+use deltagrad::schedule::with_fusion;
+use deltagrad::{Result, Tensor};
+
+/// Deterministic values in (-1, 1), away from ReLU's kink and max ties.
+fn vals(n: usize, seed: u64) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let x = ((i as u64 + 1) * 2654435761 + seed * 40503) % 1000;
+            (x as f64 / 500.0 - 1.0) * 0.9 + 0.013 * (i % 7) as f64
+        })
+        .collect()
+}
+
+fn input(shape: &[usize], seed: u64) -> (Vec<f64>, Vec<usize>) {
+    (vals(shape.iter().product(), seed), shape.to_vec())
+}
+
+fn positive(shape: &[usize], seed: u64) -> (Vec<f64>, Vec<usize>) {
+    let (v, s) = input(shape, seed);
+    (v.iter().map(|x| x.abs() + 0.5).collect(), s)
+}
+
+/// Checks `f` fused and unfused; `f` reduces to a scalar with a weighted sum
+/// so that every output element matters differently.
+fn gc(name: &str, inputs: &[(Vec<f64>, Vec<usize>)], f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+    let weighted = |t: &[Tensor]| -> Result<Tensor> {
+        let y = f(t)?;
+        let w = Tensor::from_vec(vals(y.numel(), 99), y.shape())?;
+        y.mul(&w)?.sum()
+    };
+    for fuse in [true, false] {
+        with_fusion(fuse, || check(weighted, inputs, GradCheck::default()))
+            .unwrap_or_else(|e| panic!("{name} (fusion {fuse}): {e}"));
+    }
+}
+
+#[test]
+fn unary_ops() {
+    let x = [input(&[3, 5], 1)];
+    gc("neg", &x, |t| t[0].neg());
+    gc("exp", &x, |t| t[0].exp());
+    gc("tanh", &x, |t| t[0].tanh());
+    gc("sigmoid", &x, |t| t[0].sigmoid());
+    gc("relu", &x, |t| t[0].relu());
+    gc("square", &x, |t| t[0].square());
+    let p = [positive(&[4, 3], 2)];
+    gc("log", &p, |t| t[0].log());
+    gc("sqrt", &p, |t| t[0].sqrt());
+    gc("recip", &p, |t| t[0].recip());
+}
+
+#[test]
+fn binary_ops_same_shape() {
+    let xy = [input(&[4, 3], 3), positive(&[4, 3], 4)];
+    gc("add", &xy, |t| t[0].add(&t[1]));
+    gc("sub", &xy, |t| t[0].sub(&t[1]));
+    gc("mul", &xy, |t| t[0].mul(&t[1]));
+    gc("div", &xy, |t| t[0].div(&t[1]));
+    gc("maximum", &xy, |t| t[0].maximum(&t[1]));
+}
+
+#[test]
+fn binary_ops_broadcast_both_directions() {
+    // [4, 3] with [3] (row), [4, 1] (column), [] (scalar), and [1, 3] with [4, 1].
+    for other in [vec![3], vec![4, 1], vec![], vec![1, 3]] {
+        let xy = [input(&[4, 3], 5), positive(&other, 6)];
+        gc("add bcast", &xy, |t| t[0].add(&t[1]));
+        gc("mul bcast", &xy, |t| t[0].mul(&t[1]));
+        gc("div bcast", &xy, |t| t[0].div(&t[1]));
+        gc("sub bcast reversed", &xy, |t| t[1].sub(&t[0]));
+        gc("max bcast", &xy, |t| t[1].maximum(&t[0]));
+    }
+    let xy = [input(&[1, 3], 7), input(&[4, 1], 8)];
+    gc("outer broadcast", &xy, |t| t[0].mul(&t[1]));
+    let xyz = [input(&[2, 3, 4], 9), input(&[3, 1], 10)];
+    gc("rank-3 broadcast", &xyz, |t| t[0].add(&t[1])?.tanh());
+}
+
+#[test]
+fn matmul_and_transposes() {
+    let ab = [input(&[3, 4], 11), input(&[4, 5], 12)];
+    gc("matmul", &ab, |t| t[0].matmul(&t[1]));
+    let ab = [input(&[4, 3], 13), input(&[5, 4], 14)];
+    gc("matmul Aᵀ Bᵀ", &ab, |t| {
+        t[0].transpose()?.matmul(&t[1].transpose()?)
+    });
+    let xwb = [input(&[5, 4], 15), input(&[4, 3], 16), input(&[3], 17)];
+    gc("linear tanh", &xwb, |t| t[0].linear(&t[1], &t[2])?.tanh());
+    gc("linear relu", &xwb, |t| t[0].linear(&t[1], &t[2])?.relu());
+}
+
+#[test]
+fn reductions_every_axis() {
+    let x = [input(&[3, 4, 5], 18)];
+    for axis in 0..3 {
+        gc("sum axis", &x, |t| t[0].sum_axis(axis));
+        gc("max axis", &x, |t| t[0].max_axis(axis));
+        gc("mean axis", &x, |t| t[0].mean_axis(axis));
+    }
+    gc("sum all", &x, |t| t[0].sum());
+    gc("mean all", &x, |t| t[0].mean());
+    gc("max all", &x, |t| t[0].max());
+}
+
+#[test]
+fn movement_ops() {
+    let x = [input(&[3, 4], 19)];
+    gc("reshape", &x, |t| t[0].reshape(&[2, 6])?.tanh());
+    gc("transpose", &x, |t| t[0].transpose()?.exp());
+    gc("expand", &[input(&[1, 4], 20)], |t| {
+        t[0].expand(&[3, 4])?.sigmoid()
+    });
+    let y = [input(&[2, 3, 4], 21)];
+    gc("permute", &y, |t| t[0].permute(&[2, 0, 1])?.square());
+}
+
+#[test]
+fn gather_with_repeated_ids_and_scatter_add() {
+    let ids = || Tensor::ids(vec![2, 0, 2, 3, 2], &[5], &deltagrad::Device::cpu()).unwrap();
+    let table = [input(&[4, 3], 22)];
+    gc("gather", &table, |t| t[0].gather_rows(&ids())?.tanh());
+    gc("embedding", &table, |t| {
+        let ids2 = Tensor::ids(vec![1, 1, 3, 0], &[2, 2], &deltagrad::Device::cpu())?;
+        t[0].embedding(&ids2)
+    });
+    let rows = [input(&[5, 3], 23)];
+    gc("scatter_add", &rows, |t| t[0].scatter_add_rows(&ids(), 4));
+}
+
+#[test]
+fn losses() {
+    let labels = || Tensor::ids(vec![0, 2, 1, 2], &[4], &deltagrad::Device::cpu()).unwrap();
+    let logits = [input(&[4, 3], 24)];
+    gc("softmax_cross_entropy", &logits, |t| {
+        t[0].softmax_cross_entropy(&labels())
+    });
+    gc("log_softmax", &logits, |t| t[0].log_softmax());
+    gc("softmax", &logits, |t| t[0].softmax());
+    let xt = [input(&[6], 25), positive(&[6], 26)];
+    gc("logistic_loss", &xt, |t| {
+        let targets = t[1].mul_scalar(0.5)?;
+        t[0].logistic_loss(&targets)
+    });
+    // Large logits stay finite (the stable formulations).
+    let big = [(vec![80.0, -90.0, 3.0, 70.0, -60.0, 1.0], vec![2, 3])];
+    let l2 = || Tensor::ids(vec![1, 0], &[2], &deltagrad::Device::cpu()).unwrap();
+    gc("softmax_xent large logits", &big, |t| {
+        t[0].softmax_cross_entropy(&l2())
+    });
+}
+
+#[test]
+fn window_classifier_graph() {
+    // The NER model in miniature: embedding → concat window → tanh layer →
+    // softmax cross-entropy.
+    let ids = || Tensor::ids(vec![1, 2, 0, 4, 4, 3], &[2, 3], &deltagrad::Device::cpu()).unwrap();
+    let labels = || Tensor::ids(vec![1, 0], &[2], &deltagrad::Device::cpu()).unwrap();
+    let params = [
+        input(&[5, 2], 27),
+        input(&[6, 4], 28),
+        input(&[4], 29),
+        input(&[4, 3], 30),
+        input(&[3], 31),
+    ];
+    gc("window net", &params, |t| {
+        let x = t[0].embedding(&ids())?.reshape(&[2, 6])?;
+        let h = x.linear(&t[1], &t[2])?.tanh()?;
+        let logits = h.linear(&t[3], &t[4])?;
+        logits.softmax_cross_entropy(&labels())?.reshape(&[1])
+    });
+}
+
+#[test]
+fn gradcheck_reports_a_wrong_gradient() {
+    // A custom op with a deliberately wrong backward must be caught.
+    #[derive(Debug)]
+    struct Wrong;
+    impl deltagrad::CustomOp for Wrong {
+        fn name(&self) -> &str {
+            "wrong"
+        }
+        fn output_shape(&self, s: &[Vec<usize>]) -> Result<Vec<usize>> {
+            Ok(s[0].clone())
+        }
+        fn forward(&self, x: &[Vec<f64>], _: &[Vec<usize>]) -> Result<Vec<f64>> {
+            Ok(x[0].iter().map(|v| v * v).collect())
+        }
+        fn backward(
+            &self,
+            x: &[Vec<f64>],
+            _: &[Vec<usize>],
+            g: &[f64],
+            _: usize,
+        ) -> Result<Vec<f64>> {
+            Ok(x[0].iter().zip(g).map(|(v, g)| v * g).collect()) // should be 2·v·g
+        }
+    }
+    let op = std::sync::Arc::new(Wrong);
+    let err = check(
+        |t| Tensor::custom(op.clone(), &[&t[0]])?.sum(),
+        &[input(&[3], 32)],
+        GradCheck::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("input 0"), "{err}");
+}
+
+#[test]
+fn custom_op_with_correct_backward_passes() {
+    #[derive(Debug)]
+    struct Cube;
+    impl deltagrad::CustomOp for Cube {
+        fn name(&self) -> &str {
+            "cube"
+        }
+        fn output_shape(&self, s: &[Vec<usize>]) -> Result<Vec<usize>> {
+            Ok(s[0].clone())
+        }
+        fn forward(&self, x: &[Vec<f64>], _: &[Vec<usize>]) -> Result<Vec<f64>> {
+            Ok(x[0].iter().map(|v| v * v * v).collect())
+        }
+        fn backward(
+            &self,
+            x: &[Vec<f64>],
+            _: &[Vec<usize>],
+            g: &[f64],
+            _: usize,
+        ) -> Result<Vec<f64>> {
+            Ok(x[0].iter().zip(g).map(|(v, g)| 3.0 * v * v * g).collect())
+        }
+    }
+    let op = std::sync::Arc::new(Cube);
+    gc("custom cube", &[input(&[2, 3], 33)], |t| {
+        Tensor::custom(op.clone(), &[&t[0]])?.tanh()
+    });
+}
