@@ -25,6 +25,7 @@ pub mod error;
 pub mod gradcheck;
 pub mod graph;
 pub mod model;
+pub mod ner;
 pub mod ops;
 pub mod optim;
 pub mod schedule;
