@@ -19,6 +19,7 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod bench;
 pub mod device;
 pub mod dtype;
 pub mod error;

@@ -59,17 +59,21 @@ pub fn read_glove_with_stats(path: impl AsRef<Path>) -> Result<(Embeddings, Glov
     let name = path.display().to_string();
     let raw =
         std::fs::read(path).map_err(|e| Error::io(format!("reading GloVe file {name}"), e))?;
-    let text = if raw.starts_with(&GZIP_MAGIC) {
-        // A multi-member decoder, since `cat a.gz b.gz` is valid gzip too.
-        let mut out = Vec::with_capacity(raw.len().saturating_mul(3));
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| Error::io(format!("decompressing GloVe file {name}"), e))?;
-        out
-    } else {
-        raw
-    };
-    parse_glove(&text, &name)
+    parse_glove_file_bytes(&raw, &name)
+}
+
+/// Parses the bytes of a `.txt` or `.txt.gz` GloVe file (gzip recognised by
+/// its magic bytes); `file_name` is used in errors only.
+pub fn parse_glove_file_bytes(raw: &[u8], file_name: &str) -> Result<(Embeddings, GloveStats)> {
+    if !raw.starts_with(&GZIP_MAGIC) {
+        return parse_glove(raw, file_name);
+    }
+    // A multi-member decoder, since `cat a.gz b.gz` is valid gzip too.
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(3));
+    flate2::read::MultiGzDecoder::new(raw)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io(format!("decompressing GloVe file {file_name}"), e))?;
+    parse_glove(&out, file_name)
 }
 
 /// Parses GloVe text held in memory; `file_name` is used in errors only.
