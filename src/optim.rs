@@ -21,6 +21,54 @@ fn scalar_input(like: &Tensor, v: f64) -> Result<Tensor> {
     Tensor::from_host(HostData::from_f64(&[v], like.dtype()), &[], &like.device())
 }
 
+/// The L2 norm of a gradient, as a 0-d tensor (a row scatter is summed into
+/// its table first, so repeated ids count once, as in the dense gradient).
+pub fn grad_norm(g: &Tensor) -> Result<Tensor> {
+    g.square()?.sum()?.sqrt()
+}
+
+/// The factor min(1, max / ‖g‖) that clips the global norm of `grads` to
+/// `max` (a 0-d tensor, computed in the same plan as the update).
+fn clip_factor(grads: &[Tensor], max: f64) -> Result<Option<Tensor>> {
+    let Some(first) = grads.first() else {
+        return Ok(None);
+    };
+    let mut total = first.square()?.sum()?;
+    for g in &grads[1..] {
+        total = total.add(&g.square()?.sum()?)?;
+    }
+    let norm = total.sqrt()?.add_scalar(1e-12)?;
+    // min(1, max/norm) = −max(−1, −max/norm)
+    let ratio = norm.recip()?.mul_scalar(max)?;
+    Ok(Some(
+        ratio.neg()?.maximum(&first.constant_like(-1.0))?.neg()?,
+    ))
+}
+
+/// Each parameter's gradient, clipped when `clip` is set.
+fn gradients(params: &[Tensor], clip: Option<f64>) -> Result<Vec<Option<Tensor>>> {
+    let grads: Vec<Option<Tensor>> = params.iter().map(|p| p.grad()).collect();
+    let Some(max) = clip else { return Ok(grads) };
+    let present: Vec<Tensor> = grads.iter().flatten().cloned().collect();
+    let Some(f) = clip_factor(&present, max)? else {
+        return Ok(grads);
+    };
+    grads
+        .into_iter()
+        .map(|g| match g {
+            None => Ok(None),
+            // Scaling the rows keeps the sparse update sparse.
+            Some(g) => match row_scatter(&g) {
+                Some((rows, ids)) => {
+                    let table_rows = g.shape()[0];
+                    Ok(Some(rows.mul(&f)?.scatter_add_rows(&ids, table_rows)?))
+                }
+                None => Ok(Some(g.mul(&f)?)),
+            },
+        })
+        .collect()
+}
+
 /// Realizes `outputs` together with the `assigns` and clears gradients.
 fn finish(params: &[Tensor], outputs: &[&Tensor], assigns: Vec<Assign>) -> Result<()> {
     let outs: Vec<Tensor> = outputs.iter().map(|t| (*t).clone()).collect();
@@ -35,11 +83,17 @@ fn finish(params: &[Tensor], outputs: &[&Tensor], assigns: Vec<Assign>) -> Resul
 pub struct Sgd {
     params: Vec<Tensor>,
     pub lr: f64,
+    /// Clip the global gradient norm to this value.
+    pub clip_norm: Option<f64>,
 }
 
 impl Sgd {
     pub fn new(params: Vec<Tensor>, lr: f64) -> Sgd {
-        Sgd { params, lr }
+        Sgd {
+            params,
+            lr,
+            clip_norm: None,
+        }
     }
 
     /// Applies the gradients left by `backward` and clears them.
@@ -57,8 +111,9 @@ impl Sgd {
     pub fn assigns(&self) -> Result<Vec<Assign>> {
         no_grad(|| {
             let mut assigns = Vec::new();
-            for p in &self.params {
-                let Some(g) = p.grad() else { continue };
+            let grads = gradients(&self.params, self.clip_norm)?;
+            for (p, g) in self.params.iter().zip(grads) {
+                let Some(g) = g else { continue };
                 if let Some((rows, ids)) = row_scatter(&g) {
                     assigns.push(Assign::Rows {
                         target: p.clone(),
@@ -99,6 +154,8 @@ pub struct Adam {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// Clip the global gradient norm to this value.
+    pub clip_norm: Option<f64>,
     t: u64,
 }
 
@@ -122,6 +179,7 @@ impl Adam {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
+            clip_norm: None,
             t: 0,
         })
     }
@@ -136,8 +194,9 @@ impl Adam {
         let lr_t = self.lr * (1.0 - self.beta2.powi(t)).sqrt() / (1.0 - self.beta1.powi(t));
         let mut assigns = Vec::new();
         no_grad(|| -> Result<()> {
-            for ((p, m), v) in self.params.iter().zip(&self.m).zip(&self.v) {
-                let Some(g) = p.grad() else { continue };
+            let grads = gradients(&self.params, self.clip_norm)?;
+            for (((p, m), v), g) in self.params.iter().zip(&self.m).zip(&self.v).zip(grads) {
+                let Some(g) = g else { continue };
                 if let Some((rows, ids)) = row_scatter(&g) {
                     assigns.push(Assign::Rows {
                         target: p.clone(),

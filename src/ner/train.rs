@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
+
 use serde::{Deserialize, Serialize};
 
 use super::data::{self, Corpus, Features};
@@ -81,7 +82,17 @@ pub struct TrainOptions {
     /// Use only the first N training sentences (quick runs).
     #[arg(long)]
     pub max_train_sentences: Option<usize>,
-    /// No progress bar.
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
+    pub clip_norm: Option<f64>,
+    /// Log per-parameter gradient norms every N steps (0: never).
+    #[arg(long, default_value_t = 200)]
+    pub grad_norm_every: usize,
+    /// Continue the run saved in --out (its `last` checkpoint) exactly where
+    /// it stopped.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar or per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -97,6 +108,10 @@ pub struct EpochMetrics {
     pub dev_f1: f64,
     pub seconds: f64,
     pub windows_per_s: f64,
+    /// Gradient L2 norm per parameter, at the last logged step of the epoch:
+    /// vanishing or exploding gradients show here.
+    #[serde(default)]
+    pub grad_norms: Vec<(String, f64)>,
 }
 
 /// What a finished run reports.
@@ -190,8 +205,44 @@ fn check_options(opts: &TrainOptions) -> Result<()> {
     Ok(())
 }
 
+/// Where a run stands: saved with the `last` checkpoint so that `--resume`
+/// continues exactly.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Progress {
+    pub epochs_done: usize,
+    pub best_f1: f64,
+    pub best_epoch: usize,
+    pub since_best: usize,
+    pub history: Vec<EpochMetrics>,
+    pub adam_step: u64,
+}
+
+/// The generator of epoch `e`'s shuffle and dropout masks: derived from the
+/// seed alone, so that a resumed run draws what an uninterrupted one would.
+fn epoch_rng(seed: u64, epoch: usize) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// Names a tensor for error messages.
+fn name_of(t: &Tensor, i: usize) -> String {
+    t.label().unwrap_or_else(|| format!("param{i}"))
+}
+
+/// Parameters holding NaN or Inf, by name.
+fn non_finite_params(params: &[Tensor]) -> Result<Vec<String>> {
+    let mut bad = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        if p.to_vec_f32()?.iter().any(|v| !v.is_finite()) {
+            bad.push(name_of(p, i));
+        }
+    }
+    Ok(bad)
+}
+
 /// Trains, keeps the best checkpoint (by dev F1) in `opts.out`, and scores
-/// it on dev and test.
+/// it on dev and test. After every epoch the whole state is saved as the
+/// `last` checkpoint, which `--resume` continues from.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     check_options(opts)?;
     let start = Instant::now();
@@ -215,23 +266,61 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         other => other.clone(),
     };
     let feats: Features = data::features(&corpus, &vocab, &tags, opts.half_window)?;
-    let mut rng = Tensor::rng(opts.seed);
-    let net = build_model(opts, &vocab, &tags, &device, &mut rng)?;
+    let mut init_rng = Tensor::rng(opts.seed);
+    let mut net = build_model(opts, &vocab, &tags, &device, &mut init_rng)?;
+    let mut progress = Progress {
+        best_f1: -1.0,
+        ..Progress::default()
+    };
+    let mut adam_state = None;
+    if opts.resume {
+        let (loaded, meta, mut rest) = model_io::load_with(&opts.out, "last", &device)?;
+        if meta.config != net.config || meta.vocab != vocab.words() {
+            return Err(Error::invalid(
+                "train --resume",
+                "the saved run was trained with other data or settings",
+            ));
+        }
+        net = loaded;
+        progress = meta.progress.unwrap_or_default();
+        if opts.optimizer == "adam" {
+            adam_state = Some(model_io::take_moments(&mut rest, &opts.out, &net, &device)?);
+        }
+    }
     let mut optimizer = match opts.optimizer.as_str() {
-        "adam" => Optimizer::Adam(Adam::new(net.params(), opts.lr)?),
-        _ => Optimizer::Sgd(Sgd::new(net.params(), opts.lr)),
+        "adam" => {
+            let mut a = Adam::new(net.params(), opts.lr)?;
+            if let Some((m, v)) = adam_state {
+                a.set_state(progress.adam_step, m, v)?;
+            }
+            a.clip_norm = opts.clip_norm;
+            Optimizer::Adam(a)
+        }
+        _ => {
+            let mut o = Sgd::new(net.params(), opts.lr);
+            o.clip_norm = opts.clip_norm;
+            Optimizer::Sgd(o)
+        }
     };
     let label_map = eval::label_map(&tags, binary.as_deref());
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| Error::io(format!("creating {}", opts.out.display()), e))?;
     let metrics_path = opts.out.join("metrics.jsonl");
-    let mut metrics_file = std::fs::File::create(&metrics_path)
-        .map_err(|e| Error::io(format!("creating {}", metrics_path.display()), e))?;
+    let mut metrics_file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(opts.resume)
+        .truncate(!opts.resume)
+        .open(&metrics_path)
+        .map_err(|e| Error::io(format!("opening {}", metrics_path.display()), e))?;
     let n = feats.train.n_tokens;
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut history: Vec<EpochMetrics> = Vec::new();
-    let (mut best_f1, mut best_epoch, mut since_best) = (-1.0f64, 0usize, 0usize);
     let meta = Meta::new(opts, &net, &vocab, &tags);
+    let names: Vec<String> = net
+        .params()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| name_of(p, i))
+        .collect();
     if !opts.quiet {
         eprintln!(
             "training on {device}: {} train windows, vocab {}, {} tags, hidden {:?}",
@@ -241,24 +330,60 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             opts.hidden
         );
     }
-    for epoch in 0..opts.epochs {
+    for epoch in progress.epochs_done..opts.epochs {
+        if progress.since_best >= opts.patience.max(1) {
+            break;
+        }
         let t0 = Instant::now();
         let lr = opts.lr / (1.0 + opts.lr_decay * epoch as f64);
         optimizer.set_lr(lr);
+        let mut rng = epoch_rng(opts.seed, epoch);
+        let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
-        let bar = progress(n as u64, epoch, opts.quiet);
+        let bar = progress_bar(n as u64, epoch, opts.quiet);
         let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
+        let mut grad_norms = Vec::new();
         for (step, idx) in order.chunks(opts.batch).enumerate() {
             let b = data::batch(&feats.train, idx, &label_map, &device)?;
             let dropout = (opts.dropout > 0.0).then_some((opts.dropout, &mut rng));
             let loss = eval::loss(&net, &b, binary.is_some(), dropout)?;
             loss.backward()?;
-            optimizer.step_with(&[&loss])?;
+            let log_norms = opts.grad_norm_every > 0 && step % opts.grad_norm_every == 0;
+            let norms: Vec<Tensor> = if log_norms {
+                crate::graph::no_grad(|| {
+                    net.params()
+                        .iter()
+                        .filter_map(|p| p.grad())
+                        .map(|g| crate::optim::grad_norm(&g))
+                        .collect::<Result<_>>()
+                })?
+            } else {
+                vec![]
+            };
+            let mut outputs = vec![&loss];
+            outputs.extend(norms.iter());
+            optimizer.step_with(&outputs)?;
             let l = loss.item()?;
             if !l.is_finite() {
+                let bad = non_finite_params(&net.params())?;
                 return Err(Error::Other(format!(
-                    "training diverged: loss is {l} at epoch {epoch}, step {step} (lr {lr}); try a smaller --lr"
+                    "training stopped: loss is {l} at epoch {}, step {step} (lr {lr}); \
+                     non-finite parameters: {bad:?}; try a smaller --lr or --clip-norm",
+                    epoch + 1
                 )));
+            }
+            if log_norms {
+                grad_norms.clear();
+                for (name, t) in names.iter().zip(&norms) {
+                    let v = t.item()?;
+                    if !v.is_finite() {
+                        return Err(Error::Other(format!(
+                            "training stopped: gradient of {name} is {v} at epoch {}, step {step}",
+                            epoch + 1
+                        )));
+                    }
+                    grad_norms.push((name.clone(), v));
+                }
             }
             loss_sum += l * idx.len() as f64;
             loss_n += idx.len();
@@ -292,6 +417,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             dev_f1: dev.f1,
             seconds: t0.elapsed().as_secs_f64(),
             windows_per_s: n as f64 / train_secs.max(1e-9),
+            grad_norms,
         };
         let line = serde_json::to_string(&m).map_err(|e| Error::Other(e.to_string()))?;
         writeln!(metrics_file, "{line}").map_err(|e| Error::io("writing metrics", e))?;
@@ -307,23 +433,34 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                 m.windows_per_s
             );
         }
-        history.push(m);
-        if dev.f1 > best_f1 {
-            best_f1 = dev.f1;
-            best_epoch = epoch + 1;
-            since_best = 0;
+        progress.history.push(m);
+        progress.epochs_done = epoch + 1;
+        if dev.f1 > progress.best_f1 {
+            progress.best_f1 = dev.f1;
+            progress.best_epoch = epoch + 1;
+            progress.since_best = 0;
             model_io::save(&opts.out, "best", &net, &meta.at_epoch(epoch + 1, dev.f1))?;
         } else {
-            since_best += 1;
-            if since_best >= opts.patience {
-                if !opts.quiet {
-                    eprintln!("no dev improvement for {} epochs: stopping", opts.patience);
-                }
-                break;
+            progress.since_best += 1;
+            if progress.since_best >= opts.patience.max(1) && !opts.quiet {
+                eprintln!("no dev improvement for {} epochs: stopping", opts.patience);
             }
         }
+        let moments = match &optimizer {
+            Optimizer::Adam(a) => {
+                let (t, m, v) = a.state();
+                progress.adam_step = t;
+                model_io::moment_tensors(&names, m, v)
+            }
+            Optimizer::Sgd(_) => vec![],
+        };
+        let mut last = meta.at_epoch(epoch + 1, dev.f1);
+        last.progress = Some(progress.clone());
+        model_io::save_with(&opts.out, "last", &net, &last, &moments)?;
     }
-    super::plot::write(&opts.out.join("training.png"), &history)?;
+    if let Err(e) = super::plot::write(&opts.out.join("training.png"), &progress.history) {
+        eprintln!("warning: no plot written: {e}");
+    }
     let (best, _) = model_io::load(&opts.out, "best", &device)?;
     let dev = eval::score(
         &best,
@@ -344,16 +481,16 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         &device,
     )?;
     Ok(TrainReport {
-        best_epoch,
+        best_epoch: progress.best_epoch,
         dev,
         test,
-        epochs: history,
+        epochs: progress.history,
         seconds: start.elapsed().as_secs_f64(),
         device: device.to_string(),
     })
 }
 
-fn progress(len: u64, epoch: usize, quiet: bool) -> ProgressBar {
+fn progress_bar(len: u64, epoch: usize, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
