@@ -2,12 +2,6 @@
 //! runs WGSL compute shaders (f32, u32 ids).
 
 pub mod cpu;
-#[allow(unexpected_cfgs)]
-#[cfg(not(feature = "stub-gpu"))]
-pub mod wgpu;
-#[allow(unexpected_cfgs)]
-#[cfg(feature = "stub-gpu")]
-#[path = "wgpu_stub.rs"]
 pub mod wgpu;
 
 use std::fmt;

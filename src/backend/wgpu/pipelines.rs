@@ -1,0 +1,107 @@
+//! The pipeline cache: one compute pipeline per `KernelId`, with an
+//! explicit bind group layout built from `KernelId::bindings` (an automatic
+//! layout would drop bindings an entry point does not use).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use super::buffer::Stats;
+use super::device::Gpu;
+use super::kernels::{Binding, KernelId};
+use crate::error::{Error, Result};
+
+#[derive(Clone)]
+pub(super) struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Default)]
+pub(super) struct Pipelines {
+    map: HashMap<KernelId, Pipeline>,
+}
+
+impl Pipelines {
+    pub fn get(&mut self, gpu: &Gpu, stats: &Stats, id: &KernelId) -> Result<Pipeline> {
+        if let Some(p) = self.map.get(id) {
+            return Ok(p.clone());
+        }
+        let p = build(gpu, id)?;
+        stats.pipelines_created.fetch_add(1, Ordering::Relaxed);
+        self.map.insert(id.clone(), p.clone());
+        Ok(p)
+    }
+}
+
+fn build(gpu: &Gpu, id: &KernelId) -> Result<Pipeline> {
+    let source = id.source()?;
+    let bindings = id.bindings();
+    let storage = bindings.iter().filter(|b| **b != Binding::Uniform).count() as u32;
+    if storage > gpu.limits.max_storage_buffers_per_shader_stage {
+        return Err(Error::Gpu(format!(
+            "{} needs {storage} storage buffers; the adapter allows {} per stage",
+            id.module_name(),
+            gpu.limits.max_storage_buffers_per_shader_stage
+        )));
+    }
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: match b {
+                    Binding::Uniform => wgpu::BufferBindingType::Uniform,
+                    Binding::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                    Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    let what = format!(
+        "building pipeline {}::{}",
+        id.module_name(),
+        id.entry_point()
+    );
+    gpu.scoped(&what, || {
+        let module = gpu
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(id.module_name()),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let layout = gpu
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(id.module_name()),
+                entries: &entries,
+            });
+        let pl = gpu
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(id.module_name()),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let overrides = id.overrides();
+        let pipeline = gpu
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(id.entry_point()),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(id.entry_point()),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &overrides,
+                    // Every shader writes workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        Pipeline { pipeline, layout }
+    })
+}
