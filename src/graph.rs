@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::backend::Storage;
 use crate::device::Device;
@@ -96,6 +96,9 @@ pub struct Node {
     storage: Mutex<Option<Storage>>,
     grad: Mutex<Option<Tensor>>,
     label: Mutex<Option<String>>,
+    /// The largest id in a u32 leaf, computed once (id checks run on every
+    /// gather and must not cost a device round trip each time).
+    pub(crate) max_id: OnceLock<Option<u32>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -127,6 +130,7 @@ impl Node {
             storage: Mutex::new(None),
             grad: Mutex::new(None),
             label: Mutex::new(None),
+            max_id: OnceLock::new(),
         }
     }
 

@@ -262,6 +262,13 @@ impl Tensor {
         Ok(self.to_host()?.to_f64())
     }
     pub fn to_ids(&self) -> Result<Vec<u32>> {
+        // Id buffers are written only by uploads, so their host copy is
+        // current: no device round trip.
+        if let Some(crate::backend::Storage::Gpu(b)) = self.0.storage()
+            && let Some(v) = b.host_ids()
+        {
+            return Ok(v.as_ref().clone());
+        }
         match self.to_host()? {
             HostData::U32(v) => Ok(v),
             other => Err(Error::invalid(
@@ -270,6 +277,30 @@ impl Tensor {
             )),
         }
     }
+    /// The largest id of a realized u32 tensor (`None` when empty),
+    /// computed once.
+    pub fn max_id(&self) -> Result<Option<u32>> {
+        if let Some(m) = self.0.max_id.get() {
+            return Ok(*m);
+        }
+        let m = self.to_ids()?.iter().copied().max();
+        Ok(*self.0.max_id.get_or_init(|| m))
+    }
+
+    /// The position and value of the first id `>= rows`, if any.
+    pub(crate) fn first_id_at_least(&self, rows: usize) -> Result<Option<(usize, u32)>> {
+        match self.max_id()? {
+            Some(m) if m as usize >= rows => {}
+            _ => return Ok(None),
+        }
+        Ok(self
+            .to_ids()?
+            .iter()
+            .copied()
+            .enumerate()
+            .find(|(_, i)| *i as usize >= rows))
+    }
+
     /// The single value of a one-element tensor.
     pub fn item(&self) -> Result<f64> {
         if self.numel() != 1 {

@@ -18,8 +18,6 @@ fn opts(out: &Path, extra: &[&str]) -> TrainOptions {
         "train",
         "--no-fetch",
         "--quiet",
-        "--device",
-        "cpu",
         "--hidden",
         "16",
         "--batch",
@@ -32,6 +30,9 @@ fn opts(out: &Path, extra: &[&str]) -> TrainOptions {
     .collect();
     argv.extend(["--data".into(), fixtures.display().to_string()]);
     argv.extend(["--out".into(), out.display().to_string()]);
+    if !extra.contains(&"--device") {
+        argv.extend(["--device".into(), "cpu".into()]);
+    }
     argv.extend(extra.iter().map(|s| s.to_string()));
     Args::parse_from(argv).opts
 }
@@ -125,4 +126,25 @@ fn gradient_norms_are_logged_and_clipping_runs() {
     assert!(norms.iter().any(|(n, _)| n == "W1"), "{norms:?}");
     assert!(norms.iter().all(|(_, v)| v.is_finite() && *v >= 0.0));
     let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn same_seed_same_model_on_the_gpu() {
+    if deltagrad::Device::gpu().is_err() {
+        assert!(
+            std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() != Ok("1"),
+            "DELTAGRAD_REQUIRE_GPU=1 but no GPU adapter"
+        );
+        eprintln!("skipping: no GPU adapter");
+        return;
+    }
+    let a = scratch("gpu-seed-a");
+    let b = scratch("gpu-seed-b");
+    let gpu = ["--epochs", "1", "--device", "gpu", "--max-train-sentences", "120"];
+    train(&opts(&a, &gpu)).unwrap();
+    train(&opts(&b, &gpu)).unwrap();
+    assert!(weights(&a) == weights(&b), "two GPU runs with one seed differ");
+    for d in [a, b] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }

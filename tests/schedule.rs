@@ -256,3 +256,50 @@ fn random_graphs_fused_and_unfused_agree_values_and_gradients() -> Result<()> {
     }
     Ok(())
 }
+
+fn gpu() -> Option<Device> {
+    match Device::gpu() {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("DELTAGRAD_REQUIRE_GPU=1 but no GPU adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
+/// Trains `steps` SGD steps in f32 on `device`; returns the parameters.
+fn train_on(device: &Device, fuse: bool, steps: usize) -> Result<Vec<Vec<f32>>> {
+    with_fusion(fuse, || {
+        let cfg = ner_config(10);
+        let mut rng = Tensor::rng(21);
+        let net = WindowNet::new(cfg.clone(), DType::F32, device, &mut rng)?;
+        let mut sgd = Sgd::new(net.params(), 0.3);
+        for _ in 0..steps {
+            let batch = random_batch(&cfg, 12, device, &mut rng)?;
+            let loss = net.loss(&batch, None)?;
+            loss.backward()?;
+            sgd.step_with(&[&loss])?;
+        }
+        net.params().iter().map(|p| p.to_vec_f32()).collect()
+    })
+}
+
+#[test]
+fn gpu_fused_and_unfused_training_match_the_cpu() -> Result<()> {
+    let Some(gpu) = gpu() else { return Ok(()) };
+    let cpu = train_on(&Device::cpu(), true, 5)?;
+    for fuse in [true, false] {
+        let g = train_on(&gpu, fuse, 5)?;
+        for (pc, pg) in cpu.iter().zip(&g) {
+            for (x, y) in pc.iter().zip(pg) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "fusion {fuse}: cpu {x} gpu {y}");
+            }
+        }
+    }
+    // And the same run twice on the GPU is bit-identical.
+    assert_eq!(train_on(&gpu, true, 5)?, train_on(&gpu, true, 5)?);
+    Ok(())
+}

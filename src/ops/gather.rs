@@ -22,8 +22,7 @@ fn check_ids(op: &'static str, ids: &Tensor, rows: usize) -> Result<()> {
             "ids must be data (a realized u32 tensor), not a pending computation",
         ));
     }
-    let v = ids.to_ids()?;
-    if let Some((position, &id)) = v.iter().enumerate().find(|(_, i)| **i as usize >= rows) {
+    if let Some((position, id)) = ids.first_id_at_least(rows)? {
         return Err(Error::IdOutOfRange {
             op,
             id: id as u64,

@@ -29,12 +29,13 @@ impl Tensor {
             ));
         }
         let classes = self.shape()[1];
-        if let Some((position, &id)) = labels
-            .to_ids()?
-            .iter()
-            .enumerate()
-            .find(|(_, l)| **l as usize >= classes)
-        {
+        if !labels.is_realized() {
+            return Err(Error::invalid(
+                "softmax_cross_entropy",
+                "labels must be data (a realized u32 tensor)",
+            ));
+        }
+        if let Some((position, id)) = labels.first_id_at_least(classes)? {
             return Err(Error::IdOutOfRange {
                 op: "softmax_cross_entropy",
                 id: id as u64,

@@ -1,0 +1,176 @@
+//! Every op, forward and backward, on the wgpu backend against the CPU
+//! backend, fused and unfused, one line per case.
+//!
+//! Tolerance: |gpu − cpu| ≤ 1e-4 · (1 + |cpu|) element-wise. Both run f32; the
+//! largest reductions here sum ~130 terms of magnitude ≤ 1, whose f32
+//! forward error bound is 130 · 2⁻²⁴ ≈ 8e-6 per backend, and Vulkan lets
+//! exp/log/tanh be off by a few ULP; 1e-4 leaves a margin of ~10 while still
+//! catching any wrong index, missing term or wrong formula (errors ≥ 1e-2).
+
+use deltagrad::schedule::with_fusion;
+use deltagrad::{DType, Device, HostData, Result, Tensor};
+
+/// The GPU device, or `None` (skip) when there is none and CI does not
+/// require one.
+fn gpu() -> Option<Device> {
+    match Device::gpu() {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("DELTAGRAD_REQUIRE_GPU=1 but no GPU adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let x = ((i as u64 + 1) * 2654435761 + seed * 97) % 2000;
+            (x as f32 / 1000.0 - 1.0) * 0.95 + 0.0007 * (i % 5) as f32
+        })
+        .collect()
+}
+
+type Case = fn(&[Tensor], &Device) -> Result<Tensor>;
+
+/// Runs `f` on `device` and returns the output and each input's gradient.
+fn run(f: Case, shapes: &[&[usize]], positive: bool, device: &Device) -> Result<Vec<Vec<f32>>> {
+    let inputs: Vec<Tensor> = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let mut v = values(s.iter().product(), k as u64 + 1);
+            if positive {
+                v.iter_mut().for_each(|x| *x = x.abs() + 0.5);
+            }
+            Ok(Tensor::from_host(HostData::F32(v), s, device)?.requires_grad())
+        })
+        .collect::<Result<_>>()?;
+    let y = f(&inputs, device)?;
+    let w = Tensor::from_host(HostData::F32(values(y.numel(), 77)), y.shape(), device)?;
+    y.mul(&w)?.sum()?.backward()?;
+    let mut out = vec![y.to_vec_f32()?];
+    for t in &inputs {
+        out.push(match t.grad() {
+            Some(g) => g.to_vec_f32()?,
+            None => vec![0.0; t.numel()],
+        });
+    }
+    Ok(out)
+}
+
+fn check(name: &str, shapes: &[&[usize]], positive: bool, f: Case) {
+    let Some(gpu) = gpu() else { return };
+    for fuse in [true, false] {
+        let (c, g) = with_fusion(fuse, || {
+            (
+                run(f, shapes, positive, &Device::cpu()).unwrap(),
+                run(f, shapes, positive, &gpu).unwrap_or_else(|e| panic!("{name} on gpu: {e}")),
+            )
+        });
+        for (k, (a, b)) in c.iter().zip(&g).enumerate() {
+            assert_eq!(a.len(), b.len(), "{name}: output {k} length");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                let ok = (x - y).abs() <= 1e-4 * (1.0 + x.abs()) || (x.is_nan() && y.is_nan());
+                assert!(ok, "{name} (fusion {fuse}) {}[{i}]: cpu {x} gpu {y}", if k == 0 { "value".into() } else { format!("grad{}", k - 1) });
+            }
+        }
+    }
+}
+
+fn ids(v: &[u32], d: &Device) -> Tensor {
+    Tensor::ids(v.to_vec(), &[v.len()], d).unwrap()
+}
+
+#[test]
+fn unary() {
+    check("neg", &[&[7, 33]], false, |t, _| t[0].neg());
+    check("exp", &[&[7, 33]], false, |t, _| t[0].exp());
+    check("log", &[&[33, 7]], true, |t, _| t[0].log());
+    check("sqrt", &[&[129]], true, |t, _| t[0].sqrt());
+    check("recip", &[&[1, 7]], true, |t, _| t[0].recip());
+    check("tanh", &[&[7, 33]], false, |t, _| t[0].tanh());
+    check("sigmoid", &[&[7, 33]], false, |t, _| t[0].sigmoid());
+    check("relu", &[&[7, 33]], false, |t, _| t[0].relu());
+}
+
+#[test]
+fn binary_with_broadcasting() {
+    check("add", &[&[7, 33], &[7, 33]], false, |t, _| t[0].add(&t[1]));
+    check("sub row", &[&[7, 33], &[33]], false, |t, _| t[0].sub(&t[1]));
+    check("mul column", &[&[7, 33], &[7, 1]], false, |t, _| t[0].mul(&t[1]));
+    check("div scalar", &[&[7, 33], &[]], true, |t, _| t[0].div(&t[1]));
+    check("max outer", &[&[1, 33], &[7, 1]], false, |t, _| t[0].maximum(&t[1]));
+    check("rank 3", &[&[3, 7, 5], &[7, 1]], false, |t, _| t[0].add(&t[1])?.tanh());
+}
+
+#[test]
+fn matmul_and_transposes() {
+    check("matmul", &[&[7, 33], &[33, 5]], false, |t, _| t[0].matmul(&t[1]));
+    check("matmul 1x1", &[&[1, 1], &[1, 1]], false, |t, _| t[0].matmul(&t[1]));
+    check("matmul Aᵀ", &[&[33, 7], &[33, 9]], false, |t, _| t[0].transpose()?.matmul(&t[1]));
+    check("matmul Bᵀ", &[&[7, 33], &[9, 33]], false, |t, _| t[0].matmul(&t[1].transpose()?));
+    check("linear tanh", &[&[129, 33], &[33, 7], &[7]], false, |t, _| t[0].linear(&t[1], &t[2])?.tanh());
+    check("linear relu", &[&[64, 64], &[64, 64], &[64]], false, |t, _| t[0].linear(&t[1], &t[2])?.relu());
+}
+
+#[test]
+fn reductions() {
+    check("sum axis 0", &[&[129, 7]], false, |t, _| t[0].sum_axis(0));
+    check("sum axis 1", &[&[7, 129]], false, |t, _| t[0].sum_axis(1));
+    check("max axis 1", &[&[7, 33]], false, |t, _| t[0].max_axis(1));
+    check("mean axis 2", &[&[3, 5, 7]], false, |t, _| t[0].mean_axis(2));
+    check("sum all", &[&[33, 33]], false, |t, _| t[0].sum());
+    check("max all", &[&[129]], false, |t, _| t[0].max());
+}
+
+#[test]
+fn movement() {
+    check("reshape", &[&[6, 7]], false, |t, _| t[0].reshape(&[7, 6])?.exp());
+    check("transpose", &[&[7, 33]], false, |t, _| t[0].transpose()?.tanh());
+    check("permute", &[&[2, 3, 5]], false, |t, _| t[0].permute(&[2, 0, 1])?.square());
+    check("expand", &[&[1, 7]], false, |t, _| t[0].expand(&[5, 7])?.sigmoid());
+}
+
+#[test]
+fn gather_scatter_and_losses() {
+    check("gather repeated ids", &[&[9, 7]], false, |t, d| t[0].gather_rows(&ids(&[3, 0, 3, 8, 3, 1], d)));
+    check("scatter_add", &[&[6, 7]], false, |t, d| t[0].scatter_add_rows(&ids(&[2, 2, 0, 4, 2, 1], d), 5));
+    check("softmax xent", &[&[7, 5]], false, |t, d| t[0].softmax_cross_entropy(&ids(&[0, 4, 2, 2, 1, 3, 0], d)));
+    check("log_softmax", &[&[7, 33]], false, |t, _| t[0].log_softmax());
+    check("softmax", &[&[7, 5]], false, |t, _| t[0].softmax());
+    check("logistic loss", &[&[33], &[33]], true, |t, _| t[0].neg()?.logistic_loss(&t[1].mul_scalar(0.5)?));
+}
+
+#[test]
+fn window_network_step() {
+    check("window net", &[&[11, 4], &[20, 8], &[8], &[8, 5], &[5]], false, |t, d| {
+        let words = ids(&[1, 2, 0, 4, 10, 3, 3, 9, 5, 5, 7, 6, 1, 0, 2], d);
+        let x = t[0].gather_rows(&words)?.reshape(&[3, 20])?;
+        let h = x.linear(&t[1], &t[2])?.tanh()?;
+        h.linear(&t[3], &t[4])?.softmax_cross_entropy(&ids(&[4, 0, 2], d))?.reshape(&[1])
+    });
+}
+
+#[test]
+fn f64_on_the_gpu_is_a_clear_error() {
+    let Some(gpu) = gpu() else { return };
+    let e = Tensor::from_host(HostData::F64(vec![1.0]), &[1], &gpu).unwrap_err();
+    assert!(e.to_string().contains("f64"), "{e}");
+    let _ = DType::F64;
+}
+
+#[test]
+fn gpu_cases_really_run_on_the_gpu() {
+    let Some(gpu) = gpu() else { return };
+    assert!(gpu.is_gpu());
+    let before = gpu.backend().counters().launches;
+    let x = Tensor::from_host(HostData::F32(vec![0.5; 7]), &[7], &gpu).unwrap();
+    let y = x.tanh().unwrap().to_vec_f32().unwrap();
+    assert!((y[0] - 0.5f32.tanh()).abs() < 1e-6);
+    assert!(gpu.backend().counters().launches > before);
+    eprintln!("gpu: {}", gpu.backend().name());
+}
