@@ -295,11 +295,35 @@ fn gpu_fused_and_unfused_training_match_the_cpu() -> Result<()> {
         let g = train_on(&gpu, fuse, 5)?;
         for (pc, pg) in cpu.iter().zip(&g) {
             for (x, y) in pc.iter().zip(pg) {
-                assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "fusion {fuse}: cpu {x} gpu {y}");
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + x.abs()),
+                    "fusion {fuse}: cpu {x} gpu {y}"
+                );
             }
         }
     }
     // And the same run twice on the GPU is bit-identical.
     assert_eq!(train_on(&gpu, true, 5)?, train_on(&gpu, true, 5)?);
+    Ok(())
+}
+
+#[test]
+fn fused_kernels_stay_within_the_binding_limit() -> Result<()> {
+    // Ten inputs summed: one kernel cannot read them all (WebGPU allows 8
+    // storage buffers per stage), so the chain is split.
+    let xs: Vec<Tensor> = (0..10)
+        .map(|i| Tensor::from_vec(vec![i as f32; 6], &[2, 3]))
+        .collect::<Result<_>>()?;
+    let mut total = xs[0].clone();
+    for x in &xs[1..] {
+        total = total.add(x)?.tanh()?;
+    }
+    let plan = plan_for(std::slice::from_ref(&total), &[])?.expect("a plan");
+    for l in &plan.launches {
+        assert!(l.kernel.reads().len() <= 6, "{}", explain(&plan));
+    }
+    assert!(plan.launches.len() >= 2);
+    let want = with_fusion(false, || total.detach().to_vec_f32())?;
+    assert_eq!(total.to_vec_f32()?, want);
     Ok(())
 }

@@ -384,11 +384,22 @@ impl<'a> Lowering<'a> {
     }
 
     /// `r` as an operand of an element-wise node of shape `target`.
-    fn operand(&mut self, r: Ref, target: &[usize], acc: &mut Pending) -> Result<Expr> {
+    /// `reserve`: inputs the caller will still add after this operand.
+    fn operand(
+        &mut self,
+        r: Ref,
+        target: &[usize],
+        acc: &mut Pending,
+        reserve: usize,
+    ) -> Result<Expr> {
         let shape = self.shape_of(r).to_vec();
         let view = match self.val(r)? {
             Val::Const(v) => return Ok(Expr::constant(v)),
-            Val::Pending(p) if shape == target && !(p.matmul.is_some() && acc.matmul.is_some()) => {
+            Val::Pending(p)
+                if shape == target
+                    && !(p.matmul.is_some() && acc.matmul.is_some())
+                    && fits(acc, &p, reserve) =>
+            {
                 let base = acc.inputs.len();
                 acc.inputs.extend(p.inputs);
                 acc.fused.extend(p.fused);
@@ -481,7 +492,7 @@ impl<'a> Lowering<'a> {
                     matmul: None,
                     fused: vec![],
                 };
-                let a = self.operand(ins[0], &shape, &mut p)?;
+                let a = self.operand(ins[0], &shape, &mut p, 0)?;
                 p.expr = Expr::unary(u, a);
                 p.fused.push(name);
                 Val::Pending(p)
@@ -493,8 +504,8 @@ impl<'a> Lowering<'a> {
                     matmul: None,
                     fused: vec![],
                 };
-                let x = self.operand(ins[0], &shape, &mut p)?;
-                let y = self.operand(ins[1], &shape, &mut p)?;
+                let x = self.operand(ins[0], &shape, &mut p, 1)?;
+                let y = self.operand(ins[1], &shape, &mut p, 0)?;
                 p.expr = Expr::binary(b, x, y);
                 p.fused.push(name);
                 Val::Pending(p)
@@ -638,6 +649,22 @@ fn special_kernel(
             )));
         }
     })
+}
+
+/// Storage buffers a fused kernel may read besides its output (and a
+/// matmul's two operands): WebGPU guarantees 8 per shader stage.
+const MAX_FUSED_INPUTS: usize = 6;
+const MAX_EPILOGUE_INPUTS: usize = 4;
+
+/// Whether absorbing `p` into `acc` keeps the kernel within the binding
+/// limits, with `reserve` more inputs still to come.
+fn fits(acc: &Pending, p: &Pending, reserve: usize) -> bool {
+    let limit = if acc.matmul.is_some() || p.matmul.is_some() {
+        MAX_EPILOGUE_INPUTS
+    } else {
+        MAX_FUSED_INPUTS
+    };
+    acc.inputs.len() + p.inputs.len() + reserve <= limit
 }
 
 fn shift_inputs(e: Expr, by: usize) -> Expr {
