@@ -75,7 +75,15 @@ fn check(name: &str, shapes: &[&[usize]], positive: bool, f: Case) {
             assert_eq!(a.len(), b.len(), "{name}: output {k} length");
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
                 let ok = (x - y).abs() <= 1e-4 * (1.0 + x.abs()) || (x.is_nan() && y.is_nan());
-                assert!(ok, "{name} (fusion {fuse}) {}[{i}]: cpu {x} gpu {y}", if k == 0 { "value".into() } else { format!("grad{}", k - 1) });
+                assert!(
+                    ok,
+                    "{name} (fusion {fuse}) {}[{i}]: cpu {x} gpu {y}",
+                    if k == 0 {
+                        "value".into()
+                    } else {
+                        format!("grad{}", k - 1)
+                    }
+                );
             }
         }
     }
@@ -101,20 +109,44 @@ fn unary() {
 fn binary_with_broadcasting() {
     check("add", &[&[7, 33], &[7, 33]], false, |t, _| t[0].add(&t[1]));
     check("sub row", &[&[7, 33], &[33]], false, |t, _| t[0].sub(&t[1]));
-    check("mul column", &[&[7, 33], &[7, 1]], false, |t, _| t[0].mul(&t[1]));
+    check("mul column", &[&[7, 33], &[7, 1]], false, |t, _| {
+        t[0].mul(&t[1])
+    });
     check("div scalar", &[&[7, 33], &[]], true, |t, _| t[0].div(&t[1]));
-    check("max outer", &[&[1, 33], &[7, 1]], false, |t, _| t[0].maximum(&t[1]));
-    check("rank 3", &[&[3, 7, 5], &[7, 1]], false, |t, _| t[0].add(&t[1])?.tanh());
+    check("max outer", &[&[1, 33], &[7, 1]], false, |t, _| {
+        t[0].maximum(&t[1])
+    });
+    check("rank 3", &[&[3, 7, 5], &[7, 1]], false, |t, _| {
+        t[0].add(&t[1])?.tanh()
+    });
 }
 
 #[test]
 fn matmul_and_transposes() {
-    check("matmul", &[&[7, 33], &[33, 5]], false, |t, _| t[0].matmul(&t[1]));
-    check("matmul 1x1", &[&[1, 1], &[1, 1]], false, |t, _| t[0].matmul(&t[1]));
-    check("matmul Aᵀ", &[&[33, 7], &[33, 9]], false, |t, _| t[0].transpose()?.matmul(&t[1]));
-    check("matmul Bᵀ", &[&[7, 33], &[9, 33]], false, |t, _| t[0].matmul(&t[1].transpose()?));
-    check("linear tanh", &[&[129, 33], &[33, 7], &[7]], false, |t, _| t[0].linear(&t[1], &t[2])?.tanh());
-    check("linear relu", &[&[64, 64], &[64, 64], &[64]], false, |t, _| t[0].linear(&t[1], &t[2])?.relu());
+    check("matmul", &[&[7, 33], &[33, 5]], false, |t, _| {
+        t[0].matmul(&t[1])
+    });
+    check("matmul 1x1", &[&[1, 1], &[1, 1]], false, |t, _| {
+        t[0].matmul(&t[1])
+    });
+    check("matmul Aᵀ", &[&[33, 7], &[33, 9]], false, |t, _| {
+        t[0].transpose()?.matmul(&t[1])
+    });
+    check("matmul Bᵀ", &[&[7, 33], &[9, 33]], false, |t, _| {
+        t[0].matmul(&t[1].transpose()?)
+    });
+    check(
+        "linear tanh",
+        &[&[129, 33], &[33, 7], &[7]],
+        false,
+        |t, _| t[0].linear(&t[1], &t[2])?.tanh(),
+    );
+    check(
+        "linear relu",
+        &[&[64, 64], &[64, 64], &[64]],
+        false,
+        |t, _| t[0].linear(&t[1], &t[2])?.relu(),
+    );
 }
 
 #[test]
@@ -122,37 +154,62 @@ fn reductions() {
     check("sum axis 0", &[&[129, 7]], false, |t, _| t[0].sum_axis(0));
     check("sum axis 1", &[&[7, 129]], false, |t, _| t[0].sum_axis(1));
     check("max axis 1", &[&[7, 33]], false, |t, _| t[0].max_axis(1));
-    check("mean axis 2", &[&[3, 5, 7]], false, |t, _| t[0].mean_axis(2));
+    check("mean axis 2", &[&[3, 5, 7]], false, |t, _| {
+        t[0].mean_axis(2)
+    });
     check("sum all", &[&[33, 33]], false, |t, _| t[0].sum());
     check("max all", &[&[129]], false, |t, _| t[0].max());
 }
 
 #[test]
 fn movement() {
-    check("reshape", &[&[6, 7]], false, |t, _| t[0].reshape(&[7, 6])?.exp());
-    check("transpose", &[&[7, 33]], false, |t, _| t[0].transpose()?.tanh());
-    check("permute", &[&[2, 3, 5]], false, |t, _| t[0].permute(&[2, 0, 1])?.square());
-    check("expand", &[&[1, 7]], false, |t, _| t[0].expand(&[5, 7])?.sigmoid());
+    check("reshape", &[&[6, 7]], false, |t, _| {
+        t[0].reshape(&[7, 6])?.exp()
+    });
+    check("transpose", &[&[7, 33]], false, |t, _| {
+        t[0].transpose()?.tanh()
+    });
+    check("permute", &[&[2, 3, 5]], false, |t, _| {
+        t[0].permute(&[2, 0, 1])?.square()
+    });
+    check("expand", &[&[1, 7]], false, |t, _| {
+        t[0].expand(&[5, 7])?.sigmoid()
+    });
 }
 
 #[test]
 fn gather_scatter_and_losses() {
-    check("gather repeated ids", &[&[9, 7]], false, |t, d| t[0].gather_rows(&ids(&[3, 0, 3, 8, 3, 1], d)));
-    check("scatter_add", &[&[6, 7]], false, |t, d| t[0].scatter_add_rows(&ids(&[2, 2, 0, 4, 2, 1], d), 5));
-    check("softmax xent", &[&[7, 5]], false, |t, d| t[0].softmax_cross_entropy(&ids(&[0, 4, 2, 2, 1, 3, 0], d)));
+    check("gather repeated ids", &[&[9, 7]], false, |t, d| {
+        t[0].gather_rows(&ids(&[3, 0, 3, 8, 3, 1], d))
+    });
+    check("scatter_add", &[&[6, 7]], false, |t, d| {
+        t[0].scatter_add_rows(&ids(&[2, 2, 0, 4, 2, 1], d), 5)
+    });
+    check("softmax xent", &[&[7, 5]], false, |t, d| {
+        t[0].softmax_cross_entropy(&ids(&[0, 4, 2, 2, 1, 3, 0], d))
+    });
     check("log_softmax", &[&[7, 33]], false, |t, _| t[0].log_softmax());
     check("softmax", &[&[7, 5]], false, |t, _| t[0].softmax());
-    check("logistic loss", &[&[33], &[33]], true, |t, _| t[0].neg()?.logistic_loss(&t[1].mul_scalar(0.5)?));
+    check("logistic loss", &[&[33], &[33]], true, |t, _| {
+        t[0].neg()?.logistic_loss(&t[1].mul_scalar(0.5)?)
+    });
 }
 
 #[test]
 fn window_network_step() {
-    check("window net", &[&[11, 4], &[20, 8], &[8], &[8, 5], &[5]], false, |t, d| {
-        let words = ids(&[1, 2, 0, 4, 10, 3, 3, 9, 5, 5, 7, 6, 1, 0, 2], d);
-        let x = t[0].gather_rows(&words)?.reshape(&[3, 20])?;
-        let h = x.linear(&t[1], &t[2])?.tanh()?;
-        h.linear(&t[3], &t[4])?.softmax_cross_entropy(&ids(&[4, 0, 2], d))?.reshape(&[1])
-    });
+    check(
+        "window net",
+        &[&[11, 4], &[20, 8], &[8], &[8, 5], &[5]],
+        false,
+        |t, d| {
+            let words = ids(&[1, 2, 0, 4, 10, 3, 3, 9, 5, 5, 7, 6, 1, 0, 2], d);
+            let x = t[0].gather_rows(&words)?.reshape(&[3, 20])?;
+            let h = x.linear(&t[1], &t[2])?.tanh()?;
+            h.linear(&t[3], &t[4])?
+                .softmax_cross_entropy(&ids(&[4, 0, 2], d))?
+                .reshape(&[1])
+        },
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! bind group, and submits once. Alone in its own test binary: the device's
 //! counters are process-wide, and other tests would move them.
 
-use deltagrad::model::{random_batch, Activation, WindowNet, WindowNetConfig};
+use deltagrad::model::{Activation, WindowNet, WindowNetConfig, random_batch};
 use deltagrad::{DType, Device, Result, Sgd, Tensor};
 
 fn ner_config(hidden: usize) -> WindowNetConfig {
@@ -54,11 +54,27 @@ fn warmed_up_gpu_step_allocates_nothing_and_submits_once() -> Result<()> {
     }
     gpu.sync()?;
     let after = gpu.backend().counters();
-    assert_eq!(after.buffers_created, before.buffers_created, "{before:?} → {after:?}");
-    assert_eq!(after.pipelines_created, before.pipelines_created, "{before:?} → {after:?}");
-    assert_eq!(after.bind_groups_created, before.bind_groups_created, "{before:?} → {after:?}");
-    assert_eq!(after.submissions - before.submissions, 4, "one submission per step");
-    assert_eq!(after.launches - before.launches, 4 * 14, "fourteen launches per step");
+    assert_eq!(
+        after.buffers_created, before.buffers_created,
+        "{before:?} → {after:?}"
+    );
+    assert_eq!(
+        after.pipelines_created, before.pipelines_created,
+        "{before:?} → {after:?}"
+    );
+    assert_eq!(
+        after.bind_groups_created, before.bind_groups_created,
+        "{before:?} → {after:?}"
+    );
+    assert_eq!(
+        after.submissions - before.submissions,
+        4,
+        "one submission per step"
+    );
+    assert_eq!(
+        after.launches - before.launches,
+        4 * 14,
+        "fourteen launches per step"
+    );
     Ok(())
 }
-

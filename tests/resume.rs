@@ -140,10 +140,20 @@ fn same_seed_same_model_on_the_gpu() {
     }
     let a = scratch("gpu-seed-a");
     let b = scratch("gpu-seed-b");
-    let gpu = ["--epochs", "1", "--device", "gpu", "--max-train-sentences", "120"];
+    let gpu = [
+        "--epochs",
+        "1",
+        "--device",
+        "gpu",
+        "--max-train-sentences",
+        "120",
+    ];
     train(&opts(&a, &gpu)).unwrap();
     train(&opts(&b, &gpu)).unwrap();
-    assert!(weights(&a) == weights(&b), "two GPU runs with one seed differ");
+    assert!(
+        weights(&a) == weights(&b),
+        "two GPU runs with one seed differ"
+    );
     for d in [a, b] {
         let _ = std::fs::remove_dir_all(d);
     }
