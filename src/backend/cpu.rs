@@ -118,8 +118,8 @@ impl Backend for CpuBackend {
             let k = &launch.kernel;
             let out = k.out();
             let out_slot = &plan.slots[out];
-            let read = |id: usize| -> Result<Arc<CpuBuffer>> {
-                slots[id].clone().ok_or_else(|| {
+            let read = |id: usize| -> Result<&CpuBuffer> {
+                slots[id].as_deref().ok_or_else(|| {
                     Error::invalid("cpu execute", format!("slot {id} read before written"))
                 })
             };

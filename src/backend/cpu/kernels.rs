@@ -1,7 +1,5 @@
 //! One function per kernel kind, generic over the float type.
 
-use std::sync::Arc;
-
 use super::CpuBuffer;
 use super::scalar::Scalar;
 use crate::dtype::{DType, HostData};
@@ -12,7 +10,7 @@ use crate::schedule::plan::{BinaryOp, Expr, Kernel, ReduceOp, Slot, UnaryOp, Vie
 /// that every expression node's temporary stays in cache.
 const CHUNK: usize = 2048;
 
-type Reader<'a> = dyn Fn(usize) -> Result<Arc<CpuBuffer>> + 'a;
+type Reader<'a> = dyn Fn(usize) -> Result<&'a CpuBuffer> + 'a;
 
 pub(super) fn run(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<HostData> {
     match out.dtype {
@@ -46,8 +44,8 @@ impl Typed for f64 {
     }
 }
 
-fn floats<T: Typed>(d: &HostData, what: &str) -> Result<Vec<T>> {
-    T::slice(d).map(|s| s.to_vec()).ok_or_else(|| {
+fn floats<'a, T: Typed>(d: &'a HostData, what: &str) -> Result<&'a [T]> {
+    T::slice(d).ok_or_else(|| {
         Error::invalid(
             "cpu execute",
             format!(
@@ -68,10 +66,13 @@ fn ids(d: &HostData, what: &str) -> Result<Vec<u32>> {
     }
 }
 
-fn load<T: Typed>(read: &Reader<'_>, slot: usize, what: &str) -> Result<Vec<T>> {
-    let b = read(slot)?;
-    let g = b.read();
-    floats::<T>(&g, what)
+/// Binds `$name: &[T]` to a slot's contents without copying them (the read
+/// guard lives in `$guard` for the rest of the scope).
+macro_rules! borrow {
+    ($read:expr, $slot:expr, $what:expr => $guard:ident, $name:ident) => {
+        let $guard = $read($slot)?.read();
+        let $name: &[T] = floats::<T>(&$guard, $what)?;
+    };
 }
 
 fn load_ids(read: &Reader<'_>, slot: usize, what: &str, bound: usize) -> Result<Vec<u32>> {
@@ -96,10 +97,14 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             expr,
             ..
         } => {
-            let data: Vec<Vec<T>> = inputs
+            let guards = inputs
                 .iter()
-                .map(|v| load::<T>(read, v.slot, "elementwise input"))
-                .collect::<Result<_>>()?;
+                .map(|v| Ok(read(v.slot)?.read()))
+                .collect::<Result<Vec<_>>>()?;
+            let data = guards
+                .iter()
+                .map(|g| floats::<T>(g, "elementwise input"))
+                .collect::<Result<Vec<_>>>()?;
             elementwise(shape, inputs, &data, expr, None)?
         }
         Kernel::Matmul {
@@ -114,8 +119,8 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             ..
         } => {
             let (m, k, n) = (*m, *k, *n);
-            let av = load::<T>(read, *a, "matmul a")?;
-            let bv = load::<T>(read, *b, "matmul b")?;
+            borrow!(read, *a, "matmul a" => av_guard, av);
+            borrow!(read, *b, "matmul b" => bv_guard, bv);
             if av.len() < m * k || bv.len() < k * n {
                 return Err(Error::invalid(
                     "cpu matmul",
@@ -137,11 +142,15 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             match epilogue {
                 None => c,
                 Some(e) => {
-                    let data: Vec<Vec<T>> = e
+                    let guards = e
                         .inputs
                         .iter()
-                        .map(|v| load::<T>(read, v.slot, "matmul epilogue input"))
-                        .collect::<Result<_>>()?;
+                        .map(|v| Ok(read(v.slot)?.read()))
+                        .collect::<Result<Vec<_>>>()?;
+                    let data = guards
+                        .iter()
+                        .map(|g| floats::<T>(g, "matmul epilogue input"))
+                        .collect::<Result<Vec<_>>>()?;
                     elementwise(&[m, n], &e.inputs, &data, &e.expr, Some(&c))?
                 }
             }
@@ -154,7 +163,7 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             inner,
             ..
         } => {
-            let x = load::<T>(read, *input, "reduce input")?;
+            borrow!(read, *input, "reduce input" => x_guard, x);
             reduce(*op, &x, *outer, *len, *inner)?
         }
         Kernel::Gather {
@@ -165,7 +174,7 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             n,
             ..
         } => {
-            let t = load::<T>(read, *table, "gather table")?;
+            borrow!(read, *table, "gather table" => t_guard, t);
             let ids = load_ids(read, *ids, "gather ids", *rows)?;
             let mut o = Vec::with_capacity(n * dim);
             for &i in ids.iter().take(*n) {
@@ -182,7 +191,7 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             n,
             ..
         } => {
-            let s = load::<T>(read, *src, "scatter_add src")?;
+            borrow!(read, *src, "scatter_add src" => s_guard, s);
             let ids = load_ids(read, *ids, "scatter_add ids", *rows)?;
             let mut o = vec![T::ZERO; rows * dim];
             scatter_rows(&mut o, &s, &ids[..*n], *dim, T::ONE);
@@ -195,7 +204,7 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             classes,
             ..
         } => {
-            let x = load::<T>(read, *logits, "softmax_xent logits")?;
+            borrow!(read, *logits, "softmax_xent logits" => x_guard, x);
             let y = load_ids(read, *labels, "softmax_xent labels", *classes)?;
             let mut total = 0.0f64;
             for b in 0..*batch {
@@ -213,7 +222,7 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             classes,
             ..
         } => {
-            let x = load::<T>(read, *logits, "softmax_xent_grad logits")?;
+            borrow!(read, *logits, "softmax_xent_grad logits" => x_guard, x);
             let y = load_ids(read, *labels, "softmax_xent_grad labels", *classes)?;
             let g = scalar_of::<T>(read, *grad)?;
             let scale = g / T::from_f64((*batch).max(1) as f64);
@@ -232,7 +241,7 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
         Kernel::LogSoftmax {
             input, rows, cols, ..
         } => {
-            let x = load::<T>(read, *input, "log_softmax input")?;
+            borrow!(read, *input, "log_softmax input" => x_guard, x);
             let mut o = Vec::with_capacity(rows * cols);
             for r in 0..*rows {
                 let row = &x[r * cols..(r + 1) * cols];
@@ -244,8 +253,8 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
         Kernel::LogisticLoss {
             logits, targets, n, ..
         } => {
-            let x = load::<T>(read, *logits, "logistic_loss logits")?;
-            let t = load::<T>(read, *targets, "logistic_loss targets")?;
+            borrow!(read, *logits, "logistic_loss logits" => x_guard, x);
+            borrow!(read, *targets, "logistic_loss targets" => t_guard, t);
             let mut total = 0.0f64;
             for i in 0..*n {
                 let (x, t) = (x[i].to_f64(), t[i].to_f64());
@@ -260,8 +269,8 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             n,
             ..
         } => {
-            let x = load::<T>(read, *logits, "logistic_loss_grad logits")?;
-            let t = load::<T>(read, *targets, "logistic_loss_grad targets")?;
+            borrow!(read, *logits, "logistic_loss_grad logits" => x_guard, x);
+            borrow!(read, *targets, "logistic_loss_grad targets" => t_guard, t);
             let g = scalar_of::<T>(read, *grad)?;
             let scale = g / T::from_f64((*n).max(1) as f64);
             (0..*n).map(|i| (sigmoid(x[i]) - t[i]) * scale).collect()
@@ -325,12 +334,14 @@ pub(super) fn index_add_in_place(
     let scale = f64::from_bits(*scale);
     match target {
         HostData::F32(t) => {
-            let s = load::<f32>(read, *src, "index_add src")?;
-            scatter_rows(t, &s, &idv[..*n], *dim, scale as f32);
+            let g = read(*src)?.read();
+            let s = floats::<f32>(&g, "index_add src")?;
+            scatter_rows(t, s, &idv[..*n], *dim, scale as f32);
         }
         HostData::F64(t) => {
-            let s = load::<f64>(read, *src, "index_add src")?;
-            scatter_rows(t, &s, &idv[..*n], *dim, scale);
+            let g = read(*src)?.read();
+            let s = floats::<f64>(&g, "index_add src")?;
+            scatter_rows(t, s, &idv[..*n], *dim, scale);
         }
         HostData::U32(_) => return Err(Error::invalid("index_add", "target is u32")),
     }
@@ -347,7 +358,8 @@ fn scatter_rows<T: Scalar>(o: &mut [T], s: &[T], ids: &[u32], dim: usize, scale:
 }
 
 fn scalar_of<T: Typed>(read: &Reader<'_>, slot: usize) -> Result<T> {
-    load::<T>(read, slot, "upstream gradient")?
+    let g = read(slot)?.read();
+    floats::<T>(&g, "upstream gradient")?
         .first()
         .copied()
         .ok_or_else(|| Error::invalid("cpu execute", "empty upstream gradient"))
@@ -418,7 +430,7 @@ fn max<T: Scalar>(a: T, b: T) -> T {
 pub(crate) fn elementwise<T: Scalar>(
     shape: &[usize],
     views: &[View],
-    data: &[Vec<T>],
+    data: &[&[T]],
     expr: &Expr,
     acc: Option<&[T]>,
 ) -> Result<Vec<T>> {
