@@ -76,6 +76,7 @@ impl Device {
             backend: Arc::new(backend),
             kind: DeviceKind::Gpu,
         };
+        eprintln!("deltagrad: using {d}");
         cache.push((allow_software, d.clone()));
         Ok(d)
     }
@@ -84,10 +85,7 @@ impl Device {
     /// GPU adapter is slower than the CPU backend on the same cores).
     pub fn best() -> Device {
         match Device::hardware_gpu() {
-            Ok(d) => {
-                eprintln!("deltagrad: using {d}");
-                d
-            }
+            Ok(d) => d,
             Err(e) => {
                 eprintln!("deltagrad: no hardware GPU ({e}); using the CPU backend");
                 Device::cpu()

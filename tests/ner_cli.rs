@@ -132,3 +132,28 @@ fn explain_prints_the_fused_step() {
     assert!(text.contains("plan: 14 launches"), "{text}");
     assert!(text.contains("index_add_in_place"), "{text}");
 }
+
+#[test]
+fn binary_location_classifier_reports_precision_recall_f1() {
+    let out = scratch("ner-binary");
+    let text = run(bin()
+        .args([
+            "train",
+            "--no-fetch",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--binary",
+            "LOC",
+        ])
+        .args([
+            "--data",
+            fixtures().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--epochs", "4", "--hidden", "32", "--lr", "0.1"]));
+    let test_f1 = f1(&text, "test");
+    assert!(test_f1 > 60.0, "binary LOC test F1 {test_f1}\n{text}");
+    let _ = std::fs::remove_dir_all(&out);
+}

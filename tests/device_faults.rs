@@ -1,0 +1,131 @@
+//! Device faults come back as errors with context, never a panic or a hang.
+
+use std::time::Duration;
+
+use deltagrad::backend::Backend;
+use deltagrad::backend::wgpu::{WgpuBackend, WgpuOptions};
+use deltagrad::schedule::plan::{Expr, Kernel, Launch, Plan, Slot, SlotKind};
+use deltagrad::{DType, HostData};
+
+fn backend(timeout: Duration) -> Option<WgpuBackend> {
+    let opts = WgpuOptions {
+        allow_software: true,
+        poll_timeout: timeout,
+        ..WgpuOptions::default()
+    };
+    match WgpuBackend::with_options(opts) {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("DELTAGRAD_REQUIRE_GPU=1 but no GPU adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
+/// A plan computing one n×n×n matmul.
+fn matmul_plan(n: usize) -> Plan {
+    let slot = |kind| Slot {
+        len: n * n,
+        dtype: DType::F32,
+        kind,
+    };
+    Plan {
+        id: 9_000_001,
+        slots: vec![
+            slot(SlotKind::Input(0)),
+            slot(SlotKind::Input(1)),
+            slot(SlotKind::Output(0)),
+        ],
+        launches: vec![Launch {
+            kernel: Kernel::Matmul {
+                m: n,
+                k: n,
+                n,
+                a: 0,
+                b: 1,
+                trans_a: false,
+                trans_b: false,
+                epilogue: None,
+                out: 2,
+            },
+            fused: vec![],
+        }],
+        n_inputs: 2,
+        n_outputs: 1,
+        n_temp_buffers: 0,
+    }
+}
+
+#[test]
+fn a_wait_past_the_timeout_is_an_error_and_the_device_recovers() {
+    let Some(gpu) = backend(Duration::from_nanos(1)) else {
+        return;
+    };
+    let n = 384;
+    let a = gpu.upload(&HostData::F32(vec![0.5; n * n])).unwrap();
+    let b = gpu.upload(&HostData::F32(vec![0.25; n * n])).unwrap();
+    let plan = matmul_plan(n);
+    // A 384³ matmul takes far longer than a nanosecond on any device.
+    let mut timed_out = false;
+    for _ in 0..5 {
+        let out = gpu.execute(&plan, &[a.clone(), b.clone()]).unwrap();
+        match gpu.download(&out[0]) {
+            Err(e) => {
+                let m = e.to_string();
+                assert!(m.contains("did not finish within"), "{m}");
+                timed_out = true;
+                break;
+            }
+            Ok(_) => continue,
+        }
+    }
+    assert!(timed_out, "no wait ever exceeded a 1 ns timeout");
+    // Once the work is done, reading back works again.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut ok = None;
+    for _ in 0..50 {
+        let out = gpu.execute(&plan, &[a.clone(), b.clone()]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(HostData::F32(v)) = gpu.download(&out[0]) {
+            ok = Some(v);
+            break;
+        }
+    }
+    let v = ok.expect("the device never recovered");
+    assert!((v[0] - 0.125 * n as f32).abs() < 1e-3, "{}", v[0]);
+}
+
+#[test]
+fn a_buffer_over_the_adapter_limit_is_an_error_naming_both_sizes() {
+    let Some(gpu) = backend(Duration::from_secs(60)) else {
+        return;
+    };
+    // 8 GiB of f32: over lavapipe's and most GPUs' storage-binding limit.
+    let n = 1usize << 31;
+    let plan = Plan {
+        id: 9_000_002,
+        slots: vec![Slot {
+            len: n,
+            dtype: DType::F32,
+            kind: SlotKind::Output(0),
+        }],
+        launches: vec![Launch {
+            kernel: Kernel::Elementwise {
+                shape: vec![n],
+                inputs: vec![],
+                expr: Expr::constant(1.0),
+                out: 0,
+            },
+            fused: vec![],
+        }],
+        n_inputs: 0,
+        n_outputs: 1,
+        n_temp_buffers: 0,
+    };
+    let e = gpu.execute(&plan, &[]).unwrap_err().to_string();
+    assert!(e.contains(&format!("{}", n * 4)), "{e}");
+    assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
+}
