@@ -1,5 +1,7 @@
 //! Device faults come back as errors with context, never a panic or a hang.
 
+mod common;
+
 use std::time::Duration;
 
 use deltagrad::backend::Backend;
@@ -13,16 +15,7 @@ fn backend(timeout: Duration) -> Option<WgpuBackend> {
         poll_timeout: timeout,
         ..WgpuOptions::default()
     };
-    match WgpuBackend::with_options(opts) {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("DELTAGRAD_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: no GPU adapter ({e})");
-            None
-        }
-    }
+    WgpuBackend::with_options(opts).map_err(common::no_gpu).ok()
 }
 
 /// A plan computing one n×n×n matmul.

@@ -7,23 +7,10 @@
 //! exp/log/tanh be off by a few ULP; 1e-4 leaves a margin of ~10 while still
 //! catching any wrong index, missing term or wrong formula (errors ≥ 1e-2).
 
+mod common;
+use common::gpu;
 use deltagrad::schedule::with_fusion;
 use deltagrad::{DType, Device, HostData, Result, Tensor};
-
-/// The GPU device, or `None` (skip) when there is none and CI does not
-/// require one.
-fn gpu() -> Option<Device> {
-    match Device::gpu() {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("DELTAGRAD_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: no GPU adapter ({e})");
-            None
-        }
-    }
-}
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     (0..n)

@@ -2,34 +2,10 @@
 //! bind group, and submits once. Alone in its own test binary: the device's
 //! counters are process-wide, and other tests would move them.
 
-use deltagrad::model::{Activation, WindowNet, WindowNetConfig, random_batch};
-use deltagrad::{DType, Device, Result, Sgd, Tensor};
-
-fn ner_config(hidden: usize) -> WindowNetConfig {
-    WindowNetConfig {
-        vocab: 50,
-        dim: 4,
-        window: 5,
-        cap_classes: 0,
-        cap_dim: 0,
-        hidden: vec![hidden],
-        classes: 5,
-        activation: Activation::Tanh,
-    }
-}
-
-fn gpu() -> Option<Device> {
-    match Device::gpu() {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("DELTAGRAD_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: no GPU adapter ({e})");
-            None
-        }
-    }
-}
+mod common;
+use common::{gpu, ner_config};
+use deltagrad::model::{WindowNet, random_batch};
+use deltagrad::{DType, Result, Sgd, Tensor};
 
 #[test]
 fn warmed_up_gpu_step_allocates_nothing_and_submits_once() -> Result<()> {

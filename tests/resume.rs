@@ -1,6 +1,8 @@
 //! Crash-safe training: resuming continues bit for bit; the same seed gives
 //! the same model; a fault stops training with a message.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -130,12 +132,7 @@ fn gradient_norms_are_logged_and_clipping_runs() {
 
 #[test]
 fn same_seed_same_model_on_the_gpu() {
-    if deltagrad::Device::gpu().is_err() {
-        assert!(
-            std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() != Ok("1"),
-            "DELTAGRAD_REQUIRE_GPU=1 but no GPU adapter"
-        );
-        eprintln!("skipping: no GPU adapter");
+    if common::gpu().is_none() {
         return;
     }
     let a = scratch("gpu-seed-a");

@@ -1,23 +1,12 @@
 //! The scheduler: δ reuse, fusion, plan caching; fused and unfused plans agree.
 
-use deltagrad::model::{Activation, WindowNet, WindowNetConfig, random_batch};
+mod common;
+use common::{gpu, ner_config};
+use deltagrad::model::{WindowNet, random_batch};
 use deltagrad::schedule::plan::{BinaryOp, Expr, Kernel, Plan};
 use deltagrad::schedule::{self, explain::explain, plan_for, with_fusion};
 use deltagrad::{DType, Device, Result, Sgd, Tensor};
 use rand::Rng;
-
-fn ner_config(hidden: usize) -> WindowNetConfig {
-    WindowNetConfig {
-        vocab: 50,
-        dim: 4,
-        window: 5,
-        cap_classes: 0,
-        cap_dim: 0,
-        hidden: vec![hidden],
-        classes: 5,
-        activation: Activation::Tanh,
-    }
-}
 
 /// The plan of one NER training step (forward, backward, SGD).
 fn ner_step_plan() -> Result<Plan> {
@@ -255,19 +244,6 @@ fn random_graphs_fused_and_unfused_agree_values_and_gradients() -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn gpu() -> Option<Device> {
-    match Device::gpu() {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("DELTAGRAD_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: no GPU adapter ({e})");
-            None
-        }
-    }
 }
 
 /// Trains `steps` SGD steps in f32 on `device`; returns the parameters.
