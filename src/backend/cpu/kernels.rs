@@ -138,7 +138,7 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
                 (n as isize, 1)
             };
             let mut c = vec![T::ZERO; m * n];
-            T::gemm(m, k, n, &av, rsa, csa, &bv, rsb, csb, &mut c);
+            T::gemm(m, k, n, av, rsa, csa, bv, rsb, csb, &mut c);
             match epilogue {
                 None => c,
                 Some(e) => {
@@ -164,7 +164,7 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             ..
         } => {
             borrow!(read, *input, "reduce input" => x_guard, x);
-            reduce(*op, &x, *outer, *len, *inner)?
+            reduce(*op, x, *outer, *len, *inner)?
         }
         Kernel::Gather {
             table,
@@ -194,7 +194,7 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             borrow!(read, *src, "scatter_add src" => s_guard, s);
             let ids = load_ids(read, *ids, "scatter_add ids", *rows)?;
             let mut o = vec![T::ZERO; rows * dim];
-            scatter_rows(&mut o, &s, &ids[..*n], *dim, T::ONE);
+            scatter_rows(&mut o, s, &ids[..*n], *dim, T::ONE);
             o
         }
         Kernel::SoftmaxXent {
