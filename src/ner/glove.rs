@@ -261,21 +261,12 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// The committed 56k x 50 file, when this checkout has it: checks the
-    /// documented first row. Absent file: skipped with a message.
+    /// The embedded default vectors (`assets/`): the documented size and
+    /// first row.
     #[test]
-    fn shared_glove_file_if_present() {
-        let candidates = [
-            "../shared/data/glove.6B.50d.top50k-conll.txt.gz",
-            "/work/shared/data/glove.6B.50d.top50k-conll.txt.gz",
-        ];
-        let Some(path) = candidates.iter().find(|p| Path::new(p).exists()) else {
-            eprintln!("skipping: no shared GloVe file at {candidates:?}");
-            return;
-        };
-        let t = std::time::Instant::now();
-        let (e, s) = read_glove_with_stats(path).unwrap();
-        eprintln!("loaded {} x {} in {:?}", e.len(), e.dim, t.elapsed());
+    fn embedded_default_vectors() {
+        let (e, s) =
+            parse_glove_file_bytes(crate::ner::data::DEFAULT_VECTORS, "assets/glove").unwrap();
         assert_eq!((e.len(), e.dim), (56_026, 50));
         assert_eq!(s.duplicates_skipped, 0);
         let the = e.words.iter().position(|w| w == "the").unwrap();
