@@ -303,6 +303,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         }
     };
     let label_map = eval::label_map(&tags, binary.as_deref());
+    let score = |net: &WindowNet, w, s: &[_]| {
+        eval::score(net, w, s, &tags, binary.as_deref(), &opts.decode, &device)
+    };
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| Error::io(format!("creating {}", opts.out.display()), e))?;
     let metrics_path = opts.out.join("metrics.jsonl");
@@ -399,15 +402,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         }
         bar.finish_and_clear();
         let train_secs = t0.elapsed().as_secs_f64();
-        let dev = eval::score(
-            &net,
-            &feats.valid,
-            &corpus.valid,
-            &tags,
-            binary.as_deref(),
-            &opts.decode,
-            &device,
-        )?;
+        let dev = score(&net, &feats.valid, &corpus.valid)?;
         let m = EpochMetrics {
             epoch: epoch + 1,
             lr,
@@ -462,24 +457,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         eprintln!("warning: no plot written: {e}");
     }
     let (best, _) = model_io::load(&opts.out, "best", &device)?;
-    let dev = eval::score(
-        &best,
-        &feats.valid,
-        &corpus.valid,
-        &tags,
-        binary.as_deref(),
-        &opts.decode,
-        &device,
-    )?;
-    let test = eval::score(
-        &best,
-        &feats.test,
-        &corpus.test,
-        &tags,
-        binary.as_deref(),
-        &opts.decode,
-        &device,
-    )?;
+    let dev = score(&best, &feats.valid, &corpus.valid)?;
+    let test = score(&best, &feats.test, &corpus.test)?;
     Ok(TrainReport {
         best_epoch: progress.best_epoch,
         dev,

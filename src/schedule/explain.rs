@@ -31,9 +31,7 @@ pub fn cost(plan: &Plan, k: &Kernel) -> (u64, u64) {
             moved = moved - bytes(k.out()) * 2 + 2 * (n * dim * 4) as u64;
             2 * (n * dim) as u64
         }
-        Kernel::Gather {
-            table, n, dim, ..
-        } => {
+        Kernel::Gather { table, n, dim, .. } => {
             // Only the picked rows are read, not the whole table.
             let elem = plan.slots[*table].dtype.size_bytes() as u64;
             moved = moved - bytes(*table) + (n * dim) as u64 * elem;

@@ -406,7 +406,7 @@ impl<'a> Lowering<'a> {
                 if p.matmul.is_some() {
                     acc.matmul = p.matmul;
                 }
-                return Ok(shift_inputs(p.expr, base));
+                return Ok(p.expr.map_inputs(&|i| i + base));
             }
             Val::Pending(_) | Val::Slot(_) => {
                 let s = self.materialize(r, SlotKind::Temp { buffer: 0 })?;
@@ -667,15 +667,6 @@ fn fits(acc: &Pending, p: &Pending, reserve: usize) -> bool {
     acc.inputs.len() + p.inputs.len() + reserve <= limit
 }
 
-fn shift_inputs(e: Expr, by: usize) -> Expr {
-    match e {
-        Expr::Input(i) => Expr::Input(i + by),
-        Expr::Unary(op, a) => Expr::unary(op, shift_inputs(*a, by)),
-        Expr::Binary(op, a, b) => Expr::binary(op, shift_inputs(*a, by), shift_inputs(*b, by)),
-        other => other,
-    }
-}
-
 /// Merges identical views so that each is loaded once per element.
 fn dedupe_inputs(e: Expr, inputs: Vec<View>) -> (Expr, Vec<View>) {
     let mut unique: Vec<View> = Vec::new();
@@ -689,13 +680,5 @@ fn dedupe_inputs(e: Expr, inputs: Vec<View>) -> (Expr, Vec<View>) {
             }
         }
     }
-    fn remap(e: Expr, map: &[usize]) -> Expr {
-        match e {
-            Expr::Input(i) => Expr::Input(map[i]),
-            Expr::Unary(op, a) => Expr::unary(op, remap(*a, map)),
-            Expr::Binary(op, a, b) => Expr::binary(op, remap(*a, map), remap(*b, map)),
-            other => other,
-        }
-    }
-    (remap(e, &map), unique)
+    (e.map_inputs(&|i| map[i]), unique)
 }

@@ -92,6 +92,16 @@ impl Expr {
     pub fn binary(op: BinaryOp, a: Expr, b: Expr) -> Expr {
         Expr::Binary(op, Box::new(a), Box::new(b))
     }
+    /// The same expression with input `i` renamed to `f(i)`.
+    pub fn map_inputs(self, f: &impl Fn(usize) -> usize) -> Expr {
+        match self {
+            Expr::Input(i) => Expr::Input(f(i)),
+            Expr::Unary(op, a) => Expr::unary(op, a.map_inputs(f)),
+            Expr::Binary(op, a, b) => Expr::binary(op, a.map_inputs(f), b.map_inputs(f)),
+            other => other,
+        }
+    }
+
     /// Number of operator nodes (for FLOP estimates).
     pub fn op_count(&self) -> usize {
         match self {
