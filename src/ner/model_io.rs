@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, Stored, take};
-use super::features::{N_CAPS, TagSet, Vocab};
+use super::features::{MAX_HALF_WINDOW, N_CAPS, TagSet, Vocab};
 use super::train::TrainOptions;
 use crate::device::Device;
 use crate::dtype::{DType, HostData};
@@ -234,6 +234,12 @@ fn check_meta(meta: &Meta, stored_values: usize) -> std::result::Result<(), Stri
             c.classes, meta.tags
         ));
     }
+    if meta.options.half_window > MAX_HALF_WINDOW {
+        return Err(format!(
+            "half_window {}, expected at most {MAX_HALF_WINDOW}",
+            meta.options.half_window
+        ));
+    }
     let window = meta.options.half_window.checked_mul(2).map(|w| w + 1);
     if window != Some(c.window) {
         return Err(format!(
@@ -254,12 +260,15 @@ fn check_meta(meta: &Meta, stored_values: usize) -> std::result::Result<(), Stri
         ));
     }
     // Building the net allocates what the config says; a tampered config
-    // must not make it allocate (or overflow computing) more than the
-    // weights file could possibly fill.
+    // must not make it allocate (or overflow computing) far more than the
+    // weights file holds. The slack lets a small shortfall through, so that
+    // the tensor checks name the missing or misshapen tensor.
+    const SLACK: usize = 1 << 20;
     match param_count(c) {
-        Some(n) if n <= stored_values => Ok(()),
+        Some(n) if n <= stored_values.saturating_add(SLACK) => Ok(()),
         n => Err(format!(
-            "config implies {} parameters but the weights file holds {stored_values} values",
+            "config implies {} parameters but the weights file holds only {stored_values} values; \
+             expected weights that fill the config",
             n.map_or("too many".to_string(), |n| n.to_string())
         )),
     }

@@ -73,6 +73,28 @@ fn is_address(s: &str) -> bool {
             .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
 }
 
+/// The text of a file (or stdin) to tag. Non-UTF-8 input is an error that
+/// names the line and the byte within it, so that a Latin-1 file is found
+/// where it goes wrong rather than reported as a bare "invalid UTF-8".
+pub fn text_from_bytes(bytes: Vec<u8>, file_name: &str) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bad = e.utf8_error().valid_up_to();
+        let before = e.as_bytes().get(..bad).unwrap_or_default();
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        Error::Parse {
+            file: file_name.to_string(),
+            line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
+            msg: format!(
+                "invalid UTF-8 at byte {} of the line; expected UTF-8 text",
+                bad - line_start + 1
+            ),
+        }
+    })
+}
+
 /// Tokenizes and splits into sentences; empty sentences are dropped.
 pub fn tokenize(text: &str) -> Vec<Vec<Token>> {
     let mut sentences = Vec::new();
@@ -153,13 +175,20 @@ fn is_abbreviation(s: &str) -> bool {
     let Some(stem) = s.strip_suffix('.') else {
         return false;
     };
-    if ABBREVIATIONS.contains(&stem.to_lowercase().as_str()) {
+    // The tokenizer asks this of ever shorter prefixes of one chunk, so it
+    // must fail fast on long non-abbreviations or a long chunk takes
+    // quadratic time: lowercase only stems short enough to be listed
+    // (lowercasing never makes fewer chars), and check the letter-period
+    // pairs from the end, where a non-abbreviation fails at once.
+    let longest = ABBREVIATIONS.iter().map(|a| a.len()).max().unwrap_or(0);
+    if stem.chars().nth(longest).is_none() && ABBREVIATIONS.contains(&stem.to_lowercase().as_str())
+    {
         return true;
     }
-    let mut chars = s.chars();
+    let mut chars = s.chars().rev();
     let mut pairs = 0;
     while let Some(c) = chars.next() {
-        if !c.is_alphabetic() || chars.next() != Some('.') {
+        if c != '.' || !chars.next().is_some_and(char::is_alphabetic) {
             return false;
         }
         pairs += 1;
