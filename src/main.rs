@@ -191,23 +191,20 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
 }
 
 fn tag_cmd(a: TagArgs) -> Result<()> {
-    let mut text = String::new();
-    match &a.input {
-        Some(p) if p.as_os_str() != "-" => {
-            let bytes =
-                std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
-            text = String::from_utf8(bytes).map_err(|e| Error::Parse {
-                file: p.display().to_string(),
-                line: 0,
-                msg: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
-            })?;
-        }
+    let (bytes, name) = match &a.input {
+        Some(p) if p.as_os_str() != "-" => (
+            std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?,
+            p.display().to_string(),
+        ),
         _ => {
+            let mut b = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| Error::io("reading stdin (is it UTF-8 text?)", e))?;
+                .read_to_end(&mut b)
+                .map_err(|e| Error::io("reading stdin", e))?;
+            (b, "<stdin>".to_string())
         }
-    }
+    };
+    let text = tokenize::text_from_bytes(bytes, &name)?;
     let device = Device::parse(&a.device)?;
     let (net, meta) = model_io::load(&a.model, "best", &device)?;
     if meta.options.binary.is_some() {

@@ -96,7 +96,10 @@ pub fn decode(
             let mut out = Vec::new();
             let mut at = 0;
             for &l in lengths {
-                out.push(all[at..at + l].to_vec());
+                let s = all.get(at..at + l).ok_or_else(|| {
+                    Error::invalid("decode", "sentence lengths exceed the scored tokens")
+                })?;
+                out.push(s.to_vec());
                 at += l;
             }
             out
