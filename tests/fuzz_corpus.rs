@@ -152,7 +152,7 @@ fn checkpoint_seeds_are_loadable() {
 }
 
 /// Rewrites the checkpoint seeds from a freshly saved tiny model:
-/// `cargo test --features stub-gpu --test fuzz_corpus -- --ignored`.
+/// `cargo test --test fuzz_corpus -- --ignored`.
 #[test]
 #[ignore = "writes fuzz/corpus/checkpoint; run by hand after a format change"]
 fn regenerate_checkpoint_seeds() {
