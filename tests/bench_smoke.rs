@@ -1,7 +1,11 @@
 //! The bench code paths at tiny sizes, one iteration, on the CPU: every case
-//! runs, the JSON it writes parses, and `--compare` reads a PyTorch file.
+//! runs, the JSON it writes parses, and `--compare` reads a PyTorch file;
+//! on the GPU where there is one, with `--kernel-times`.
+
+mod common;
 
 use clap::Parser;
+use deltagrad::backend::wgpu::{WgpuBackend, WgpuOptions};
 use deltagrad::bench::{self, BenchArgs, CASE_NAMES, Report, SCHEMA, compare::compare};
 
 #[derive(Parser)]
@@ -153,27 +157,79 @@ fn bad_flags_are_clear_errors() {
     assert!(parse(&["--device", "tpu"]).is_err());
 }
 
-/// The GPU path (sync before the timer stops, memory counters) where an
-/// adapter exists; lavapipe counts. Three cases keep shader compilation short.
+/// The GPU path (sync before the timer stops, memory counters, per-launch
+/// times) where an adapter exists; lavapipe counts. Three cases keep shader
+/// compilation short. The only GPU test here: `--kernel-times` switches
+/// profiling on the process-wide device, which would mix with another's.
 #[test]
 fn gpu_cases_run_tiny_when_a_gpu_exists() {
-    if let Err(e) = deltagrad::Device::gpu() {
-        eprintln!("skipped: no GPU ({e})");
+    if common::gpu().is_none() {
         return;
     }
+    let json = temp("gpu.json");
     let args = parse(&[
         "--tiny",
         "--device",
         "gpu",
         "--cases",
         "ner-small-step,matmul-1024-tn,tanh-bwd",
+        "--kernel-times",
+        "--json",
+        json.to_str().unwrap(),
     ])
     .unwrap();
-    let report = bench::run_report(&args).unwrap();
+    bench::run(&args).unwrap();
+    let report = Report::read(&json).unwrap();
     assert_eq!(report.results.len(), 3);
+    let timestamps = WgpuBackend::with_options(WgpuOptions::software_ok())
+        .unwrap()
+        .has_timestamps();
     for r in &report.results {
         assert_eq!(r.device, "gpu");
         assert!(r.median_ms.is_finite() && r.median_ms > 0.0, "{}", r.case);
         assert!(r.peak_bytes.is_some_and(|b| b > 0), "{}", r.case);
+        let Some(times) = &r.kernel_times else {
+            assert!(!timestamps, "{}: the adapter has timestamp queries", r.case);
+            continue;
+        };
+        assert!(!times.is_empty(), "{}", r.case);
+        for t in times {
+            assert!(t.ms.is_finite() && t.ms >= 0.0, "{}: {t:?}", r.case);
+        }
+        let matmuls = times
+            .iter()
+            .filter(|t| t.label.starts_with("matmul "))
+            .count();
+        match r.case.as_str() {
+            "ner-small-step" => assert!(matmuls >= 4, "{times:?}"),
+            "matmul-1024-tn" => assert_eq!(matmuls, 1, "{times:?}"),
+            _ => assert_eq!(matmuls, 0, "{times:?}"),
+        }
     }
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    if timestamps {
+        let first = &raw["results"][0]["kernel_times"][0];
+        assert!(
+            first["label"].is_string() && first["ms"].is_number(),
+            "{first}"
+        );
+    }
+    let _ = std::fs::remove_file(&json);
+}
+
+/// `--kernel-times` leaves CPU results as they were: no field, no table.
+#[test]
+fn kernel_times_are_gpu_only() {
+    let args = parse(&["--tiny", "--device", "cpu", "--cases", "tanh-fwd"]).unwrap();
+    let plain = bench::run_report(&args).unwrap();
+    let profiled = bench::run_report(&BenchArgs {
+        kernel_times: true,
+        ..args
+    })
+    .unwrap();
+    assert_eq!(profiled.results[0].kernel_times, None);
+    assert_eq!(plain.results[0].kernel_times, None);
+    let text = serde_json::to_string(&profiled).unwrap();
+    assert!(!text.contains("kernel_times\":["), "{text}");
 }

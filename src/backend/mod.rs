@@ -79,4 +79,14 @@ pub trait Backend: Send + Sync {
     fn is_gpu(&self) -> bool;
     /// Lets a backend forget per-plan state when a plan is evicted.
     fn forget_plan(&self, _plan_id: u64) {}
+    /// Turns per-launch GPU timing on or off for later executions. Off by
+    /// default because it changes how work is recorded and waits for the
+    /// device; backends without device timers ignore it.
+    fn set_profiling(&self, _on: bool) {}
+    /// The most recent profiled execution, one entry per launch: a label
+    /// (kernel and the ops it fused) and its GPU time in milliseconds.
+    /// `None` when nothing was profiled or the device cannot time kernels.
+    fn kernel_times(&self) -> Option<Vec<(String, f64)>> {
+        None
+    }
 }

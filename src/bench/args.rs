@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// Run with kernel fusion off (one launch per primitive op).
     #[arg(long)]
     pub unfused: bool,
+    /// GPU cases: after timing, profile one more iteration with timestamp
+    /// queries and print each launch's GPU time (where the adapter has them).
+    #[arg(long)]
+    pub kernel_times: bool,
     /// Write the results as JSON (schema deltagrad-bench/1) to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -78,6 +82,7 @@ impl Default for BenchArgs {
             window: None,
             tiny: false,
             unfused: false,
+            kernel_times: false,
             json: None,
             compare: None,
         }
@@ -90,6 +95,7 @@ pub(super) struct Resolved {
     pub sizes: Sizes,
     pub warmup: usize,
     pub iters: usize,
+    pub kernel_times: bool,
 }
 
 impl BenchArgs {
@@ -126,6 +132,7 @@ impl BenchArgs {
             sizes,
             warmup: self.warmup.unwrap_or(warmup),
             iters,
+            kernel_times: self.kernel_times,
         })
     }
 }

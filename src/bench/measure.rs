@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::args::Resolved;
 use super::cases::{self, Case};
-use super::schema::CaseResult;
+use super::schema::{CaseResult, KernelTime};
 use super::{peaks, stats};
 use crate::device::{Device, DeviceKind};
 use crate::error::{Error, Result};
@@ -57,6 +57,12 @@ pub(super) fn measure_case(
     });
     // 0 means the backend does not track memory (the CPU backend).
     let peak_bytes = Some(device.backend().counters().peak_bytes).filter(|&b| b > 0);
+    // After reading the high-water mark: profiling allocates its own buffers.
+    let kernel_times = if setup.kernel_times && device.is_gpu() {
+        profile_once(case.as_mut(), device)?
+    } else {
+        None
+    };
     Ok(CaseResult {
         case: name.to_string(),
         device: match device.kind() {
@@ -85,5 +91,23 @@ pub(super) fn measure_case(
         peak_ref: peak_fraction.and(peak).map(|p| p.source.to_string()),
         peak_bytes,
         note: None,
+        kernel_times,
     })
+}
+
+/// One more, untimed iteration with profiling on: it records differently
+/// (a pass per launch) and waits to read the stamps, so it is kept apart
+/// from the timed ones. `None` where the adapter has no timestamp queries.
+fn profile_once(case: &mut dyn Case, device: &Device) -> Result<Option<Vec<KernelTime>>> {
+    let backend = device.backend();
+    backend.set_profiling(true);
+    let ran = case.prepare().and_then(|_| case.run());
+    // The backend is shared process-wide: never leave profiling on.
+    backend.set_profiling(false);
+    ran?;
+    Ok(backend.kernel_times().map(|t| {
+        t.into_iter()
+            .map(|(label, ms)| KernelTime { label, ms })
+            .collect()
+    }))
 }

@@ -36,6 +36,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let out = execute(args)?;
     println!("{}", table::header(&out.report));
     println!("{}", table::results(&out.report.results));
+    if let Some(t) = table::kernel_times(&out.report.results) {
+        println!("per-launch GPU time (timestamp queries, one extra profiled iteration):");
+        println!("{t}");
+    } else if args.kernel_times && args.device != DeviceChoice::Cpu {
+        println!("kernel times: none (no GPU case ran, or the adapter has no timestamp queries)");
+    }
     if let (Some(reference), Some(path)) = (&out.reference, &args.compare) {
         print_comparison(&out.report, reference, path);
     }
@@ -157,6 +163,7 @@ fn settings(args: &BenchArgs, setup: &Resolved) -> BTreeMap<String, Value> {
         ("iters", Value::from(setup.iters)),
         ("fused", Value::from(!args.unfused)),
         ("tiny", Value::from(args.tiny)),
+        ("kernel_times", Value::from(args.kernel_times)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -86,6 +86,19 @@ pub struct CaseResult {
     /// Anything a reader should know about how this case ran differently.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// `--kernel-times`: GPU time per launch of one extra, profiled
+    /// iteration, in launch order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_times: Option<Vec<KernelTime>>,
+}
+
+/// One launch of a profiled iteration.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KernelTime {
+    /// Kernel and the ops it fused, e.g. `matmul 8x20x6: matmul + add + tanh`.
+    pub label: String,
+    /// GPU time between the launch's start and end timestamps.
+    pub ms: f64,
 }
 
 impl Report {

@@ -160,6 +160,52 @@ pub fn results(results: &[CaseResult]) -> String {
     .render()
 }
 
+/// The `--kernel-times` table: each profiled launch's GPU time and its
+/// share of all launches of that case; `None` when nothing was profiled.
+pub fn kernel_times(results: &[CaseResult]) -> Option<String> {
+    let mut rows = Vec::new();
+    for r in results {
+        let Some(times) = &r.kernel_times else {
+            continue;
+        };
+        let total: f64 = times.iter().map(|t| t.ms).sum();
+        let share = |v: f64| {
+            if total > 0.0 {
+                format!("{:.1}%", 100.0 * v / total)
+            } else {
+                "-".to_string()
+            }
+        };
+        for (i, t) in times.iter().enumerate() {
+            rows.push(vec![
+                r.case.clone(),
+                i.to_string(),
+                t.label.clone(),
+                ms(t.ms),
+                share(t.ms),
+            ]);
+        }
+        rows.push(vec![
+            r.case.clone(),
+            "all".to_string(),
+            format!("GPU busy; median step {} ms wall", ms(r.median_ms)),
+            ms(total),
+            share(total),
+        ]);
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    Some(
+        Table {
+            header: vec!["case", "launch", "kernel: fused ops", "GPU ms", "share"],
+            left: 3,
+            rows,
+        }
+        .render(),
+    )
+}
+
 /// The `--compare` table. "Theirs" is the file's (usually PyTorch's).
 pub fn comparisons(rows: &[Comparison]) -> String {
     let rows = rows

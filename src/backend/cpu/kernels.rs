@@ -530,34 +530,44 @@ fn eval<T: Scalar>(e: &Expr, inputs: &[Vec<T>], acc: Option<&[T]>, len: usize) -
             .to_vec(),
         Expr::Unary(op, a) => {
             let mut v = eval(a, inputs, acc, len)?;
-            let f: fn(T) -> T = match op {
-                UnaryOp::Neg => |x| -x,
-                UnaryOp::Exp => |x| x.exp(),
-                UnaryOp::Log => |x| x.ln(),
-                UnaryOp::Sqrt => |x| x.sqrt(),
-                UnaryOp::Tanh => |x| x.tanh(),
-                UnaryOp::Sigmoid => sigmoid,
+            // One loop per op (not a function pointer per element), so each
+            // loop inlines and vectorises.
+            macro_rules! map {
+                ($f:expr) => {
+                    v.iter_mut().for_each(|x| *x = $f(*x))
+                };
+            }
+            match op {
+                UnaryOp::Neg => map!(|x: T| -x),
+                UnaryOp::Exp => map!(|x: T| x.exp()),
+                UnaryOp::Log => map!(|x: T| x.ln()),
+                UnaryOp::Sqrt => map!(|x: T| x.sqrt()),
+                UnaryOp::Tanh => map!(|x: T| x.tanh()),
+                UnaryOp::Sigmoid => map!(sigmoid::<T>),
                 // `x < 0` keeps NaN as NaN, so faults stay visible.
-                UnaryOp::Relu => |x| if x < T::ZERO { T::ZERO } else { x },
-                UnaryOp::Recip => |x| T::ONE / x,
-            };
-            v.iter_mut().for_each(|x| *x = f(*x));
+                UnaryOp::Relu => map!(|x: T| if x < T::ZERO { T::ZERO } else { x }),
+                UnaryOp::Recip => map!(|x: T| T::ONE / x),
+            }
             v
         }
         Expr::Binary(op, a, b) => {
             let mut x = eval(a, inputs, acc, len)?;
             let y = eval(b, inputs, acc, len)?;
-            let f: fn(T, T) -> T = match op {
-                BinaryOp::Add => |a, b| a + b,
-                BinaryOp::Sub => |a, b| a - b,
-                BinaryOp::Mul => |a, b| a * b,
-                BinaryOp::Div => |a, b| a / b,
-                BinaryOp::Max => max,
-                BinaryOp::Gt => |a, b| if a > b { T::ONE } else { T::ZERO },
-                BinaryOp::Ge => |a, b| if a >= b { T::ONE } else { T::ZERO },
-                BinaryOp::Eq => |a, b| if a == b { T::ONE } else { T::ZERO },
-            };
-            x.iter_mut().zip(&y).for_each(|(a, &b)| *a = f(*a, b));
+            macro_rules! zip {
+                ($f:expr) => {
+                    x.iter_mut().zip(&y).for_each(|(a, &b)| *a = $f(*a, b))
+                };
+            }
+            match op {
+                BinaryOp::Add => zip!(|a: T, b: T| a + b),
+                BinaryOp::Sub => zip!(|a: T, b: T| a - b),
+                BinaryOp::Mul => zip!(|a: T, b: T| a * b),
+                BinaryOp::Div => zip!(|a: T, b: T| a / b),
+                BinaryOp::Max => zip!(max::<T>),
+                BinaryOp::Gt => zip!(|a: T, b: T| if a > b { T::ONE } else { T::ZERO }),
+                BinaryOp::Ge => zip!(|a: T, b: T| if a >= b { T::ONE } else { T::ZERO }),
+                BinaryOp::Eq => zip!(|a: T, b: T| if a == b { T::ONE } else { T::ZERO }),
+            }
             x
         }
     })

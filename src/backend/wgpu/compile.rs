@@ -69,6 +69,9 @@ pub(super) struct Compiled {
     pub scratch_bytes: Vec<u64>,
     /// Per output index: (len, dtype).
     pub outputs: Vec<(usize, DType)>,
+    /// Per step: the launch it belongs to (a launch may take several
+    /// dispatches, or none), so profiles can be reported per launch.
+    pub launch_of: Vec<usize>,
 }
 
 const OP: &str = "wgpu execute";
@@ -154,12 +157,14 @@ pub(super) fn compile(plan: &Plan, max_groups: u32) -> Result<Compiled> {
         scratch: Vec::new(),
     };
     let mut written = vec![false; plan.slots.len()];
+    let mut launch_of = Vec::new();
     for (li, launch) in plan.launches.iter().enumerate() {
         let k = &launch.kernel;
         for s in k.reads().into_iter().chain([k.out()]) {
             c.slot(s)?;
         }
         c.launch(li, k)?;
+        launch_of.resize(c.steps.len(), li);
         written[k.out()] = true;
     }
     for (i, s) in plan.slots.iter().enumerate() {
@@ -172,6 +177,7 @@ pub(super) fn compile(plan: &Plan, max_groups: u32) -> Result<Compiled> {
         temp_bytes,
         scratch_bytes: c.scratch,
         outputs,
+        launch_of,
     })
 }
 

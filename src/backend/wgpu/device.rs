@@ -52,6 +52,10 @@ pub(super) struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// Nanoseconds per timestamp tick, where the device has timestamp
+    /// queries (requested whenever the adapter offers them: they cost
+    /// nothing until a pass asks for timestamp writes).
+    pub timestamp_period: Option<f64>,
     sink: Arc<Mutex<ErrorSink>>,
     timeout: Duration,
 }
@@ -112,8 +116,10 @@ impl Gpu {
         // The adapter's own limits, not the WebGPU defaults, so tensors up
         // to its maximum binding size fit.
         let limits = adapter.limits();
+        let timestamps = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let desc = wgpu::DeviceDescriptor {
             label: Some("deltagrad"),
+            required_features: timestamps,
             required_limits: limits.clone(),
             ..Default::default()
         };
@@ -130,11 +136,15 @@ impl Gpu {
             let mut g = s.lock().unwrap_or_else(|p| p.into_inner());
             g.lost = Some(format!("device lost ({reason:?}): {msg}"));
         });
+        let timestamp_period = (!timestamps.is_empty())
+            .then(|| f64::from(queue.get_timestamp_period()))
+            .filter(|p| p.is_finite() && *p > 0.0);
         Ok(Gpu {
             device,
             queue,
             info,
             limits,
+            timestamp_period,
             sink,
             timeout: opts.poll_timeout,
         })

@@ -9,6 +9,7 @@ use std::sync::{Arc, Weak};
 use super::buffer::{GpuBuffer, Pool, Raw, create_raw};
 use super::compile::{self, Bind, Buf, Compiled, Dispatch, Step};
 use super::pipelines::{Pipeline, Pipelines};
+use super::profile::{self, Timer};
 use super::record::{self, Recorder};
 use super::{Ctx, host};
 use crate::backend::Storage;
@@ -34,6 +35,8 @@ struct PlanState {
     host_seen: Vec<Option<u64>>,
     /// Per output: the buffer it had last time, asked for again.
     out_pref: Vec<Option<u64>>,
+    /// Made on the first profiled execution.
+    timer: Option<Timer>,
     last_used: u64,
     pool: Weak<Pool>,
 }
@@ -59,6 +62,8 @@ pub(super) struct Exec {
     pub pipelines: Pipelines,
     plans: HashMap<u64, PlanState>,
     tick: u64,
+    /// Per launch of the last profiled execution: label and milliseconds.
+    pub last_times: Option<Vec<(String, f64)>>,
 }
 
 impl Exec {
@@ -119,6 +124,7 @@ fn new_state(cx: &Ctx, plan: &Plan, tick: u64) -> Result<PlanState> {
         sig: (plan.slots.len(), plan.launches.len()),
         host_seen: vec![None; compiled.steps.len()],
         out_pref: vec![None; compiled.outputs.len()],
+        timer: None,
         compiled,
         temps,
         scratch,
@@ -157,6 +163,7 @@ pub(super) fn execute(
     plan: &Plan,
     inputs: &[Storage],
     max_plans: usize,
+    profile: bool,
 ) -> Result<Vec<Storage>> {
     cx.gpu.check("before execute")?;
     if inputs.len() != plan.n_inputs {
@@ -206,7 +213,10 @@ pub(super) fn execute(
         ex.plans.insert(plan.id, st);
     }
     let Exec {
-        pipelines, plans, ..
+        pipelines,
+        plans,
+        last_times,
+        ..
     } = ex;
     let st = plans
         .get_mut(&plan.id)
@@ -228,6 +238,7 @@ pub(super) fn execute(
         alias,
         bind_groups,
         host_seen,
+        timer,
         ..
     } = st;
     let bufs = Bufs {
@@ -261,6 +272,24 @@ pub(super) fn execute(
     if bind_groups.len() > 64 + 4 * compiled.steps.len() {
         bind_groups.clear();
     }
+    // Without the device's clock, profiling leaves the plan as it is.
+    let period = cx.gpu.timestamp_period.filter(|_| profile);
+    let owners: Vec<usize> = match period {
+        Some(_) => (compiled.steps.iter().zip(&compiled.launch_of))
+            .filter(|(s, _)| matches!(s, Step::Dispatch(_)))
+            .map(|(_, &li)| li)
+            .collect(),
+        None => Vec::new(),
+    };
+    if period.is_some()
+        && timer
+            .as_ref()
+            .is_none_or(|t| t.queries as usize != 2 * owners.len())
+    {
+        *timer = Timer::new(cx, owners.len())?;
+    }
+    let timing = timer.as_ref().filter(|_| period.is_some());
+    let mut dispatched = 0u32;
 
     let mut rec = Recorder::new(cx);
     for (si, step) in compiled.steps.iter().enumerate() {
@@ -295,15 +324,32 @@ pub(super) fn execute(
                 let bg = bind_groups
                     .get(&key)
                     .ok_or_else(|| Error::Gpu("bind group missing".into()))?;
-                rec.dispatch(&pipe.pipeline, bg, d.groups);
+                match timing {
+                    Some(t) => {
+                        rec.dispatch_timed(&pipe.pipeline, bg, d.groups, (&t.set, dispatched))
+                    }
+                    None => rec.dispatch(&pipe.pipeline, bg, d.groups),
+                }
+                dispatched += 2;
             }
         }
+    }
+    if let Some(t) = timing {
+        rec.resolve(&t.set, t.queries, &t.resolve.buffer);
     }
     rec.flush();
     cx.stats
         .launches
         .fetch_add(plan.launches.len() as u64, Ordering::Relaxed);
     cx.gpu.check("execute")?;
+    if profile {
+        *last_times = match (timing, period) {
+            (Some(t), Some(p)) => Some(profile::per_launch(plan, &owners, &t.read_spans(cx)?, p)),
+            // A plan dispatching nothing took no GPU time.
+            (None, Some(p)) if owners.is_empty() => Some(profile::per_launch(plan, &[], &[], p)),
+            _ => None,
+        };
+    }
     Ok(outputs.into_iter().map(Storage::Gpu).collect())
 }
 

@@ -17,10 +17,11 @@ mod host;
 pub mod kernels;
 mod lower;
 mod pipelines;
+mod profile;
 mod record;
 mod segments;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use buffer::GpuBuffer;
@@ -123,6 +124,7 @@ pub struct WgpuBackend {
     cx: Ctx,
     exec: Mutex<Exec>,
     opts: WgpuOptions,
+    profiling: AtomicBool,
 }
 
 impl WgpuBackend {
@@ -155,6 +157,7 @@ impl WgpuBackend {
             },
             exec: Mutex::new(Exec::default()),
             opts,
+            profiling: AtomicBool::new(false),
         })
     }
 
@@ -171,6 +174,12 @@ impl WgpuBackend {
     /// The limits the device was created with (the adapter's own).
     pub fn limits(&self) -> wgpu::Limits {
         self.cx.gpu.limits.clone()
+    }
+
+    /// Whether the device has timestamp queries, which `set_profiling`
+    /// needs to report anything.
+    pub fn has_timestamps(&self) -> bool {
+        self.cx.gpu.timestamp_period.is_some()
     }
 
     pub fn options(&self) -> &WgpuOptions {
@@ -227,7 +236,9 @@ impl Backend for WgpuBackend {
 
     fn execute(&self, plan: &Plan, inputs: &[Storage]) -> Result<Vec<Storage>> {
         let mut ex = lock(&self.exec);
-        exec::execute(&mut ex, &self.cx, plan, inputs, self.opts.max_cached_plans)
+        let profile = self.profiling.load(Ordering::Relaxed);
+        let max = self.opts.max_cached_plans;
+        exec::execute(&mut ex, &self.cx, plan, inputs, max, profile)
     }
 
     fn sync(&self) -> Result<()> {
@@ -255,5 +266,20 @@ impl Backend for WgpuBackend {
 
     fn forget_plan(&self, plan_id: u64) {
         lock(&self.exec).forget(plan_id);
+    }
+
+    /// Profiled executions give each dispatch its own timestamped pass and
+    /// wait for the device to read the stamps back (one more submission).
+    /// Turning it on forgets the previous profile, so `kernel_times` never
+    /// reports an execution from before.
+    fn set_profiling(&self, on: bool) {
+        if on {
+            lock(&self.exec).last_times = None;
+        }
+        self.profiling.store(on, Ordering::Relaxed);
+    }
+
+    fn kernel_times(&self) -> Option<Vec<(String, f64)>> {
+        lock(&self.exec).last_times.clone()
     }
 }

@@ -106,6 +106,38 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// A dispatch in a pass of its own, stamped into `set` at `first`
+    /// (start) and `first + 1` (end). Only for profiling: splitting passes
+    /// costs a little on real GPUs.
+    pub(super) fn dispatch_timed(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        bg: &wgpu::BindGroup,
+        g: [u32; 3],
+        (set, first): (&wgpu::QuerySet, u32),
+    ) {
+        self.pass = None;
+        let mut pass = self
+            .encoder()
+            .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: Some(first),
+                    end_of_pass_write_index: Some(first + 1),
+                }),
+            });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bg, &[]);
+        pass.dispatch_workgroups(g[0], g[1], g[2]);
+    }
+
+    /// Resolves the first `count` queries of `set` into `dst`.
+    pub(super) fn resolve(&mut self, set: &wgpu::QuerySet, count: u32, dst: &wgpu::Buffer) {
+        self.pass = None;
+        self.encoder().resolve_query_set(set, 0..count, dst, 0);
+    }
+
     pub(super) fn flush(&mut self) {
         self.pass = None;
         if let Some(enc) = self.enc.take() {
