@@ -39,3 +39,8 @@ pub use graph::no_grad;
 pub use ops::custom::CustomOp;
 pub use optim::{Adam, Sgd};
 pub use tensor::Tensor;
+
+/// The README's Rust example runs as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

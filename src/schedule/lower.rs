@@ -514,12 +514,11 @@ impl<'a> Lowering<'a> {
                 let (a, trans_a) = self.matmul_operand(ins[0])?;
                 let (b, trans_b) = self.matmul_operand(ins[1])?;
                 let k = self.shape_of(ins[0])[1];
-                let mut fused = vec![format!(
+                let fused = vec![format!(
                     "matmul{}{}",
                     if trans_a { " Aᵀ" } else { "" },
                     if trans_b { " Bᵀ" } else { "" }
                 )];
-                fused.shrink_to_fit();
                 Val::Pending(Pending {
                     expr: Expr::Acc,
                     inputs: vec![],
