@@ -5,10 +5,9 @@
 //! device, its counters and its profiling switch are process-wide.
 
 mod common;
-use common::{gpu, ner_config};
+use common::{NerTrainer, gpu};
+use deltagrad::Result;
 use deltagrad::backend::wgpu::{WgpuBackend, WgpuOptions};
-use deltagrad::model::{WindowNet, random_batch};
-use deltagrad::{DType, Result, Sgd, Tensor};
 
 /// Whether the adapter tests would get offers timestamp queries (asked of
 /// a second device, only when profiling reported nothing).
@@ -20,24 +19,16 @@ fn adapter_has_timestamps() -> bool {
 fn profiled_step_times_every_launch() -> Result<()> {
     let Some(gpu) = gpu() else { return Ok(()) };
     let backend = gpu.backend();
-    let cfg = ner_config(12);
-    let mut rng = Tensor::rng(11);
-    let net = WindowNet::new(cfg.clone(), DType::F32, &gpu, &mut rng)?;
-    let mut sgd = Sgd::new(net.params(), 0.1);
-    let mut step = |rng: &mut rand::rngs::StdRng| -> Result<()> {
-        let batch = random_batch(&cfg, 16, &gpu, rng)?;
-        let loss = net.loss(&batch, None)?;
-        loss.backward()?;
-        sgd.step_with(&[&loss])
-    };
+    let mut trainer = NerTrainer::new(&gpu, 12, 11)?;
+    let mut step = || trainer.step(16);
     for _ in 0..6 {
-        step(&mut rng)?;
+        step()?;
     }
     gpu.sync()?;
     assert_eq!(backend.kernel_times(), None, "nothing profiled yet");
 
     backend.set_profiling(true);
-    step(&mut rng)?;
+    step()?;
     let Some(times) = backend.kernel_times() else {
         backend.set_profiling(false);
         assert!(
@@ -64,7 +55,7 @@ fn profiled_step_times_every_launch() -> Result<()> {
     // Warm profiled steps reuse their query set and read-back buffers.
     let before = backend.counters();
     for _ in 0..2 {
-        step(&mut rng)?;
+        step()?;
     }
     let after = backend.counters();
     assert_eq!(
@@ -78,11 +69,11 @@ fn profiled_step_times_every_launch() -> Result<()> {
 
     // Off again: the step is the unprofiled one, and the profile stays.
     backend.set_profiling(false);
-    step(&mut rng)?;
+    step()?;
     gpu.sync()?;
     let before = backend.counters();
     for _ in 0..4 {
-        step(&mut rng)?;
+        step()?;
     }
     gpu.sync()?;
     let after = backend.counters();

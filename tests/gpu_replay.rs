@@ -3,30 +3,21 @@
 //! counters are process-wide, and other tests would move them.
 
 mod common;
-use common::{gpu, ner_config};
-use deltagrad::model::{WindowNet, random_batch};
-use deltagrad::{DType, Result, Sgd, Tensor};
+use common::{NerTrainer, gpu};
+use deltagrad::Result;
 
 #[test]
 fn warmed_up_gpu_step_allocates_nothing_and_submits_once() -> Result<()> {
     let Some(gpu) = gpu() else { return Ok(()) };
-    let cfg = ner_config(12);
-    let mut rng = Tensor::rng(11);
-    let net = WindowNet::new(cfg.clone(), DType::F32, &gpu, &mut rng)?;
-    let mut sgd = Sgd::new(net.params(), 0.1);
-    let mut step = |rng: &mut rand::rngs::StdRng| -> Result<()> {
-        let batch = random_batch(&cfg, 16, &gpu, rng)?;
-        let loss = net.loss(&batch, None)?;
-        loss.backward()?;
-        sgd.step_with(&[&loss])
-    };
+    let mut trainer = NerTrainer::new(&gpu, 12, 11)?;
+    let mut step = || trainer.step(16);
     for _ in 0..6 {
-        step(&mut rng)?;
+        step()?;
     }
     gpu.sync()?;
     let before = gpu.backend().counters();
     for _ in 0..4 {
-        step(&mut rng)?;
+        step()?;
     }
     gpu.sync()?;
     let after = gpu.backend().counters();

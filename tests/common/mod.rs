@@ -37,3 +37,37 @@ pub fn ner_config(hidden: usize) -> WindowNetConfig {
         activation: Activation::Tanh,
     }
 }
+
+/// SGD training of a small window-NER model on random batches.
+pub struct NerTrainer {
+    pub cfg: WindowNetConfig,
+    pub net: deltagrad::model::WindowNet,
+    pub sgd: deltagrad::Sgd,
+    pub device: Device,
+    pub rng: rand::rngs::StdRng,
+}
+
+impl NerTrainer {
+    pub fn new(device: &Device, hidden: usize, seed: u64) -> deltagrad::Result<NerTrainer> {
+        let cfg = ner_config(hidden);
+        let mut rng = deltagrad::Tensor::rng(seed);
+        let net =
+            deltagrad::model::WindowNet::new(cfg.clone(), deltagrad::DType::F32, device, &mut rng)?;
+        let sgd = deltagrad::Sgd::new(net.params(), 0.1);
+        Ok(NerTrainer {
+            cfg,
+            net,
+            sgd,
+            device: device.clone(),
+            rng,
+        })
+    }
+
+    /// One forward + backward + update step on a fresh batch of `batch`.
+    pub fn step(&mut self, batch: usize) -> deltagrad::Result<()> {
+        let b = deltagrad::model::random_batch(&self.cfg, batch, &self.device, &mut self.rng)?;
+        let loss = self.net.loss(&b, None)?;
+        loss.backward()?;
+        self.sgd.step_with(&[&loss])
+    }
+}
