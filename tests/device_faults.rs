@@ -122,3 +122,29 @@ fn a_buffer_over_the_adapter_limit_is_an_error_naming_both_sizes() {
     assert!(e.contains(&format!("{}", n * 4)), "{e}");
     assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
 }
+
+#[test]
+fn a_lost_device_makes_every_later_call_an_error_not_a_panic() {
+    let Some(gpu) = backend(Duration::from_secs(60)) else {
+        return;
+    };
+    let a = gpu.upload(&HostData::F32(vec![0.5; 64 * 64])).unwrap();
+    let plan = matmul_plan(64);
+    let out = gpu.execute(&plan, &[a.clone(), a.clone()]).unwrap();
+    gpu.download(&out[0]).unwrap();
+    gpu.lose_device();
+    // Give the loss callback a chance to run.
+    let _ = gpu.sync();
+    let errors = [
+        gpu.execute(&plan, &[a.clone(), a.clone()]).map(|_| ()),
+        gpu.download(&out[0]).map(|_| ()),
+        gpu.upload(&HostData::F32(vec![1.0; 4])).map(|_| ()),
+        gpu.sync(),
+    ];
+    for (i, e) in errors.into_iter().enumerate() {
+        let m = e
+            .expect_err("a call on a lost device succeeded")
+            .to_string();
+        assert!(m.contains("device lost"), "call {i}: {m}");
+    }
+}

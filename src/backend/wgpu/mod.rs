@@ -161,6 +161,13 @@ impl WgpuBackend {
         })
     }
 
+    /// Destroys the underlying device, as a driver reset would: every later
+    /// call returns `Error::Gpu` saying the device was lost. For
+    /// fault-injection tests; the backend cannot be used afterwards.
+    pub fn lose_device(&self) {
+        self.cx.gpu.device.destroy();
+    }
+
     /// `name (type, backend, driver)` of the adapter in use.
     pub fn adapter_summary(&self) -> String {
         self.cx.gpu.summary()
