@@ -191,7 +191,9 @@ impl Adam {
     pub fn step_with(&mut self, outputs: &[&Tensor]) -> Result<()> {
         self.t += 1;
         let t = self.t as i32;
-        let lr_t = self.lr * (1.0 - self.beta2.powi(t)).sqrt() / (1.0 - self.beta1.powi(t));
+        // PyTorch's form: θ −= (α / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε).
+        let step_size = self.lr / (1.0 - self.beta1.powi(t));
+        let inv_sqrt_bc2 = 1.0 / (1.0 - self.beta2.powi(t)).sqrt();
         let mut assigns = Vec::new();
         no_grad(|| -> Result<()> {
             let grads = gradients(&self.params, self.clip_norm)?;
@@ -212,8 +214,10 @@ impl Adam {
                 let v2 = v
                     .mul_scalar(self.beta2)?
                     .add(&g.square()?.mul_scalar(1.0 - self.beta2)?)?;
-                let lr = scalar_input(p, lr_t)?;
-                let p2 = p.sub(&m2.mul(&lr)?.div(&v2.sqrt()?.add_scalar(self.eps)?)?)?;
+                let lr = scalar_input(p, step_size)?;
+                let bc2 = scalar_input(p, inv_sqrt_bc2)?;
+                let denom = v2.sqrt()?.mul(&bc2)?.add_scalar(self.eps)?;
+                let p2 = p.sub(&m2.mul(&lr)?.div(&denom)?)?;
                 assigns.push(Assign::Dense {
                     target: m.clone(),
                     value: m2,

@@ -41,7 +41,8 @@ pub struct TrainOptions {
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// sgd or adam.
+    /// sgd or adam. With adam the dense layers use lr × 0.02 (so that the
+    /// same --lr suits both) and the word vectors keep sparse SGD at lr.
     #[arg(long, default_value = "sgd")]
     pub optimizer: String,
     #[arg(long, default_value_t = 0.05)]

@@ -1,0 +1,102 @@
+//! Optimizers against their formulas, computed by hand.
+
+use deltagrad::{Adam, DType, Device, Result, Sgd, Tensor};
+
+fn param(v: &[f64]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), &[v.len()])
+        .unwrap()
+        .requires_grad()
+}
+
+/// loss = Σ c_i · p_i², so ∂loss/∂p_i = 2 c_i p_i.
+fn quadratic(p: &Tensor, c: &[f64]) -> Result<Tensor> {
+    let c = Tensor::from_vec(c.to_vec(), &[c.len()])?;
+    p.square()?.mul(&c)?.sum()
+}
+
+#[test]
+fn sgd_step_is_theta_minus_alpha_grad() -> Result<()> {
+    let (p0, c) = ([1.0, -2.0, 0.5], [1.0, 0.5, 3.0]);
+    let p = param(&p0);
+    let mut sgd = Sgd::new(vec![p.clone()], 0.1);
+    quadratic(&p, &c)?.backward()?;
+    sgd.step()?;
+    let got = p.to_vec_f64()?;
+    for i in 0..3 {
+        let want = p0[i] - 0.1 * 2.0 * c[i] * p0[i];
+        assert!((got[i] - want).abs() < 1e-12, "{i}: {} vs {want}", got[i]);
+    }
+    assert!(p.grad().is_none(), "step clears the gradient");
+    Ok(())
+}
+
+#[test]
+fn adam_two_steps_match_the_paper() -> Result<()> {
+    let (p0, c) = ([1.0, -2.0, 0.5], [1.0, 0.5, 3.0]);
+    let p = param(&p0);
+    let mut adam = Adam::new(vec![p.clone()], 0.01)?;
+    let (b1, b2, eps, lr) = (0.9f64, 0.999f64, 1e-8, 0.01);
+    let mut want = p0.to_vec();
+    let (mut m, mut v) = ([0.0; 3], [0.0; 3]);
+    for t in 1..=2 {
+        quadratic(&p, &c)?.backward()?;
+        adam.step()?;
+        for i in 0..3 {
+            let g = 2.0 * c[i] * want[i];
+            m[i] = b1 * m[i] + (1.0 - b1) * g;
+            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+            let mh = m[i] / (1.0 - b1.powi(t));
+            let vh = v[i] / (1.0 - b2.powi(t));
+            want[i] -= lr * mh / (vh.sqrt() + eps);
+        }
+    }
+    let got = p.to_vec_f64()?;
+    for i in 0..3 {
+        assert!(
+            (got[i] - want[i]).abs() < 1e-12,
+            "{i}: {} vs {}",
+            got[i],
+            want[i]
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn clipping_bounds_the_global_gradient_norm() -> Result<()> {
+    let p = param(&[3.0, 4.0]);
+    let mut sgd = Sgd::new(vec![p.clone()], 1.0);
+    sgd.clip_norm = Some(1.0);
+    // ∂/∂p of Σ p² is 2p = (6, 8), norm 10: clipped to (0.6, 0.8).
+    p.square()?.sum()?.backward()?;
+    sgd.step()?;
+    let got = p.to_vec_f64()?;
+    assert!(
+        (got[0] - 2.4).abs() < 1e-9 && (got[1] - 3.2).abs() < 1e-9,
+        "{got:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn assign_replaces_a_parameter_and_checks_its_shape() -> Result<()> {
+    let p = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+    p.assign(&p.mul_scalar(3.0)?)?;
+    assert_eq!(p.to_vec_f32()?, vec![3.0, 6.0]);
+    let e = p
+        .assign(&Tensor::from_vec(vec![1.0f32; 3], &[3])?)
+        .unwrap_err();
+    assert!(e.to_string().contains("assign"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn to_dtype_and_to_device_round_trip() -> Result<()> {
+    let x = Tensor::from_vec(vec![0.25f32, -1.5], &[2])?;
+    let y = x.to_dtype(DType::F64)?;
+    assert_eq!(y.dtype(), DType::F64);
+    assert_eq!(y.to_vec_f64()?, vec![0.25, -1.5]);
+    let z = y.to_device(&Device::cpu())?;
+    assert_eq!(z.to_vec_f64()?, vec![0.25, -1.5]);
+    Ok(())
+}
