@@ -59,36 +59,28 @@ fn a_wait_past_the_timeout_is_an_error_and_the_device_recovers() {
     };
     let n = 384;
     let a = gpu.upload(&HostData::F32(vec![0.5; n * n])).unwrap();
-    let b = gpu.upload(&HostData::F32(vec![0.25; n * n])).unwrap();
     let plan = matmul_plan(n);
     // A 384³ matmul takes far longer than a nanosecond on any device.
-    let mut timed_out = false;
-    for _ in 0..5 {
-        let out = gpu.execute(&plan, &[a.clone(), b.clone()]).unwrap();
-        match gpu.download(&out[0]) {
-            Err(e) => {
-                let m = e.to_string();
-                assert!(m.contains("did not finish within"), "{m}");
-                timed_out = true;
-                break;
-            }
-            Ok(_) => continue,
-        }
-    }
-    assert!(timed_out, "no wait ever exceeded a 1 ns timeout");
-    // Once the work is done, reading back works again.
-    std::thread::sleep(Duration::from_millis(200));
-    let mut ok = None;
-    for _ in 0..50 {
-        let out = gpu.execute(&plan, &[a.clone(), b.clone()]).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        if let Ok(HostData::F32(v)) = gpu.download(&out[0]) {
-            ok = Some(v);
+    let mut timed_out = None;
+    for _ in 0..20 {
+        let out = gpu.execute(&plan, &[a.clone(), a.clone()]).unwrap();
+        if let Err(e) = gpu.download(&out[0]) {
+            timed_out = Some(e.to_string());
             break;
         }
     }
-    let v = ok.expect("the device never recovered");
-    assert!((v[0] - 0.125 * n as f32).abs() < 1e-3, "{}", v[0]);
+    let m = timed_out.expect("no wait ever exceeded a 1 ns timeout");
+    assert!(m.contains("did not finish within"), "{m}");
+    // The timeout is not fatal: once the work drains, waiting succeeds again.
+    let mut drained = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(50));
+        if gpu.sync().is_ok() {
+            drained = true;
+            break;
+        }
+    }
+    assert!(drained, "the device never drained after a timeout");
 }
 
 #[test]
