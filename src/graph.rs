@@ -73,11 +73,17 @@ impl Op {
             },
             Op::Fill(v) => format!("fill({v})"),
             other => {
+                // The variant's name in snake_case: SoftmaxXentGrad → softmax_xent_grad.
                 let s = format!("{other:?}");
-                s.split(['(', ' ', '{'])
-                    .next()
-                    .unwrap_or("op")
-                    .to_lowercase()
+                let head = s.split(['(', ' ', '{']).next().unwrap_or("op");
+                let mut out = String::new();
+                for (i, c) in head.chars().enumerate() {
+                    if c.is_uppercase() && i > 0 {
+                        out.push('_');
+                    }
+                    out.extend(c.to_lowercase());
+                }
+                out
             }
         }
     }
