@@ -87,30 +87,12 @@ impl Backend for CpuBackend {
     }
 
     fn execute(&self, plan: &Plan, inputs: &[Storage]) -> Result<Vec<Storage>> {
-        if inputs.len() != plan.n_inputs {
-            return Err(Error::invalid(
-                "cpu execute",
-                format!("plan takes {} inputs, got {}", plan.n_inputs, inputs.len()),
-            ));
-        }
+        super::check_inputs(plan, inputs, "cpu execute")?;
         self.executions.fetch_add(1, Ordering::Relaxed);
         let mut slots: Vec<Option<Arc<CpuBuffer>>> = vec![None; plan.slots.len()];
         for (i, slot) in plan.slots.iter().enumerate() {
             if let SlotKind::Input(k) = slot.kind {
-                let b = cpu_buffer(&inputs[k])?;
-                if b.len() != slot.len || b.dtype() != slot.dtype {
-                    return Err(Error::invalid(
-                        "cpu execute",
-                        format!(
-                            "input {k} is {} x {}, the plan expects {} x {}",
-                            b.len(),
-                            b.dtype(),
-                            slot.len,
-                            slot.dtype
-                        ),
-                    ));
-                }
-                slots[i] = Some(b.clone());
+                slots[i] = Some(cpu_buffer(&inputs[k])?.clone());
             }
         }
         for launch in &plan.launches {

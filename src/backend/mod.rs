@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::dtype::{DType, HostData};
 use crate::error::Result;
-use crate::schedule::plan::Plan;
+use crate::schedule::plan::{Plan, SlotKind};
 
 /// Counters a backend keeps so that tests can assert that a warmed-up
 /// training step creates nothing.
@@ -58,6 +58,37 @@ impl fmt::Debug for Storage {
             Storage::Gpu(_) => write!(f, "Storage::Gpu({} x {})", self.len(), self.dtype()),
         }
     }
+}
+
+/// Checks that `inputs` fit `plan`'s input slots (count, length, dtype);
+/// `who` names the backend in the error.
+pub(crate) fn check_inputs(plan: &Plan, inputs: &[Storage], who: &'static str) -> Result<()> {
+    if inputs.len() != plan.n_inputs {
+        return Err(crate::error::Error::invalid(
+            who,
+            format!("plan takes {} inputs, got {}", plan.n_inputs, inputs.len()),
+        ));
+    }
+    for slot in &plan.slots {
+        if let SlotKind::Input(k) = slot.kind {
+            let b = inputs
+                .get(k)
+                .ok_or_else(|| crate::error::Error::invalid(who, format!("no input {k}")))?;
+            if b.len() != slot.len || b.dtype() != slot.dtype {
+                return Err(crate::error::Error::invalid(
+                    who,
+                    format!(
+                        "input {k} is {} x {}, the plan expects {} x {}",
+                        b.len(),
+                        b.dtype(),
+                        slot.len,
+                        slot.dtype
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What every backend does.

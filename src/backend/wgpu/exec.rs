@@ -14,7 +14,7 @@ use super::record::{self, Recorder};
 use super::{Ctx, host};
 use crate::backend::Storage;
 use crate::error::{Error, Result};
-use crate::schedule::plan::{Plan, SlotKind};
+use crate::schedule::plan::Plan;
 
 /// What a plan keeps between executions.
 struct PlanState {
@@ -166,36 +166,12 @@ pub(super) fn execute(
     profile: bool,
 ) -> Result<Vec<Storage>> {
     cx.gpu.check("before execute")?;
-    if inputs.len() != plan.n_inputs {
-        return Err(Error::invalid(
-            "wgpu execute",
-            format!("plan takes {} inputs, got {}", plan.n_inputs, inputs.len()),
-        ));
-    }
+    crate::backend::check_inputs(plan, inputs, "wgpu execute")?;
     let ins: Vec<&Arc<GpuBuffer>> = inputs
         .iter()
         .enumerate()
         .map(|(k, s)| gpu_input(s, k))
         .collect::<Result<_>>()?;
-    for slot in &plan.slots {
-        if let SlotKind::Input(k) = slot.kind {
-            let b = ins
-                .get(k)
-                .ok_or_else(|| Error::invalid("wgpu execute", format!("no input {k}")))?;
-            if b.len() != slot.len || b.dtype() != slot.dtype {
-                return Err(Error::invalid(
-                    "wgpu execute",
-                    format!(
-                        "input {k} is {} x {}, the plan expects {} x {}",
-                        b.len(),
-                        b.dtype(),
-                        slot.len,
-                        slot.dtype
-                    ),
-                ));
-            }
-        }
-    }
     ex.tick += 1;
     let tick = ex.tick;
     let sig = (plan.slots.len(), plan.launches.len());
