@@ -4,34 +4,25 @@
 //! feeds several others. The rules build ordinary graph nodes, so the
 //! backward pass is planned and fused with the forward.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::graph::no_grad;
+use crate::graph::{self, Visit, no_grad};
 use crate::ops;
 use crate::tensor::Tensor;
 
 /// Nodes reachable from `root` that need a gradient, inputs before users.
 fn topo_order(root: &Tensor) -> Vec<Tensor> {
-    let mut order = Vec::new();
-    let mut seen = HashSet::new();
-    // Iterative DFS: graphs of real models are deep enough to overflow a
-    // recursive walk.
-    let mut stack = vec![(root.clone(), false)];
-    while let Some((t, expanded)) = stack.pop() {
-        if expanded {
-            order.push(t);
-            continue;
+    graph::topo_order(&[&root.0], |n| {
+        if n.requires_grad() {
+            Visit::Expand
+        } else {
+            Visit::Skip
         }
-        if !t.requires_grad_flag() || !seen.insert(t.id()) {
-            continue;
-        }
-        stack.push((t.clone(), true));
-        for i in t.node().inputs.iter().rev() {
-            stack.push((i.clone(), false));
-        }
-    }
-    order
+    })
+    .iter()
+    .map(Tensor::from_arc)
+    .collect()
 }
 
 impl Tensor {
@@ -62,8 +53,8 @@ impl Tensor {
                 let Some(g) = grads.remove(&t.id()) else {
                     continue;
                 };
-                let node = t.node();
-                if node.inputs.is_empty() {
+                let inputs = t.inputs();
+                if inputs.is_empty() {
                     let total = match t.grad() {
                         Some(prev) => prev.add(&g)?,
                         None => g,
@@ -72,7 +63,7 @@ impl Tensor {
                     continue;
                 }
                 let local = ops::backward(t, &g)?;
-                for (input, gi) in node.inputs.iter().zip(local) {
+                for (input, gi) in inputs.iter().zip(local) {
                     let Some(gi) = gi else { continue };
                     if !input.requires_grad_flag() {
                         continue;
@@ -82,7 +73,7 @@ impl Tensor {
                             "backward",
                             input.shape(),
                             gi.shape(),
-                            format!("gradient of {} has the wrong shape", node.op.name()),
+                            format!("gradient of {} has the wrong shape", t.node().op.name()),
                         ));
                     }
                     let sum = match grads.remove(&input.id()) {

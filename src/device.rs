@@ -1,6 +1,7 @@
 //! Where tensors live and kernels run.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::backend::Backend;
@@ -20,7 +21,10 @@ pub enum DeviceKind {
 pub struct Device {
     backend: Arc<dyn Backend>,
     kind: DeviceKind,
+    id: u64,
 }
+
+static NEXT_DEVICE: AtomicU64 = AtomicU64::new(1);
 
 impl fmt::Debug for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -36,9 +40,11 @@ impl fmt::Display for Device {
 
 impl PartialEq for Device {
     fn eq(&self, other: &Device) -> bool {
-        Arc::ptr_eq(&self.backend, &other.backend)
+        self.id == other.id
     }
 }
+
+impl Eq for Device {}
 
 static CPU: OnceLock<Device> = OnceLock::new();
 /// One GPU device per process, keyed by whether software adapters were
@@ -46,13 +52,24 @@ static CPU: OnceLock<Device> = OnceLock::new();
 static GPU: Mutex<Vec<(bool, Device)>> = Mutex::new(Vec::new());
 
 impl Device {
+    /// A device over any backend (one made with custom options, say).
+    pub fn new(backend: Arc<dyn Backend>, kind: DeviceKind) -> Device {
+        Device {
+            backend,
+            kind,
+            id: NEXT_DEVICE.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// A process-unique id: per-device caches key on it.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The CPU reference backend.
     pub fn cpu() -> Device {
-        CPU.get_or_init(|| Device {
-            backend: Arc::new(CpuBackend::new()),
-            kind: DeviceKind::Cpu,
-        })
-        .clone()
+        CPU.get_or_init(|| Device::new(Arc::new(CpuBackend::new()), DeviceKind::Cpu))
+            .clone()
     }
 
     /// The best GPU adapter (discrete first), software adapters included
@@ -72,10 +89,7 @@ impl Device {
             return Ok(d.clone());
         }
         let backend = WgpuBackend::new(allow_software)?;
-        let d = Device {
-            backend: Arc::new(backend),
-            kind: DeviceKind::Gpu,
-        };
+        let d = Device::new(Arc::new(backend), DeviceKind::Gpu);
         eprintln!("deltagrad: using {d}");
         cache.push((allow_software, d.clone()));
         Ok(d)

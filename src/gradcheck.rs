@@ -71,39 +71,14 @@ where
             .collect::<Result<_>>()?;
         f(&ts)?.item()
     };
-    let mut worst = Vec::new();
     let base: Vec<Vec<f64>> = inputs.iter().map(|(v, _)| v.clone()).collect();
+    let mut worst = Vec::new();
     for (i, p) in params.iter().enumerate() {
         let analytic = match p.grad() {
             Some(g) => g.to_vec_f64()?,
             None => vec![0.0; p.numel()],
         };
-        let mut w = Worst {
-            input: i,
-            index: 0,
-            analytic: 0.0,
-            numeric: 0.0,
-            abs_err: -1.0,
-        };
-        for j in 0..p.numel() {
-            let mut plus = base.clone();
-            plus[i][j] += opts.step;
-            let mut minus = base.clone();
-            minus[i][j] -= opts.step;
-            let numeric = (eval(&plus)? - eval(&minus)?) / (2.0 * opts.step);
-            let err = (analytic[j] - numeric).abs();
-            let excess = err - (opts.atol + opts.rtol * numeric.abs());
-            let w_excess = w.abs_err - (opts.atol + opts.rtol * w.numeric.abs());
-            if excess > w_excess || !err.is_finite() {
-                w = Worst {
-                    input: i,
-                    index: j,
-                    analytic: analytic[j],
-                    numeric,
-                    abs_err: err,
-                };
-            }
-        }
+        let w = worst_element(i, &analytic, &base, &eval, &opts)?;
         let limit = opts.atol + opts.rtol * w.numeric.abs();
         if (w.abs_err > limit || w.abs_err.is_nan()) && p.numel() > 0 {
             return Err(Error::GradCheck(format!(
@@ -120,4 +95,42 @@ where
         worst.push(w);
     }
     Ok(worst)
+}
+
+/// Central differences for every element of input `i`; the element most
+/// out of tolerance (or the first non-finite one).
+fn worst_element(
+    i: usize,
+    analytic: &[f64],
+    base: &[Vec<f64>],
+    eval: &dyn Fn(&[Vec<f64>]) -> Result<f64>,
+    opts: &GradCheck,
+) -> Result<Worst> {
+    let mut w = Worst {
+        input: i,
+        index: 0,
+        analytic: 0.0,
+        numeric: 0.0,
+        abs_err: -1.0,
+    };
+    for (j, &a) in analytic.iter().enumerate() {
+        let mut plus = base.to_vec();
+        plus[i][j] += opts.step;
+        let mut minus = base.to_vec();
+        minus[i][j] -= opts.step;
+        let numeric = (eval(&plus)? - eval(&minus)?) / (2.0 * opts.step);
+        let err = (a - numeric).abs();
+        let excess = err - (opts.atol + opts.rtol * numeric.abs());
+        let w_excess = w.abs_err - (opts.atol + opts.rtol * w.numeric.abs());
+        if excess > w_excess || !err.is_finite() {
+            w = Worst {
+                input: i,
+                index: j,
+                analytic: a,
+                numeric,
+                abs_err: err,
+            };
+        }
+    }
+    Ok(w)
 }

@@ -17,14 +17,20 @@
 //! # }
 //! ```
 
+// Layers, bottom first; each imports only the ones before it:
+// dtype, error, flags → ir → backend → device → schedule → graph →
+// tensor → ops → autograd, optim, gradcheck, model. ARCHITECTURE.md
+// describes them.
 pub mod autograd;
 pub mod backend;
 pub mod bench;
 pub mod device;
 pub mod dtype;
 pub mod error;
+mod flags;
 pub mod gradcheck;
 pub mod graph;
+pub mod ir;
 pub mod model;
 pub mod ner;
 pub mod ops;
@@ -35,10 +41,10 @@ pub mod tensor;
 pub use device::{Device, DeviceKind};
 pub use dtype::{DType, HostData};
 pub use error::{Error, Result};
-pub use graph::no_grad;
-pub use ops::custom::CustomOp;
+pub use graph::{enable_grad, no_grad};
+pub use ir::CustomOp;
 pub use optim::{Adam, Sgd};
-pub use tensor::Tensor;
+pub use tensor::{Assign, Tensor, plan_for, realize, realize_step};
 
 /// The README's Rust example runs as a doctest, so it cannot rot.
 #[cfg(doctest)]

@@ -254,7 +254,7 @@ fn explain_cmd(a: ExplainArgs) -> Result<()> {
         let loss = net.loss(&batch, None)?;
         loss.backward()?;
         let sgd = Sgd::new(net.params(), 0.1);
-        schedule::plan_for(&[loss], &sgd.assigns()?)
+        deltagrad::plan_for(&[loss], &sgd.assigns()?)
     })?;
     println!(
         "window-NER training step: B={} d={} H={} C={} vocab={}, SGD{}",

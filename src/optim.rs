@@ -5,14 +5,24 @@
 
 use crate::dtype::HostData;
 use crate::error::{Error, Result};
-use crate::graph::{Op, no_grad};
-use crate::schedule::{self, Assign};
-use crate::tensor::Tensor;
+use crate::graph::no_grad;
+use crate::ir::Op;
+use crate::tensor::{Assign, Tensor, realize_step};
 
 /// The rows and ids of a gradient that is a pure row scatter.
 fn row_scatter(g: &Tensor) -> Option<(Tensor, Tensor)> {
-    let n = g.node();
-    matches!(n.op, Op::ScatterAdd).then(|| (n.inputs[0].clone(), n.inputs[1].clone()))
+    let n = g.inputs();
+    matches!(g.node().op, Op::ScatterAdd).then(|| (n[0].clone(), n[1].clone()))
+}
+
+/// The sparse update `p[ids] −= lr · rows` when `g` is a row scatter.
+fn sparse_update(p: &Tensor, g: &Tensor, lr: f64) -> Option<Assign> {
+    row_scatter(g).map(|(rows, ids)| Assign::Rows {
+        target: p.clone(),
+        ids,
+        rows,
+        scale: -lr,
+    })
 }
 
 /// A 0-d leaf holding `v`: a per-step scalar that changes without changing
@@ -72,7 +82,7 @@ fn gradients(params: &[Tensor], clip: Option<f64>) -> Result<Vec<Option<Tensor>>
 /// Realizes `outputs` together with the `assigns` and clears gradients.
 fn finish(params: &[Tensor], outputs: &[&Tensor], assigns: Vec<Assign>) -> Result<()> {
     let outs: Vec<Tensor> = outputs.iter().map(|t| (*t).clone()).collect();
-    schedule::realize_step(&outs, &assigns)?;
+    realize_step(&outs, &assigns)?;
     for p in params {
         p.zero_grad();
     }
@@ -114,13 +124,8 @@ impl Sgd {
             let grads = gradients(&self.params, self.clip_norm)?;
             for (p, g) in self.params.iter().zip(grads) {
                 let Some(g) = g else { continue };
-                if let Some((rows, ids)) = row_scatter(&g) {
-                    assigns.push(Assign::Rows {
-                        target: p.clone(),
-                        ids,
-                        rows,
-                        scale: -self.lr,
-                    });
+                if let Some(a) = sparse_update(p, &g, self.lr) {
+                    assigns.push(a);
                 } else {
                     let lr = scalar_input(p, self.lr)?;
                     let value = p.sub(&g.mul(&lr)?)?;
@@ -199,13 +204,8 @@ impl Adam {
             let grads = gradients(&self.params, self.clip_norm)?;
             for (((p, m), v), g) in self.params.iter().zip(&self.m).zip(&self.v).zip(grads) {
                 let Some(g) = g else { continue };
-                if let Some((rows, ids)) = row_scatter(&g) {
-                    assigns.push(Assign::Rows {
-                        target: p.clone(),
-                        ids,
-                        rows,
-                        scale: -self.sparse_lr,
-                    });
+                if let Some(a) = sparse_update(p, &g, self.sparse_lr) {
+                    assigns.push(a);
                     continue;
                 }
                 let m2 = m

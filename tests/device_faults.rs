@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deltagrad::backend::Backend;
 use deltagrad::backend::wgpu::{WgpuBackend, WgpuOptions};
-use deltagrad::schedule::plan::{Expr, Kernel, Launch, Plan, Slot, SlotKind};
+use deltagrad::ir::{Expr, Kernel, Launch, Plan, Slot, SlotKind};
 use deltagrad::{DType, HostData};
 
 fn backend(timeout: Duration) -> Option<WgpuBackend> {

@@ -2,9 +2,10 @@
 
 mod common;
 use common::{gpu, ner_config};
+use deltagrad::ir::{BinaryOp, Expr, Kernel, Plan};
 use deltagrad::model::{WindowNet, random_batch};
-use deltagrad::schedule::plan::{BinaryOp, Expr, Kernel, Plan};
-use deltagrad::schedule::{self, explain::explain, plan_for, with_fusion};
+use deltagrad::plan_for;
+use deltagrad::schedule::{self, explain::explain, with_fusion};
 use deltagrad::{DType, Device, Result, Sgd, Tensor};
 use rand::Rng;
 
@@ -114,7 +115,7 @@ fn forward_matmul_fuses_bias_and_activation() -> Result<()> {
     };
     assert!(matches!(
         e.expr,
-        Expr::Unary(deltagrad::schedule::plan::UnaryOp::Tanh, _)
+        Expr::Unary(deltagrad::ir::UnaryOp::Tanh, _)
     ));
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use deltagrad::backend::wgpu::emit::{self, Access};
 use deltagrad::backend::wgpu::kernels::Binding;
 use deltagrad::backend::wgpu::{KernelId, shader_sources};
-use deltagrad::schedule::plan::{BinaryOp, Expr, UnaryOp};
+use deltagrad::ir::{BinaryOp, Expr, UnaryOp};
 
 fn validate(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(src)
@@ -162,7 +162,7 @@ fn emitted_expression_text_is_exact() {
     );
     assert_eq!(
         emit::expr(&e, 1, true).unwrap(),
-        "(dg_tanh(x0) * dg_ge(acc, 0.5f))"
+        "op_mul(op_tanh(x0), op_ge(acc, 0.5f))"
     );
     assert!(
         emit::expr(&e, 1, false).is_err(),

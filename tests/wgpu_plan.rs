@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use deltagrad::backend::cpu::CpuBackend;
 use deltagrad::backend::wgpu::{WgpuBackend, WgpuOptions};
 use deltagrad::backend::{Backend, Storage};
-use deltagrad::schedule::plan::*;
+use deltagrad::ir::*;
 use deltagrad::{CustomOp, DType, Error, HostData, Result};
 
 // ---------------------------------------------------------------- helpers

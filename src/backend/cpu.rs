@@ -4,15 +4,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use super::{Backend, Counters, Storage};
+use super::{Backend, Counters, DeviceBuffer, Storage};
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
-use crate::schedule::plan::{Kernel, Plan, SlotKind};
+use crate::ir::{Kernel, Plan, SlotKind};
 
+mod elementwise;
+mod gemm;
 mod kernels;
-mod scalar;
 
-pub use scalar::Scalar;
+pub use gemm::Gemm;
 
 #[derive(Debug)]
 pub struct CpuBuffer {
@@ -29,15 +30,6 @@ impl CpuBuffer {
             data: RwLock::new(data),
         }
     }
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    pub fn dtype(&self) -> DType {
-        self.dtype
-    }
     /// Reads the contents. A poisoned lock (a panic while writing) still
     /// yields the data: every writer replaces whole values.
     pub fn read(&self) -> RwLockReadGuard<'_, HostData> {
@@ -45,6 +37,21 @@ impl CpuBuffer {
     }
     fn replace(&self, data: HostData) {
         *self.data.write().unwrap_or_else(|e| e.into_inner()) = data;
+    }
+}
+
+impl DeviceBuffer for CpuBuffer {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+    fn host_ids(&self) -> Option<Arc<Vec<u32>>> {
+        match &*self.read() {
+            HostData::U32(v) => Some(Arc::new(v.clone())),
+            _ => None,
+        }
     }
 }
 
@@ -60,16 +67,20 @@ impl CpuBackend {
     pub fn new() -> CpuBackend {
         CpuBackend::default()
     }
+
+    fn new_buffer(&self, data: HostData) -> Arc<CpuBuffer> {
+        self.buffers_created.fetch_add(1, Ordering::Relaxed);
+        Arc::new(CpuBuffer::new(data))
+    }
 }
 
-fn cpu_buffer(s: &Storage) -> Result<&Arc<CpuBuffer>> {
-    match s {
-        Storage::Cpu(b) => Ok(b),
-        Storage::Gpu(_) => Err(Error::invalid(
+fn cpu_buffer(s: &Storage) -> Result<Arc<CpuBuffer>> {
+    s.downcast::<CpuBuffer>().ok_or_else(|| {
+        Error::invalid(
             "cpu backend",
-            "got a GPU buffer; move the tensor to the CPU first",
-        )),
-    }
+            "got a buffer of another backend; move the tensor to the CPU first",
+        )
+    })
 }
 
 impl Backend for CpuBackend {
@@ -78,8 +89,7 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&self, data: &HostData) -> Result<Storage> {
-        self.buffers_created.fetch_add(1, Ordering::Relaxed);
-        Ok(Storage::Cpu(Arc::new(CpuBuffer::new(data.clone()))))
+        Ok(Storage::new(self.new_buffer(data.clone())))
     }
 
     fn download(&self, storage: &Storage) -> Result<HostData> {
@@ -92,16 +102,19 @@ impl Backend for CpuBackend {
         let mut slots: Vec<Option<Arc<CpuBuffer>>> = vec![None; plan.slots.len()];
         for (i, slot) in plan.slots.iter().enumerate() {
             if let SlotKind::Input(k) = slot.kind {
-                slots[i] = Some(cpu_buffer(&inputs[k])?.clone());
+                slots[i] = Some(cpu_buffer(&inputs[k])?);
             }
         }
         for launch in &plan.launches {
             self.launches.fetch_add(1, Ordering::Relaxed);
             let k = &launch.kernel;
             let out = k.out();
-            let out_slot = &plan.slots[out];
+            let out_slot = plan
+                .slots
+                .get(out)
+                .ok_or_else(|| Error::invalid("cpu execute", format!("no slot {out}")))?;
             let read = |id: usize| -> Result<&CpuBuffer> {
-                slots[id].as_deref().ok_or_else(|| {
+                slots.get(id).and_then(|s| s.as_deref()).ok_or_else(|| {
                     Error::invalid("cpu execute", format!("slot {id} read before written"))
                 })
             };
@@ -115,23 +128,24 @@ impl Backend for CpuBackend {
             match (&slots[out], out_slot.kind) {
                 // In place: the kernel read this input; overwrite its buffer.
                 (Some(existing), SlotKind::Input(_)) => existing.replace(result),
-                _ => {
-                    self.buffers_created.fetch_add(1, Ordering::Relaxed);
-                    slots[out] = Some(Arc::new(CpuBuffer::new(result)));
-                }
+                _ => slots[out] = Some(self.new_buffer(result)),
             }
         }
         let mut outputs = vec![None; plan.n_outputs];
         for (i, slot) in plan.slots.iter().enumerate() {
-            if let SlotKind::Output(k) = slot.kind {
-                outputs[k] = slots[i].clone().map(Storage::Cpu);
+            if let SlotKind::Output(k) = slot.kind
+                && let Some(o) = outputs.get_mut(k)
+            {
+                *o = slots[i].clone();
             }
         }
         outputs
             .into_iter()
             .enumerate()
             .map(|(k, s)| {
-                s.ok_or_else(|| Error::invalid("cpu execute", format!("output {k} never written")))
+                s.map(|b| Storage::new(b)).ok_or_else(|| {
+                    Error::invalid("cpu execute", format!("output {k} never written"))
+                })
             })
             .collect()
     }
@@ -141,9 +155,11 @@ impl Backend for CpuBackend {
     }
 
     fn counters(&self) -> Counters {
+        let launches = self.launches.load(Ordering::Relaxed);
         Counters {
             buffers_created: self.buffers_created.load(Ordering::Relaxed),
-            launches: self.launches.load(Ordering::Relaxed),
+            launches,
+            dispatches: launches,
             submissions: self.executions.load(Ordering::Relaxed),
             ..Counters::default()
         }

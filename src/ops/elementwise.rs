@@ -1,10 +1,14 @@
-//! `+` distributes, `max` routes, `*` switches: binary element-wise ops with
-//! NumPy broadcasting, and the plain unary functions.
+//! Element-wise ops. The `Tensor` methods of every unary and binary op are
+//! generated from the op tables in `ir/` (`ir::unary`, `ir::binary`), and so
+//! are their backward rules: a unary op's is the Hadamard product
+//! g ⊙ f'(·) with f' read from the saved output or input, a binary op's the
+//! table's expressions in (g, a, b, y), each summed back to its input's
+//! (pre-broadcast) shape. The rules are built from ordinary ops, so
+//! gradients of gradients work.
 
 use super::{float, same_device, same_float};
 use crate::error::{Error, Result};
-use crate::graph::Op;
-use crate::schedule::plan::{BinaryOp, UnaryOp};
+use crate::ir::{BinaryOp, Df, Expr, Grad, Op, UnaryOp, binary_ops, unary_ops};
 use crate::tensor::Tensor;
 
 /// The NumPy broadcast of two shapes (aligned at the right; a 1 stretches).
@@ -39,58 +43,30 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
     Ok(out)
 }
 
-fn binary(op: BinaryOp, name: &'static str, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    same_device(name, a, b)?;
-    same_float(name, a, b)?;
-    let shape = broadcast_shapes(name, a.shape(), b.shape())?;
-    Ok(Tensor::op(
-        Op::Binary(op),
-        vec![a.clone(), b.clone()],
-        shape,
-        a.dtype(),
-    ))
-}
-
-pub(crate) fn unary(op: UnaryOp, a: &Tensor) -> Tensor {
-    Tensor::op(
-        Op::Unary(op),
-        vec![a.clone()],
-        a.shape().to_vec(),
-        a.dtype(),
-    )
-}
-
 impl Tensor {
-    /// Element-wise sum with broadcasting.
-    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
-        binary(BinaryOp::Add, "add", self, other)
+    /// Applies a binary element-wise op with broadcasting.
+    pub fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
+        let name = op.name();
+        same_device(name, self, other)?;
+        same_float(name, self, other)?;
+        let shape = broadcast_shapes(name, self.shape(), other.shape())?;
+        Ok(Tensor::op(
+            Op::Binary(op),
+            vec![self.clone(), other.clone()],
+            shape,
+            self.dtype(),
+        ))
     }
-    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
-        binary(BinaryOp::Sub, "sub", self, other)
-    }
-    /// The Hadamard (element-wise) product, with broadcasting.
-    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
-        binary(BinaryOp::Mul, "mul", self, other)
-    }
-    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
-        binary(BinaryOp::Div, "div", self, other)
-    }
-    /// Element-wise maximum; the gradient goes to the larger input (ties:
-    /// the first).
-    pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
-        binary(BinaryOp::Max, "maximum", self, other)
-    }
-    /// 1 where `self > other`, else 0 (no gradient).
-    pub fn gt(&self, other: &Tensor) -> Result<Tensor> {
-        binary(BinaryOp::Gt, "gt", self, other)
-    }
-    /// 1 where `self >= other`, else 0 (no gradient).
-    pub fn ge(&self, other: &Tensor) -> Result<Tensor> {
-        binary(BinaryOp::Ge, "ge", self, other)
-    }
-    /// 1 where `self == other`, else 0 (no gradient).
-    pub fn eq_mask(&self, other: &Tensor) -> Result<Tensor> {
-        binary(BinaryOp::Eq, "eq", self, other)
+
+    /// Applies a unary element-wise op.
+    pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        float(op.name(), self)?;
+        Ok(Tensor::op(
+            Op::Unary(op),
+            vec![self.clone()],
+            self.shape().to_vec(),
+            self.dtype(),
+        ))
     }
 
     /// A 0-d constant of this tensor's dtype and device.
@@ -107,69 +83,92 @@ impl Tensor {
     pub fn rsub_scalar(&self, v: f64) -> Result<Tensor> {
         self.constant_like(v).sub(self)
     }
-
-    pub fn neg(&self) -> Result<Tensor> {
-        float("neg", self)?;
-        Ok(unary(UnaryOp::Neg, self))
-    }
-    pub fn exp(&self) -> Result<Tensor> {
-        float("exp", self)?;
-        Ok(unary(UnaryOp::Exp, self))
-    }
-    /// Natural logarithm.
-    pub fn log(&self) -> Result<Tensor> {
-        float("log", self)?;
-        Ok(unary(UnaryOp::Log, self))
-    }
-    pub fn sqrt(&self) -> Result<Tensor> {
-        float("sqrt", self)?;
-        Ok(unary(UnaryOp::Sqrt, self))
-    }
-    /// `1 / self`.
-    pub fn recip(&self) -> Result<Tensor> {
-        float("recip", self)?;
-        Ok(unary(UnaryOp::Recip, self))
-    }
+    /// `self ⊙ self`. Gradient: 2 g ⊙ x.
     pub fn square(&self) -> Result<Tensor> {
         self.mul(self)
     }
-}
 
-/// Backward of the plain unary functions; the non-linearities are in
-/// `activation.rs`.
-pub(crate) fn unary_backward(op: UnaryOp, x: &Tensor, out: &Tensor, g: &Tensor) -> Result<Tensor> {
-    match op {
-        UnaryOp::Neg => g.neg(),
-        // d/dx e^x = e^x: reuse the output.
-        UnaryOp::Exp => g.mul(out),
-        UnaryOp::Log => g.div(x),
-        UnaryOp::Sqrt => g.mul_scalar(0.5)?.div(out),
-        UnaryOp::Recip => g.mul(&out.square()?)?.neg(),
-        UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Relu => {
-            super::activation::backward(op, x, out, g)
+    /// An expression of the op tables, built as tensor ops over `vars`
+    /// (`Expr::Input(i)` is `vars[i]`); constants take `self`'s dtype and
+    /// device.
+    pub(crate) fn build_expr(&self, e: &Expr, vars: &[&Tensor]) -> Result<Tensor> {
+        match e {
+            Expr::Input(i) => vars.get(*i).map(|t| (*t).clone()).ok_or_else(|| {
+                Error::invalid(
+                    "backward rule",
+                    format!("reads variable {i} of {}", vars.len()),
+                )
+            }),
+            Expr::Const(bits) => Ok(self.constant_like(f64::from_bits(*bits))),
+            Expr::Acc => Err(Error::invalid("backward rule", "`acc` in a rule")),
+            Expr::Unary(op, a) => self.build_expr(a, vars)?.unary(*op),
+            Expr::Binary(op, a, b) => {
+                let a = self.build_expr(a, vars)?;
+                a.binary(*op, &self.build_expr(b, vars)?)
+            }
+            Expr::Select(..) => Err(Error::invalid("backward rule", "select in a rule")),
         }
     }
 }
 
-/// `+` hands g to both inputs; `*` switches them; `max` routes g to the
-/// winner. Each gradient is summed back to its input's (pre-broadcast) shape.
+macro_rules! unary_methods {
+    ($( $(#[doc = $doc:literal])* $variant:ident $method:ident { $($rest:tt)* } )*) => {
+        impl Tensor {
+            $(
+                $(#[doc = $doc])*
+                pub fn $method(&self) -> Result<Tensor> {
+                    self.unary(UnaryOp::$variant)
+                }
+            )*
+        }
+    };
+}
+unary_ops!(unary_methods);
+
+macro_rules! binary_methods {
+    ($( $(#[doc = $doc:literal])* $variant:ident $method:ident { $($rest:tt)* } )*) => {
+        impl Tensor {
+            $(
+                $(#[doc = $doc])*
+                pub fn $method(&self, other: &Tensor) -> Result<Tensor> {
+                    self.binary(BinaryOp::$variant, other)
+                }
+            )*
+        }
+    };
+}
+binary_ops!(binary_methods);
+
+/// δ = g ⊙ f'(·), with f' from the saved output `y` or input `x`.
+pub(crate) fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let (rule, saved) = match op.df() {
+        Df::Output(rule) => (rule, y),
+        Df::Input(rule) => (rule, x),
+    };
+    let df = g.build_expr(&rule(&Expr::Input(0)), &[saved])?;
+    g.mul(&df)
+}
+
+/// The table's rule for each input, summed back to the input's shape.
 pub(crate) fn binary_backward(
     op: BinaryOp,
     a: &Tensor,
     b: &Tensor,
+    y: &Tensor,
     g: &Tensor,
 ) -> Result<Vec<Option<Tensor>>> {
-    let (ga, gb) = match op {
-        BinaryOp::Add => (g.clone(), g.clone()),
-        BinaryOp::Sub => (g.clone(), g.neg()?),
-        BinaryOp::Mul => (g.mul(b)?, g.mul(a)?),
-        BinaryOp::Div => (g.div(b)?, g.mul(a)?.div(&b.square()?)?.neg()?),
-        BinaryOp::Max => {
-            let a_wins = a.ge(b)?;
-            (g.mul(&a_wins)?, g.mul(&a_wins.rsub_scalar(1.0)?)?)
-        }
-        BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq => return Ok(vec![None, None]),
+    let Grad::Rule(da, db) = op.grad() else {
+        return Ok(vec![None, None]);
     };
+    let vars = [
+        Expr::Input(0),
+        Expr::Input(1),
+        Expr::Input(2),
+        Expr::Input(3),
+    ];
+    let args = [g, a, b, y];
+    let ga = g.build_expr(&da(&vars[0], &vars[1], &vars[2], &vars[3]), &args)?;
+    let gb = g.build_expr(&db(&vars[0], &vars[1], &vars[2], &vars[3]), &args)?;
     Ok(vec![
         Some(ga.sum_to_shape(a.shape())?),
         Some(gb.sum_to_shape(b.shape())?),

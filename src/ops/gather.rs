@@ -5,7 +5,7 @@
 use super::float;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::graph::Op;
+use crate::ir::Op;
 use crate::tensor::Tensor;
 
 /// Checks `ids` (u32, realized) against `rows`.

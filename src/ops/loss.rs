@@ -5,7 +5,8 @@
 use super::float;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::graph::{Op, no_grad};
+use crate::graph::no_grad;
+use crate::ir::Op;
 use crate::tensor::Tensor;
 
 impl Tensor {

@@ -3,7 +3,7 @@
 
 use super::{same_device, same_float};
 use crate::error::{Error, Result};
-use crate::graph::Op;
+use crate::ir::Op;
 use crate::tensor::Tensor;
 
 impl Tensor {

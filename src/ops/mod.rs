@@ -1,7 +1,6 @@
 //! One file per op family; each op's backward rule sits right under its
 //! forward. `backward` dispatches on the node's op.
 
-pub mod activation;
 pub mod custom;
 pub mod elementwise;
 pub mod gather;
@@ -12,23 +11,22 @@ pub mod shape;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::graph::Op;
+use crate::ir::Op;
 use crate::tensor::Tensor;
 
 /// The local backward rule of `out`'s op: given the upstream gradient `g`
 /// (shaped like `out`), the gradient for each input (`None` where an input
 /// takes none).
 pub(crate) fn backward(out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
-    let node = out.node();
-    let x = &node.inputs;
-    match &node.op {
+    let x = &out.inputs();
+    match &out.node().op {
         Op::Leaf | Op::Fill(_) | Op::Detach => Ok(vec![None; x.len()]),
         Op::Unary(u) => elementwise::unary_backward(*u, &x[0], out, g).map(|t| vec![Some(t)]),
-        Op::Binary(b) => elementwise::binary_backward(*b, &x[0], &x[1], g),
+        Op::Binary(b) => elementwise::binary_backward(*b, &x[0], &x[1], out, g),
         Op::Matmul => matmul::backward(&x[0], &x[1], g),
         Op::Reduce(r, axis) => reduce::backward(*r, *axis, &x[0], out, g).map(|t| vec![Some(t)]),
         Op::Reshape | Op::Permute(_) | Op::Expand => {
-            shape::backward(&node.op, &x[0], g).map(|t| vec![Some(t)])
+            shape::backward(&out.node().op, &x[0], g).map(|t| vec![Some(t)])
         }
         Op::Gather => gather::gather_backward(&x[0], &x[1], g),
         Op::ScatterAdd => gather::scatter_add_backward(&x[0], &x[1], g),

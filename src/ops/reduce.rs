@@ -4,8 +4,8 @@
 
 use super::float;
 use crate::error::{Error, Result};
-use crate::graph::Op;
-use crate::schedule::plan::ReduceOp;
+use crate::ir::Op;
+use crate::ir::ReduceOp;
 use crate::tensor::Tensor;
 
 fn reduce(op: ReduceOp, name: &'static str, x: &Tensor, axis: usize) -> Result<Tensor> {

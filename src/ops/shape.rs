@@ -2,7 +2,7 @@
 //! the scheduler can express them as strided views.
 
 use crate::error::{Error, Result};
-use crate::graph::Op;
+use crate::ir::Op;
 use crate::tensor::Tensor;
 
 impl Tensor {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::plan::{Kernel, Plan, SlotKind};
+use crate::ir::{Kernel, Plan, SlotKind};
 
 /// FLOPs and bytes of one launch (bytes: each slot read once, output written
 /// once; an estimate of the memory traffic a fused kernel needs).

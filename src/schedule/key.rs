@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use super::lower::{Goal, NodeDesc, Ref};
+use super::{Goal, Ref, StepDesc};
 use crate::dtype::DType;
-use crate::graph::Op;
+use crate::ir::Op;
 
 fn dtype_code(d: DType) -> u64 {
     match d {
@@ -52,14 +52,11 @@ pub(crate) fn op_code(op: &Op, out: &mut Vec<u64>) {
     }
 }
 
-pub(crate) fn plan_key(
-    nodes: &[NodeDesc],
-    inputs: &[(Vec<usize>, DType)],
-    goals: &[(usize, Goal)],
-    fuse: bool,
-) -> Vec<u64> {
+/// The key of `step` on device `device` with fusion `fuse`.
+pub(crate) fn plan_key(device: u64, step: &StepDesc, fuse: bool) -> Vec<u64> {
+    let (nodes, inputs) = (&step.nodes, &step.inputs);
     let mut k = Vec::with_capacity(8 * (nodes.len() + inputs.len()) + 8);
-    k.extend([fuse as u64, inputs.len() as u64, nodes.len() as u64]);
+    k.extend([device, fuse as u64, inputs.len() as u64, nodes.len() as u64]);
     for (shape, dtype) in inputs {
         k.extend([dtype_code(*dtype), shape.len() as u64]);
         k.extend(shape.iter().map(|&s| s as u64));
@@ -71,9 +68,9 @@ pub(crate) fn plan_key(
         k.push(n.inputs.len() as u64);
         k.extend(n.inputs.iter().map(|&r| ref_code(r)));
     }
-    for (node, g) in goals {
+    for g in &step.goals {
         match g {
-            Goal::Output(o) => k.extend([100, *node as u64, *o as u64]),
+            Goal::Output { node, k: o } => k.extend([100, *node as u64, *o as u64]),
             Goal::Rows {
                 target,
                 ids,

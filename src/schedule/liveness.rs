@@ -2,7 +2,7 @@
 //! share a buffer, so a step needs few buffers and, once its plan is cached,
 //! allocates none.
 
-use super::plan::{Launch, Slot, SlotKind};
+use crate::ir::{Launch, Slot, SlotKind};
 
 /// Sets each temp slot's `buffer` and returns the number of buffers. A
 /// buffer is reused only by slots of the same dtype and no larger size class

@@ -9,37 +9,36 @@
 //! consumers is materialized once — that is how each δ is computed once and
 //! shared by ∂W, ∂b and ∂x.
 
-use super::plan::{Epilogue, Expr, Kernel, Launch, Plan, Slot, SlotId, SlotKind, View};
+use super::{Goal, NodeDesc, Ref};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::graph::Op;
-use crate::tensor::Tensor;
+use crate::ir::{Epilogue, Expr, Kernel, Launch, Op, Plan, Slot, SlotId, SlotKind, View};
 
-/// How a node's operand is referenced while lowering.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Ref {
-    Node(usize),
-    Input(usize),
-}
-
-#[derive(Clone, Debug)]
-struct MatmulSpec {
-    m: usize,
-    k: usize,
-    n: usize,
-    a: SlotId,
-    b: SlotId,
-    trans_a: bool,
-    trans_b: bool,
-}
-
+/// Element-wise work not yet emitted, so that its one consumer can absorb
+/// it; with `matmul`, the work is that matmul's epilogue (`Expr::Acc` is
+/// its accumulator).
 #[derive(Clone, Debug)]
 struct Pending {
     expr: Expr,
     inputs: Vec<View>,
-    matmul: Option<MatmulSpec>,
+    /// A `Kernel::Matmul` whose epilogue and output are filled when emitted.
+    matmul: Option<Kernel>,
     fused: Vec<String>,
 }
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            expr: Expr::Acc,
+            inputs: vec![],
+            matmul: None,
+            fused: vec![],
+        }
+    }
+}
+
+/// Where intermediate values go (liveness assigns the buffer later).
+const TEMP: SlotKind = SlotKind::Temp { buffer: 0 };
 
 #[derive(Clone, Debug)]
 enum Val {
@@ -48,38 +47,6 @@ enum Val {
     View(View),
     Const(f64),
     Pending(Pending),
-}
-
-/// A graph node to lower: its op, operands, shape and dtype.
-pub(crate) struct NodeDesc {
-    pub op: Op,
-    pub inputs: Vec<Ref>,
-    pub shape: Vec<usize>,
-    pub dtype: DType,
-}
-
-impl NodeDesc {
-    pub fn from_tensor(t: &Tensor, inputs: Vec<Ref>) -> NodeDesc {
-        NodeDesc {
-            op: t.node().op.clone(),
-            inputs,
-            shape: t.shape().to_vec(),
-            dtype: t.dtype(),
-        }
-    }
-}
-
-/// What the plan must produce beyond its launches.
-pub(crate) enum Goal {
-    /// Node `node` becomes output `k` (in order of the list).
-    Output(usize),
-    /// `target[ids[i], :] += scale · rows[i, :]` in place; `target` is an input.
-    Rows {
-        target: usize,
-        ids: Ref,
-        rows: Ref,
-        scale: f64,
-    },
 }
 
 pub(crate) struct Lowering<'a> {
@@ -160,11 +127,16 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    pub fn run(mut self, goals: &[(usize, Goal)]) -> Result<(Plan, Vec<(f64, DType)>)> {
+    pub fn run(mut self, goals: &[Goal]) -> Result<(Plan, Vec<(f64, DType)>)> {
         // Goals count as consumers so that their nodes are materialized.
-        for (node, g) in goals {
+        for g in goals {
             match g {
-                Goal::Output(_) => self.consumers[*node] += 2,
+                Goal::Output { node, .. } => {
+                    let c = self.consumers.get_mut(*node).ok_or_else(|| {
+                        Error::invalid("scheduler", format!("goal names node {node}"))
+                    })?;
+                    *c += 2;
+                }
                 Goal::Rows { ids, rows, .. } => {
                     for r in [ids, rows] {
                         if let Ref::Node(i) = r {
@@ -184,9 +156,9 @@ impl<'a> Lowering<'a> {
         }
         let mut n_outputs = 0;
         let mut in_place = Vec::new();
-        for (node, g) in goals {
+        for g in goals {
             match g {
-                Goal::Output(k) => {
+                Goal::Output { node, k } => {
                     self.materialize_output(*node, *k)?;
                     n_outputs = n_outputs.max(k + 1);
                 }
@@ -361,18 +333,27 @@ impl<'a> Lowering<'a> {
         let out = self.new_slot(shape.iter().product(), dtype, kind);
         let (expr, inputs) = dedupe_inputs(p.expr, p.inputs);
         let kernel = match p.matmul {
-            Some(mm) => Kernel::Matmul {
-                m: mm.m,
-                k: mm.k,
-                n: mm.n,
-                a: mm.a,
-                b: mm.b,
-                trans_a: mm.trans_a,
-                trans_b: mm.trans_b,
+            Some(Kernel::Matmul {
+                m,
+                k,
+                n,
+                a,
+                b,
+                trans_a,
+                trans_b,
+                ..
+            }) => Kernel::Matmul {
+                m,
+                k,
+                n,
+                a,
+                b,
+                trans_a,
+                trans_b,
                 epilogue: (expr != Expr::Acc).then_some(Epilogue { inputs, expr }),
                 out,
             },
-            None => Kernel::Elementwise {
+            _ => Kernel::Elementwise {
                 shape: shape.to_vec(),
                 inputs,
                 expr,
@@ -439,131 +420,115 @@ impl<'a> Lowering<'a> {
         let nd = &self.nodes[i];
         let (op, ins, shape, dtype) =
             (nd.op.clone(), nd.inputs.clone(), nd.shape.clone(), nd.dtype);
-        let name = op.name();
-        let temp = SlotKind::Temp { buffer: 0 };
-        let len: usize = shape.iter().product();
+        let name = op.name().into_owned();
         Ok(match op {
             Op::Leaf => return Err(Error::Other("scheduler: unrealized leaf".into())),
             Op::Fill(v) => Val::Const(v),
             Op::Detach => self.val(ins[0])?,
-            Op::Reshape => match self.val(ins[0])? {
-                Val::Const(v) => Val::Const(v),
-                _ => Val::Slot(self.materialize(ins[0], temp)?),
-            },
-            Op::Permute(perm) => {
-                let in_shape = self.shape_of(ins[0]).to_vec();
-                match self.val(ins[0])? {
-                    Val::Const(v) => Val::Const(v),
-                    Val::View(v) => Val::View(View {
-                        slot: v.slot,
-                        strides: perm.iter().map(|&p| v.strides[p]).collect(),
-                    }),
-                    _ => {
-                        let s = self.materialize(ins[0], temp)?;
-                        let c = contiguous(&in_shape);
-                        Val::View(View {
-                            slot: s,
-                            strides: perm.iter().map(|&p| c[p]).collect(),
-                        })
-                    }
-                }
-            }
-            Op::Expand => {
-                let in_shape = self.shape_of(ins[0]).to_vec();
-                match self.val(ins[0])? {
-                    Val::Const(v) => Val::Const(v),
-                    Val::View(v) => Val::View(View {
-                        slot: v.slot,
-                        strides: broadcast_strides(&v.strides, &in_shape, &shape),
-                    }),
-                    _ => {
-                        let s = self.materialize(ins[0], temp)?;
-                        Val::View(View {
-                            slot: s,
-                            strides: broadcast_strides(&contiguous(&in_shape), &in_shape, &shape),
-                        })
-                    }
-                }
-            }
+            Op::Reshape | Op::Permute(_) | Op::Expand => self.movement(&op, ins[0], &shape)?,
             Op::Unary(u) => {
-                let mut p = Pending {
-                    expr: Expr::Acc,
-                    inputs: vec![],
-                    matmul: None,
-                    fused: vec![],
-                };
+                let mut p = Pending::new();
                 let a = self.operand(ins[0], &shape, &mut p, 0)?;
                 p.expr = Expr::unary(u, a);
                 p.fused.push(name);
                 Val::Pending(p)
             }
             Op::Binary(b) => {
-                let mut p = Pending {
-                    expr: Expr::Acc,
-                    inputs: vec![],
-                    matmul: None,
-                    fused: vec![],
-                };
+                let mut p = Pending::new();
                 let x = self.operand(ins[0], &shape, &mut p, 1)?;
                 let y = self.operand(ins[1], &shape, &mut p, 0)?;
                 p.expr = Expr::binary(b, x, y);
                 p.fused.push(name);
                 Val::Pending(p)
             }
-            Op::Matmul => {
-                let (a, trans_a) = self.matmul_operand(ins[0])?;
-                let (b, trans_b) = self.matmul_operand(ins[1])?;
-                let k = self.shape_of(ins[0])[1];
-                let fused = vec![format!(
-                    "matmul{}{}",
-                    if trans_a { " Aᵀ" } else { "" },
-                    if trans_b { " Bᵀ" } else { "" }
-                )];
-                Val::Pending(Pending {
-                    expr: Expr::Acc,
-                    inputs: vec![],
-                    matmul: Some(MatmulSpec {
-                        m: shape[0],
-                        k,
-                        n: shape[1],
-                        a,
-                        b,
-                        trans_a,
-                        trans_b,
-                    }),
-                    fused,
-                })
-            }
+            Op::Matmul => self.matmul(ins[0], ins[1], &shape)?,
             Op::Reduce(rop, axis) => {
                 let in_shape = self.shape_of(ins[0]).to_vec();
-                let input = self.materialize(ins[0], temp)?;
-                let out = self.new_slot(len, dtype, temp);
-                self.push(
-                    Kernel::Reduce {
-                        op: rop,
-                        input,
-                        outer: in_shape[..axis].iter().product(),
-                        len: in_shape[axis],
-                        inner: in_shape[axis + 1..].iter().product(),
-                        out,
-                    },
-                    vec![name],
-                );
+                let input = self.materialize(ins[0], TEMP)?;
+                let out = self.new_slot(shape.iter().product(), dtype, TEMP);
+                let kernel = Kernel::Reduce {
+                    op: rop,
+                    input,
+                    outer: in_shape[..axis].iter().product(),
+                    len: in_shape[axis],
+                    inner: in_shape[axis + 1..].iter().product(),
+                    out,
+                };
+                self.push(kernel, vec![name]);
                 Val::Slot(out)
             }
             _ => {
                 let slots: Vec<SlotId> = ins
                     .iter()
-                    .map(|&r| self.materialize(r, temp))
+                    .map(|&r| self.materialize(r, TEMP))
                     .collect::<Result<_>>()?;
                 let in_shapes: Vec<Vec<usize>> =
                     ins.iter().map(|&r| self.shape_of(r).to_vec()).collect();
-                let out = self.new_slot(len, dtype, temp);
+                let out = self.new_slot(shape.iter().product(), dtype, TEMP);
                 let kernel = special_kernel(&op, &slots, &in_shapes, &shape, out)?;
                 self.push(kernel, vec![name]);
                 Val::Slot(out)
             }
         })
+    }
+
+    /// Reshape, permute and expand: a constant stays one, permute and
+    /// expand become strided views (no data moves), reshape needs a dense slot.
+    fn movement(&mut self, op: &Op, input: Ref, shape: &[usize]) -> Result<Val> {
+        let in_shape = self.shape_of(input).to_vec();
+        let val = self.val(input)?;
+        if let Val::Const(v) = val {
+            return Ok(Val::Const(v));
+        }
+        let view = match val {
+            Val::View(v) if !matches!(op, Op::Reshape) => v,
+            _ => {
+                let slot = self.materialize(input, TEMP)?;
+                if matches!(op, Op::Reshape) {
+                    return Ok(Val::Slot(slot));
+                }
+                View {
+                    slot,
+                    strides: contiguous(&in_shape),
+                }
+            }
+        };
+        let strides = match op {
+            Op::Permute(perm) => perm.iter().map(|&p| view.strides[p]).collect(),
+            _ => broadcast_strides(&view.strides, &in_shape, shape),
+        };
+        Ok(Val::View(View {
+            slot: view.slot,
+            strides,
+        }))
+    }
+
+    /// A pending matmul (its element-wise consumers may become its epilogue).
+    fn matmul(&mut self, a: Ref, b: Ref, shape: &[usize]) -> Result<Val> {
+        let k = self.shape_of(a)[1];
+        let (a, trans_a) = self.matmul_operand(a)?;
+        let (b, trans_b) = self.matmul_operand(b)?;
+        let fused = vec![format!(
+            "matmul{}{}",
+            if trans_a { " Aᵀ" } else { "" },
+            if trans_b { " Bᵀ" } else { "" }
+        )];
+        Ok(Val::Pending(Pending {
+            expr: Expr::Acc,
+            inputs: vec![],
+            matmul: Some(Kernel::Matmul {
+                m: shape[0],
+                k,
+                n: shape[1],
+                a,
+                b,
+                trans_a,
+                trans_b,
+                epilogue: None,
+                out: 0,
+            }),
+            fused,
+        }))
     }
 }
 

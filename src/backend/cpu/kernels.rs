@@ -1,14 +1,12 @@
 //! One function per kernel kind, generic over the float type.
 
 use super::CpuBuffer;
-use super::scalar::Scalar;
+use super::elementwise::evaluate;
+use super::gemm::Gemm;
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
-use crate::schedule::plan::{BinaryOp, Expr, Kernel, ReduceOp, Slot, UnaryOp, View};
-
-/// Elements evaluated per chunk: large enough for tight loops, small enough
-/// that every expression node's temporary stays in cache.
-const CHUNK: usize = 2048;
+use crate::ir::float::{max_nan, sigmoid};
+use crate::ir::{Epilogue, Float, Kernel, ReduceOp, Slot, View};
 
 type Reader<'a> = dyn Fn(usize) -> Result<&'a CpuBuffer> + 'a;
 
@@ -24,7 +22,7 @@ pub(super) fn run(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<HostData>
 }
 
 /// Typed access to a buffer's contents.
-trait Typed: Scalar {
+trait Typed: Gemm {
     fn slice(d: &HostData) -> Option<&[Self]>;
 }
 impl Typed for f32 {
@@ -56,16 +54,6 @@ fn floats<'a, T: Typed>(d: &'a HostData, what: &str) -> Result<&'a [T]> {
     })
 }
 
-fn ids(d: &HostData, what: &str) -> Result<Vec<u32>> {
-    match d {
-        HostData::U32(v) => Ok(v.clone()),
-        other => Err(Error::invalid(
-            "cpu execute",
-            format!("{what}: expected u32 ids, got {}", other.dtype()),
-        )),
-    }
-}
-
 /// Binds `$name: &[T]` to a slot's contents without copying them (the read
 /// guard lives in `$guard` for the rest of the scope).
 macro_rules! borrow {
@@ -75,9 +63,18 @@ macro_rules! borrow {
     };
 }
 
+/// u32 ids from `slot`, each checked against `bound`.
 fn load_ids(read: &Reader<'_>, slot: usize, what: &str, bound: usize) -> Result<Vec<u32>> {
     let b = read(slot)?;
-    let v = ids(&b.read(), what)?;
+    let v = match &*b.read() {
+        HostData::U32(v) => v.clone(),
+        other => {
+            return Err(Error::invalid(
+                "cpu execute",
+                format!("{what}: expected u32 ids, got {}", other.dtype()),
+            ));
+        }
+    };
     if let Some((position, &id)) = v.iter().enumerate().find(|(_, i)| **i as usize >= bound) {
         return Err(Error::IdOutOfRange {
             op: "cpu execute",
@@ -89,6 +86,25 @@ fn load_ids(read: &Reader<'_>, slot: usize, what: &str, bound: usize) -> Result<
     Ok(v)
 }
 
+/// Evaluates views and an expression, borrowing every input's buffer.
+fn with_views<T: Typed>(
+    shape: &[usize],
+    views: &[View],
+    expr: &crate::ir::Expr,
+    acc: Option<&[T]>,
+    read: &Reader<'_>,
+) -> Result<Vec<T>> {
+    let guards = views
+        .iter()
+        .map(|v| Ok(read(v.slot)?.read()))
+        .collect::<Result<Vec<_>>>()?;
+    let data = guards
+        .iter()
+        .map(|g| floats::<T>(g, "elementwise input"))
+        .collect::<Result<Vec<_>>>()?;
+    evaluate(shape, views, &data, expr, acc)
+}
+
 fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<T>> {
     let r = match k {
         Kernel::Elementwise {
@@ -96,65 +112,8 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             inputs,
             expr,
             ..
-        } => {
-            let guards = inputs
-                .iter()
-                .map(|v| Ok(read(v.slot)?.read()))
-                .collect::<Result<Vec<_>>>()?;
-            let data = guards
-                .iter()
-                .map(|g| floats::<T>(g, "elementwise input"))
-                .collect::<Result<Vec<_>>>()?;
-            elementwise(shape, inputs, &data, expr, None)?
-        }
-        Kernel::Matmul {
-            m,
-            k,
-            n,
-            a,
-            b,
-            trans_a,
-            trans_b,
-            epilogue,
-            ..
-        } => {
-            let (m, k, n) = (*m, *k, *n);
-            borrow!(read, *a, "matmul a" => av_guard, av);
-            borrow!(read, *b, "matmul b" => bv_guard, bv);
-            if av.len() < m * k || bv.len() < k * n {
-                return Err(Error::invalid(
-                    "cpu matmul",
-                    "operand smaller than m·k or k·n",
-                ));
-            }
-            let (rsa, csa) = if *trans_a {
-                (1, m as isize)
-            } else {
-                (k as isize, 1)
-            };
-            let (rsb, csb) = if *trans_b {
-                (1, k as isize)
-            } else {
-                (n as isize, 1)
-            };
-            let mut c = vec![T::ZERO; m * n];
-            T::gemm(m, k, n, av, rsa, csa, bv, rsb, csb, &mut c);
-            match epilogue {
-                None => c,
-                Some(e) => {
-                    let guards = e
-                        .inputs
-                        .iter()
-                        .map(|v| Ok(read(v.slot)?.read()))
-                        .collect::<Result<Vec<_>>>()?;
-                    let data = guards
-                        .iter()
-                        .map(|g| floats::<T>(g, "matmul epilogue input"))
-                        .collect::<Result<Vec<_>>>()?;
-                    elementwise(&[m, n], &e.inputs, &data, &e.expr, Some(&c))?
-                }
-            }
-        }
+        } => with_views(shape, inputs, expr, None, read)?,
+        Kernel::Matmul { .. } => matmul(k, read)?,
         Kernel::Reduce {
             op,
             input,
@@ -176,12 +135,7 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
         } => {
             borrow!(read, *table, "gather table" => t_guard, t);
             let ids = load_ids(read, *ids, "gather ids", *rows)?;
-            let mut o = Vec::with_capacity(n * dim);
-            for &i in ids.iter().take(*n) {
-                let i = i as usize;
-                o.extend_from_slice(&t[i * dim..(i + 1) * dim]);
-            }
-            o
+            gather(t, ids.get(..*n).unwrap_or(&ids), *dim)
         }
         Kernel::ScatterAdd {
             src,
@@ -194,107 +148,18 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             borrow!(read, *src, "scatter_add src" => s_guard, s);
             let ids = load_ids(read, *ids, "scatter_add ids", *rows)?;
             let mut o = vec![T::ZERO; rows * dim];
-            scatter_rows(&mut o, s, &ids[..*n], *dim, T::ONE);
+            scatter_rows(&mut o, s, ids.get(..*n).unwrap_or(&ids), *dim, T::ONE)?;
             o
         }
-        Kernel::SoftmaxXent {
-            logits,
-            labels,
-            batch,
-            classes,
-            ..
-        } => {
-            borrow!(read, *logits, "softmax_xent logits" => x_guard, x);
-            let y = load_ids(read, *labels, "softmax_xent labels", *classes)?;
-            let mut total = 0.0f64;
-            for b in 0..*batch {
-                let row = &x[b * classes..(b + 1) * classes];
-                let lse = log_sum_exp(row);
-                total += (lse - row[y[b] as usize]).to_f64();
-            }
-            vec![T::from_f64(total / (*batch).max(1) as f64)]
-        }
-        Kernel::SoftmaxXentGrad {
-            logits,
-            labels,
-            grad,
-            batch,
-            classes,
-            ..
-        } => {
-            borrow!(read, *logits, "softmax_xent_grad logits" => x_guard, x);
-            let y = load_ids(read, *labels, "softmax_xent_grad labels", *classes)?;
-            let g = scalar_of::<T>(read, *grad)?;
-            let scale = g / T::from_f64((*batch).max(1) as f64);
-            let mut o = vec![T::ZERO; batch * classes];
-            for b in 0..*batch {
-                let row = &x[b * classes..(b + 1) * classes];
-                let lse = log_sum_exp(row);
-                for c in 0..*classes {
-                    let p = (row[c] - lse).exp();
-                    let t = if c == y[b] as usize { T::ONE } else { T::ZERO };
-                    o[b * classes + c] = (p - t) * scale;
-                }
-            }
-            o
-        }
+        Kernel::SoftmaxXent { .. } | Kernel::SoftmaxXentGrad { .. } => softmax_xent(k, read)?,
         Kernel::LogSoftmax {
             input, rows, cols, ..
         } => {
             borrow!(read, *input, "log_softmax input" => x_guard, x);
-            let mut o = Vec::with_capacity(rows * cols);
-            for r in 0..*rows {
-                let row = &x[r * cols..(r + 1) * cols];
-                let lse = log_sum_exp(row);
-                o.extend(row.iter().map(|&v| v - lse));
-            }
-            o
+            log_softmax(x, *rows, *cols)?
         }
-        Kernel::LogisticLoss {
-            logits, targets, n, ..
-        } => {
-            borrow!(read, *logits, "logistic_loss logits" => x_guard, x);
-            borrow!(read, *targets, "logistic_loss targets" => t_guard, t);
-            let mut total = 0.0f64;
-            for i in 0..*n {
-                let (x, t) = (x[i].to_f64(), t[i].to_f64());
-                total += x.max(0.0) - x * t + (-x.abs()).exp().ln_1p();
-            }
-            vec![T::from_f64(total / (*n).max(1) as f64)]
-        }
-        Kernel::LogisticLossGrad {
-            logits,
-            targets,
-            grad,
-            n,
-            ..
-        } => {
-            borrow!(read, *logits, "logistic_loss_grad logits" => x_guard, x);
-            borrow!(read, *targets, "logistic_loss_grad targets" => t_guard, t);
-            let g = scalar_of::<T>(read, *grad)?;
-            let scale = g / T::from_f64((*n).max(1) as f64);
-            (0..*n).map(|i| (sigmoid(x[i]) - t[i]) * scale).collect()
-        }
-        Kernel::Custom {
-            op,
-            inputs,
-            input_shapes,
-            backward_input,
-            ..
-        } => {
-            let vals: Vec<Vec<f64>> = inputs
-                .iter()
-                .map(|&s| Ok(read(s)?.read().to_f64()))
-                .collect::<Result<_>>()?;
-            let r = match backward_input {
-                None => op.forward(&vals, input_shapes)?,
-                Some(i) => {
-                    let (args, g) = vals.split_at(vals.len() - 1);
-                    op.backward(args, input_shapes, &g[0], *i)?
-                }
-            };
-            r.into_iter().map(T::from_f64).collect()
-        }
+        Kernel::LogisticLoss { .. } | Kernel::LogisticLossGrad { .. } => logistic(k, read)?,
+        Kernel::Custom { .. } => custom(k, read)?,
         Kernel::IndexAddInPlace { .. } => {
             return Err(Error::invalid("cpu execute", "index_add runs in place"));
         }
@@ -311,6 +176,195 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
         ));
     }
     Ok(r)
+}
+
+fn matmul<T: Typed>(k: &Kernel, read: &Reader<'_>) -> Result<Vec<T>> {
+    let Kernel::Matmul {
+        m,
+        k,
+        n,
+        a,
+        b,
+        trans_a,
+        trans_b,
+        epilogue,
+        ..
+    } = k
+    else {
+        return Err(Error::invalid("cpu execute", "not a matmul"));
+    };
+    let (m, k, n) = (*m, *k, *n);
+    borrow!(read, *a, "matmul a" => av_guard, av);
+    borrow!(read, *b, "matmul b" => bv_guard, bv);
+    if av.len() < m * k || bv.len() < k * n {
+        return Err(Error::invalid(
+            "cpu matmul",
+            "operand smaller than m·k or k·n",
+        ));
+    }
+    let (rsa, csa) = if *trans_a {
+        (1, m as isize)
+    } else {
+        (k as isize, 1)
+    };
+    let (rsb, csb) = if *trans_b {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
+    let mut c = vec![T::ZERO; m * n];
+    T::gemm(m, k, n, av, rsa, csa, bv, rsb, csb, &mut c);
+    match epilogue {
+        None => Ok(c),
+        Some(Epilogue { inputs, expr }) => with_views(&[m, n], inputs, expr, Some(&c), read),
+    }
+}
+
+fn gather<T: Typed>(table: &[T], ids: &[u32], dim: usize) -> Vec<T> {
+    let mut o = Vec::with_capacity(ids.len() * dim);
+    for &i in ids {
+        let i = i as usize;
+        o.extend_from_slice(&table[i * dim..(i + 1) * dim]);
+    }
+    o
+}
+
+/// log Σ exp(row), shifted by the row's maximum for stability.
+fn log_sum_exp<T: Float>(row: &[T]) -> T {
+    let mut m = T::neg_infinity();
+    for &v in row {
+        if v > m {
+            m = v;
+        }
+    }
+    if m == T::neg_infinity() {
+        return m;
+    }
+    let s = row.iter().fold(T::ZERO, |s, &v| s + (v - m).exp());
+    m + s.ln()
+}
+
+fn log_softmax<T: Typed>(x: &[T], rows: usize, cols: usize) -> Result<Vec<T>> {
+    if x.len() < rows * cols {
+        return Err(Error::invalid("cpu log_softmax", "input too short"));
+    }
+    let mut o = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let lse = log_sum_exp(row);
+        o.extend(row.iter().map(|&v| v - lse));
+    }
+    Ok(o)
+}
+
+/// Softmax cross-entropy (mean over the batch) or its gradient.
+fn softmax_xent<T: Typed>(k: &Kernel, read: &Reader<'_>) -> Result<Vec<T>> {
+    let (logits, labels, batch, classes, grad) = match k {
+        Kernel::SoftmaxXent {
+            logits,
+            labels,
+            batch,
+            classes,
+            ..
+        } => (*logits, *labels, *batch, *classes, None),
+        Kernel::SoftmaxXentGrad {
+            logits,
+            labels,
+            grad,
+            batch,
+            classes,
+            ..
+        } => (*logits, *labels, *batch, *classes, Some(*grad)),
+        _ => return Err(Error::invalid("cpu execute", "not a softmax_xent")),
+    };
+    borrow!(read, logits, "softmax_xent logits" => x_guard, x);
+    let y = load_ids(read, labels, "softmax_xent labels", classes)?;
+    if x.len() < batch * classes || y.len() < batch {
+        return Err(Error::invalid("cpu softmax_xent", "input too short"));
+    }
+    let Some(grad) = grad else {
+        let mut total = 0.0f64;
+        for b in 0..batch {
+            let row = &x[b * classes..(b + 1) * classes];
+            total += (log_sum_exp(row) - row[y[b] as usize]).to_f64();
+        }
+        return Ok(vec![T::from_f64(total / batch.max(1) as f64)]);
+    };
+    let g = scalar_of::<T>(read, grad)?;
+    let scale = g / T::from_f64(batch.max(1) as f64);
+    let mut o = vec![T::ZERO; batch * classes];
+    for b in 0..batch {
+        let row = &x[b * classes..(b + 1) * classes];
+        let lse = log_sum_exp(row);
+        for c in 0..classes {
+            let p = (row[c] - lse).exp();
+            let t = if c == y[b] as usize { T::ONE } else { T::ZERO };
+            o[b * classes + c] = (p - t) * scale;
+        }
+    }
+    Ok(o)
+}
+
+/// Mean binary cross-entropy with logits, or its gradient.
+fn logistic<T: Typed>(k: &Kernel, read: &Reader<'_>) -> Result<Vec<T>> {
+    let (logits, targets, n, grad) = match k {
+        Kernel::LogisticLoss {
+            logits, targets, n, ..
+        } => (*logits, *targets, *n, None),
+        Kernel::LogisticLossGrad {
+            logits,
+            targets,
+            grad,
+            n,
+            ..
+        } => (*logits, *targets, *n, Some(*grad)),
+        _ => return Err(Error::invalid("cpu execute", "not a logistic loss")),
+    };
+    borrow!(read, logits, "logistic_loss logits" => x_guard, x);
+    borrow!(read, targets, "logistic_loss targets" => t_guard, t);
+    if x.len() < n || t.len() < n {
+        return Err(Error::invalid("cpu logistic_loss", "input too short"));
+    }
+    let Some(grad) = grad else {
+        let mut total = 0.0f64;
+        for i in 0..n {
+            let (x, t) = (x[i].to_f64(), t[i].to_f64());
+            total += x.max(0.0) - x * t + (-x.abs()).exp().ln_1p();
+        }
+        return Ok(vec![T::from_f64(total / n.max(1) as f64)]);
+    };
+    let g = scalar_of::<T>(read, grad)?;
+    let scale = g / T::from_f64(n.max(1) as f64);
+    Ok((0..n).map(|i| (sigmoid(x[i]) - t[i]) * scale).collect())
+}
+
+/// A user op, on the host in f64.
+fn custom<T: Typed>(k: &Kernel, read: &Reader<'_>) -> Result<Vec<T>> {
+    let Kernel::Custom {
+        op,
+        inputs,
+        input_shapes,
+        backward_input,
+        ..
+    } = k
+    else {
+        return Err(Error::invalid("cpu execute", "not a custom op"));
+    };
+    let vals: Vec<Vec<f64>> = inputs
+        .iter()
+        .map(|&s| Ok(read(s)?.read().to_f64()))
+        .collect::<Result<_>>()?;
+    let r = match backward_input {
+        None => op.forward(&vals, input_shapes)?,
+        Some(i) => {
+            let (args, g) = vals.split_at(vals.len().saturating_sub(1));
+            let g = g
+                .first()
+                .ok_or_else(|| Error::invalid("custom", "backward without an upstream gradient"))?;
+            op.backward(args, input_shapes, g, *i)?
+        }
+    };
+    Ok(r.into_iter().map(T::from_f64).collect())
 }
 
 pub(super) fn index_add_in_place(
@@ -331,30 +385,37 @@ pub(super) fn index_add_in_place(
         return Err(Error::invalid("cpu execute", "not an index_add"));
     };
     let idv = load_ids(read, *ids, "index_add ids", *rows)?;
+    let idv = idv.get(..*n).unwrap_or(&idv);
     let scale = f64::from_bits(*scale);
     match target {
         HostData::F32(t) => {
             let g = read(*src)?.read();
             let s = floats::<f32>(&g, "index_add src")?;
-            scatter_rows(t, s, &idv[..*n], *dim, scale as f32);
+            scatter_rows(t, s, idv, *dim, scale as f32)
         }
         HostData::F64(t) => {
             let g = read(*src)?.read();
             let s = floats::<f64>(&g, "index_add src")?;
-            scatter_rows(t, s, &idv[..*n], *dim, scale);
+            scatter_rows(t, s, idv, *dim, scale)
         }
-        HostData::U32(_) => return Err(Error::invalid("index_add", "target is u32")),
+        HostData::U32(_) => Err(Error::invalid("index_add", "target is u32")),
     }
-    Ok(())
 }
 
-fn scatter_rows<T: Scalar>(o: &mut [T], s: &[T], ids: &[u32], dim: usize, scale: T) {
+/// `o[ids[i], :] += scale · s[i, :]`, in the order of `i`.
+fn scatter_rows<T: Float>(o: &mut [T], s: &[T], ids: &[u32], dim: usize, scale: T) -> Result<()> {
+    if s.len() < ids.len() * dim {
+        return Err(Error::invalid("cpu scatter", "source too short"));
+    }
     for (i, &id) in ids.iter().enumerate() {
-        let dst = &mut o[id as usize * dim..(id as usize + 1) * dim];
+        let dst = o
+            .get_mut(id as usize * dim..(id as usize + 1) * dim)
+            .ok_or_else(|| Error::invalid("cpu scatter", "row out of range"))?;
         for (d, v) in dst.iter_mut().zip(&s[i * dim..(i + 1) * dim]) {
             *d = *d + scale * *v;
         }
     }
+    Ok(())
 }
 
 fn scalar_of<T: Typed>(read: &Reader<'_>, slot: usize) -> Result<T> {
@@ -365,30 +426,7 @@ fn scalar_of<T: Typed>(read: &Reader<'_>, slot: usize) -> Result<T> {
         .ok_or_else(|| Error::invalid("cpu execute", "empty upstream gradient"))
 }
 
-fn log_sum_exp<T: Scalar>(row: &[T]) -> T {
-    let mut m = T::neg_infinity();
-    for &v in row {
-        if v > m {
-            m = v;
-        }
-    }
-    if m == T::neg_infinity() {
-        return m;
-    }
-    let s = row.iter().fold(T::ZERO, |s, &v| s + (v - m).exp());
-    m + s.ln()
-}
-
-fn sigmoid<T: Scalar>(x: T) -> T {
-    if x >= T::ZERO {
-        T::ONE / (T::ONE + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::ONE + e)
-    }
-}
-
-fn reduce<T: Scalar>(
+fn reduce<T: Float>(
     op: ReduceOp,
     x: &[T],
     outer: usize,
@@ -411,164 +449,12 @@ fn reduce<T: Scalar>(
             let dst = &mut o[a * inner..(a + 1) * inner];
             match op {
                 ReduceOp::Sum => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = *d + v),
-                ReduceOp::Max => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = max(*d, v)),
+                ReduceOp::Max => dst
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &v)| *d = max_nan(*d, v)),
             }
         }
     }
     Ok(o)
-}
-
-/// NaN-propagating max (a NaN in either operand gives NaN).
-fn max<T: Scalar>(a: T, b: T) -> T {
-    #[allow(clippy::eq_op)]
-    let a_nan = a != a;
-    if a_nan || a >= b { a } else { b }
-}
-
-/// Evaluates `expr` over `shape`, reading input `j` through `views[j]`.
-/// `acc` is the matmul accumulator for an epilogue.
-pub(crate) fn elementwise<T: Scalar>(
-    shape: &[usize],
-    views: &[View],
-    data: &[&[T]],
-    expr: &Expr,
-    acc: Option<&[T]>,
-) -> Result<Vec<T>> {
-    let n: usize = shape.iter().product();
-    for (v, d) in views.iter().zip(data) {
-        if v.strides.len() != shape.len() {
-            return Err(Error::invalid(
-                "cpu elementwise",
-                "view rank differs from shape",
-            ));
-        }
-        let max_off: usize = shape
-            .iter()
-            .zip(&v.strides)
-            .map(|(&s, &st)| s.saturating_sub(1) * st)
-            .sum();
-        if n > 0 && max_off >= d.len() {
-            return Err(Error::invalid(
-                "cpu elementwise",
-                format!("view reaches {max_off} in a buffer of {}", d.len()),
-            ));
-        }
-    }
-    let mut out = Vec::with_capacity(n);
-    let mut bufs: Vec<Vec<T>> = vec![Vec::with_capacity(CHUNK); views.len()];
-    let mut start = 0;
-    while start < n {
-        let len = CHUNK.min(n - start);
-        for ((v, d), b) in views.iter().zip(data).zip(bufs.iter_mut()) {
-            b.clear();
-            read_view(d, &v.strides, shape, start, len, b);
-        }
-        let acc_chunk = acc.map(|a| &a[start..start + len]);
-        out.extend(eval(expr, &bufs, acc_chunk, len)?);
-        start += len;
-    }
-    Ok(out)
-}
-
-fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        s[d] = s[d + 1] * shape[d + 1];
-    }
-    s
-}
-
-fn read_view<T: Scalar>(
-    d: &[T],
-    strides: &[usize],
-    shape: &[usize],
-    start: usize,
-    len: usize,
-    out: &mut Vec<T>,
-) {
-    if strides.iter().all(|&s| s == 0) {
-        out.resize(len, d[0]);
-        return;
-    }
-    if strides == contiguous_strides(shape).as_slice() {
-        out.extend_from_slice(&d[start..start + len]);
-        return;
-    }
-    let rank = shape.len();
-    let mut idx = vec![0usize; rank];
-    let mut rem = start;
-    for dd in (0..rank).rev() {
-        idx[dd] = rem % shape[dd];
-        rem /= shape[dd];
-    }
-    let mut off: usize = idx.iter().zip(strides).map(|(i, s)| i * s).sum();
-    for _ in 0..len {
-        out.push(d[off]);
-        let mut dd = rank;
-        while dd > 0 {
-            dd -= 1;
-            idx[dd] += 1;
-            off += strides[dd];
-            if idx[dd] < shape[dd] {
-                break;
-            }
-            off -= strides[dd] * shape[dd];
-            idx[dd] = 0;
-        }
-    }
-}
-
-fn eval<T: Scalar>(e: &Expr, inputs: &[Vec<T>], acc: Option<&[T]>, len: usize) -> Result<Vec<T>> {
-    Ok(match e {
-        Expr::Input(i) => inputs
-            .get(*i)
-            .ok_or_else(|| Error::invalid("cpu elementwise", format!("no input {i}")))?
-            .clone(),
-        Expr::Const(bits) => vec![T::from_f64(f64::from_bits(*bits)); len],
-        Expr::Acc => acc
-            .ok_or_else(|| Error::invalid("cpu elementwise", "acc outside a matmul epilogue"))?
-            .to_vec(),
-        Expr::Unary(op, a) => {
-            let mut v = eval(a, inputs, acc, len)?;
-            // One loop per op (not a function pointer per element), so each
-            // loop inlines and vectorises.
-            macro_rules! map {
-                ($f:expr) => {
-                    v.iter_mut().for_each(|x| *x = $f(*x))
-                };
-            }
-            match op {
-                UnaryOp::Neg => map!(|x: T| -x),
-                UnaryOp::Exp => map!(|x: T| x.exp()),
-                UnaryOp::Log => map!(|x: T| x.ln()),
-                UnaryOp::Sqrt => map!(|x: T| x.sqrt()),
-                UnaryOp::Tanh => map!(|x: T| x.tanh()),
-                UnaryOp::Sigmoid => map!(sigmoid::<T>),
-                // `x < 0` keeps NaN as NaN, so faults stay visible.
-                UnaryOp::Relu => map!(|x: T| if x < T::ZERO { T::ZERO } else { x }),
-                UnaryOp::Recip => map!(|x: T| T::ONE / x),
-            }
-            v
-        }
-        Expr::Binary(op, a, b) => {
-            let mut x = eval(a, inputs, acc, len)?;
-            let y = eval(b, inputs, acc, len)?;
-            macro_rules! zip {
-                ($f:expr) => {
-                    x.iter_mut().zip(&y).for_each(|(a, &b)| *a = $f(*a, b))
-                };
-            }
-            match op {
-                BinaryOp::Add => zip!(|a: T, b: T| a + b),
-                BinaryOp::Sub => zip!(|a: T, b: T| a - b),
-                BinaryOp::Mul => zip!(|a: T, b: T| a * b),
-                BinaryOp::Div => zip!(|a: T, b: T| a / b),
-                BinaryOp::Max => zip!(max::<T>),
-                BinaryOp::Gt => zip!(|a: T, b: T| if a > b { T::ONE } else { T::ZERO }),
-                BinaryOp::Ge => zip!(|a: T, b: T| if a >= b { T::ONE } else { T::ZERO }),
-                BinaryOp::Eq => zip!(|a: T, b: T| if a == b { T::ONE } else { T::ZERO }),
-            }
-            x
-        }
-    })
 }

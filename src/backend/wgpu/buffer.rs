@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::device::Gpu;
+use crate::backend::{DeviceBuffer, Storage};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -23,6 +24,8 @@ pub(super) struct Stats {
     pub bind_groups_created: AtomicU64,
     pub submissions: AtomicU64,
     pub launches: AtomicU64,
+    pub dispatches: AtomicU64,
+    pub pipelines_live: AtomicU64,
     bytes: AtomicU64,
     peak: AtomicU64,
 }
@@ -186,20 +189,8 @@ impl GpuBuffer {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn dtype(&self) -> DType {
-        self.dtype
-    }
-
     /// The host copy of a U32 buffer's contents.
-    pub fn host_ids(&self) -> Option<&Arc<Vec<u32>>> {
+    pub(super) fn host_copy(&self) -> Option<&Arc<Vec<u32>>> {
         self.host.as_ref()
     }
 
@@ -211,6 +202,28 @@ impl GpuBuffer {
         self.raw
             .as_ref()
             .ok_or_else(|| Error::Gpu("buffer used after release".into()))
+    }
+}
+
+/// The GPU buffer behind a storage, or an error naming what went wrong.
+pub(super) fn gpu_buffer(s: &Storage, what: &str) -> Result<Arc<GpuBuffer>> {
+    s.downcast::<GpuBuffer>().ok_or_else(|| {
+        Error::invalid(
+            "wgpu backend",
+            format!("{what} is a buffer of another backend; move the tensor to the GPU first"),
+        )
+    })
+}
+
+impl DeviceBuffer for GpuBuffer {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+    fn host_ids(&self) -> Option<Arc<Vec<u32>>> {
+        self.host.clone()
     }
 }
 
@@ -234,7 +247,7 @@ impl fmt::Debug for GpuBuffer {
 
 #[cfg(test)]
 mod tests {
-    use super::size_class;
+    use super::*;
 
     #[test]
     fn size_classes() {

@@ -2,11 +2,14 @@
 //! slots (so the device never sees an out-of-range binding), picks kernel
 //! ids, packs uniform parameters and sizes the plan's own buffers.
 
+use std::sync::Arc;
+
+use super::buffer::{GpuBuffer, Raw};
 use super::emit::Access;
 use super::kernels::KernelId;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::schedule::plan::{Plan, Slot, SlotId, SlotKind, View};
+use crate::ir::{Plan, Slot, SlotId, SlotKind, View};
 
 /// A buffer as the plan sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,6 +105,26 @@ pub(super) fn grid(groups: u64, max: u32) -> Result<[u32; 3]> {
         )));
     }
     Ok([x as u32, y as u32, 1])
+}
+
+/// The buffers a plan execution binds.
+pub(super) struct Bufs<'a> {
+    pub(super) inputs: &'a [Arc<GpuBuffer>],
+    pub(super) outputs: &'a [Arc<GpuBuffer>],
+    pub(super) temps: &'a [Raw],
+    pub(super) scratch: &'a [Raw],
+}
+
+impl<'a> Bufs<'a> {
+    pub(super) fn raw(&self, b: Buf) -> Result<&'a Raw> {
+        let missing = || Error::invalid("wgpu execute", format!("no buffer for {b:?}"));
+        match b {
+            Buf::Input(k) => self.inputs.get(k).ok_or_else(missing)?.raw(),
+            Buf::Output(k) => self.outputs.get(k).ok_or_else(missing)?.raw(),
+            Buf::Temp(k) => self.temps.get(k).ok_or_else(missing),
+            Buf::Scratch(k) => self.scratch.get(k).ok_or_else(missing),
+        }
+    }
 }
 
 pub(super) struct Compiler<'a> {

@@ -17,6 +17,10 @@ pub struct WgpuOptions {
     pub poll_timeout: Duration,
     /// Per-plan caches kept (least recently used are dropped).
     pub max_cached_plans: usize,
+    /// Compiled pipelines kept (least recently used are dropped). Each
+    /// distinct fused expression has its own, so a process that keeps
+    /// building new graph structures would otherwise grow without bound.
+    pub max_cached_pipelines: usize,
 }
 
 impl Default for WgpuOptions {
@@ -25,6 +29,7 @@ impl Default for WgpuOptions {
             allow_software: false,
             poll_timeout: Duration::from_secs(60),
             max_cached_plans: 64,
+            max_cached_pipelines: 256,
         }
     }
 }

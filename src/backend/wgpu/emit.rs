@@ -3,7 +3,8 @@
 //! accumulator); the inputs become binding declarations and `let` loads.
 //! [`fill`] splices these into a template at its markers:
 //!
-//! - `//@EXPR_FNS`: the helper functions of `shaders/expr_fns.wgsl`,
+//! - `//@EXPR_FNS`: the helper functions of `shaders/expr_fns.wgsl` and one
+//!   function per table op ([`op_functions`]),
 //! - `//@BINDINGS`: one `var<storage, read>` per input with its own buffer,
 //! - `//@LOADS`: one `let xJ = …;` per input,
 //! - `/*@EXPR*/<default>`: the expression (the default keeps the bare
@@ -12,7 +13,7 @@
 use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
-use crate::schedule::plan::{BinaryOp, Expr, UnaryOp};
+use crate::ir::{BinaryOp, Expr, UnaryOp};
 
 /// How one input of an element-wise expression is read, decided per plan
 /// from its view so that the common cases skip the stride arithmetic.
@@ -71,39 +72,53 @@ fn write_expr(s: &mut String, e: &Expr, inputs: usize, allow_acc: bool) -> Resul
             ));
         }
         Expr::Unary(op, a) => {
-            let (pre, post) = match op {
-                UnaryOp::Neg => ("(-", ")"),
-                UnaryOp::Exp => ("exp(", ")"),
-                UnaryOp::Log => ("log(", ")"),
-                UnaryOp::Sqrt => ("sqrt(", ")"),
-                UnaryOp::Tanh => ("dg_tanh(", ")"),
-                UnaryOp::Sigmoid => ("dg_sigmoid(", ")"),
-                UnaryOp::Relu => ("dg_relu(", ")"),
-                UnaryOp::Recip => ("(1.0f / ", ")"),
-            };
-            s.push_str(pre);
+            s.push_str(&format!("op_{}(", op.name()));
             write_expr(s, a, inputs, allow_acc)?;
-            s.push_str(post);
+            s.push(')');
         }
         Expr::Binary(op, a, b) => {
-            let (pre, mid) = match op {
-                BinaryOp::Add => ("(", " + "),
-                BinaryOp::Sub => ("(", " - "),
-                BinaryOp::Mul => ("(", " * "),
-                BinaryOp::Div => ("(", " / "),
-                BinaryOp::Max => ("dg_max(", ", "),
-                BinaryOp::Gt => ("dg_gt(", ", "),
-                BinaryOp::Ge => ("dg_ge(", ", "),
-                BinaryOp::Eq => ("dg_eq(", ", "),
-            };
-            s.push_str(pre);
+            s.push_str(&format!("op_{}(", op.name()));
             write_expr(s, a, inputs, allow_acc)?;
-            s.push_str(mid);
+            s.push_str(", ");
             write_expr(s, b, inputs, allow_acc)?;
             s.push(')');
         }
+        Expr::Select(c, a, b) => {
+            // WGSL's select(f, t, cond) evaluates both; only one is used.
+            s.push_str("select(");
+            write_expr(s, b, inputs, allow_acc)?;
+            s.push_str(", ");
+            write_expr(s, a, inputs, allow_acc)?;
+            s.push_str(", ");
+            write_expr(s, c, inputs, allow_acc)?;
+            s.push_str(" != 0.0)");
+        }
     }
     Ok(())
+}
+
+/// One WGSL function per table op (`op_tanh(x)`, `op_add(a, b)`, …), from
+/// the op tables' WGSL expressions; spliced into every template that
+/// evaluates expressions.
+pub fn op_functions() -> String {
+    let mut s = String::new();
+    for op in UnaryOp::ALL {
+        let _ = writeln!(
+            s,
+            "fn op_{}(x: f32) -> f32 {{\n    return {};\n}}",
+            op.name(),
+            op.wgsl()
+        );
+    }
+    for op in BinaryOp::ALL {
+        let _ = writeln!(
+            s,
+            "fn op_{}(a: f32, b: f32) -> f32 {{\n    return {};\n}}",
+            op.name(),
+            op.wgsl()
+        );
+    }
+    s
 }
 
 /// An f32 constant. Finite values print in Rust's shortest round-trip form
@@ -206,12 +221,14 @@ mod tests {
         );
         assert_eq!(
             expr(&e, 2, false).unwrap(),
-            "((x0 * 2.0f) + dg_sigmoid(x1))"
+            "op_add(op_mul(x0, 2.0f), op_sigmoid(x1))"
         );
         let e = Expr::binary(BinaryOp::Max, Expr::Acc, Expr::constant(-0.5));
-        assert_eq!(expr(&e, 0, true).unwrap(), "dg_max(acc, (-0.5f))");
+        assert_eq!(expr(&e, 0, true).unwrap(), "op_maximum(acc, (-0.5f))");
         let e = Expr::unary(UnaryOp::Recip, Expr::unary(UnaryOp::Neg, inp(0)));
-        assert_eq!(expr(&e, 1, false).unwrap(), "(1.0f / (-x0))");
+        assert_eq!(expr(&e, 1, false).unwrap(), "op_recip(op_neg(x0))");
+        let e = Expr::select(inp(0), inp(1), Expr::constant(0.0));
+        assert_eq!(expr(&e, 2, false).unwrap(), "select(0.0f, x1, x0 != 0.0)");
     }
 
     #[test]

@@ -6,33 +6,23 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use super::buffer::{GpuBuffer, Pool, Raw, create_raw};
-use super::compile::{self, Bind, Buf, Compiled, Dispatch, Step};
+use super::buffer::{GpuBuffer, Pool, Raw, create_raw, gpu_buffer};
+use super::compile::{self, Bind, Bufs, Compiled, Dispatch, Step};
+use super::ctx::Ctx;
+use super::host;
 use super::pipelines::{Pipeline, Pipelines};
 use super::profile::{self, Timer};
 use super::record::{self, Recorder};
-use super::{Ctx, host};
 use crate::backend::Storage;
 use crate::error::{Error, Result};
-use crate::schedule::plan::Plan;
+use crate::ir::Plan;
 
 /// What a plan keeps between executions.
 struct PlanState {
     /// (slots, launches): a cheap guard against a reused plan id.
     sig: (usize, usize),
-    compiled: Compiled,
-    temps: Vec<Raw>,
-    scratch: Vec<Raw>,
-    /// One uniform buffer for all launches; (offset, size) per step.
-    params: Option<Raw>,
-    offsets: Vec<(u64, u64)>,
-    /// Private copies for reads of the buffer a launch writes, by (step,
-    /// binding).
-    alias: HashMap<(usize, usize), Raw>,
-    /// Keyed by step index followed by the ids of the bound buffers.
-    bind_groups: HashMap<Vec<u64>, wgpu::BindGroup>,
-    /// Per step: uid of the ids buffer the host data was prepared from.
-    host_seen: Vec<Option<u64>>,
+    fixed: Fixed,
+    caches: Caches,
     /// Per output: the buffer it had last time, asked for again.
     out_pref: Vec<Option<u64>>,
     /// Made on the first profiled execution.
@@ -41,14 +31,40 @@ struct PlanState {
     pool: Weak<Pool>,
 }
 
+/// (offset, size) of each step's parameters in the uniform buffer.
+type Offsets = Vec<(u64, u64)>;
+
+/// Made once per plan.
+struct Fixed {
+    compiled: Compiled,
+    temps: Vec<Raw>,
+    scratch: Vec<Raw>,
+    /// One uniform buffer for all launches; (offset, size) per step.
+    params: Option<Raw>,
+    offsets: Vec<(u64, u64)>,
+}
+
+/// Filled as executions need them.
+#[derive(Default)]
+struct Caches {
+    /// Private copies for reads of the buffer a launch writes, by (step,
+    /// binding).
+    alias: HashMap<(usize, usize), Raw>,
+    /// Keyed by step index and pipeline, then the ids of the bound buffers.
+    bind_groups: HashMap<Vec<u64>, wgpu::BindGroup>,
+    /// Per step: uid of the ids buffer the host data was prepared from.
+    host_seen: Vec<Option<u64>>,
+}
+
 impl Drop for PlanState {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.upgrade() {
-            let alias = std::mem::take(&mut self.alias).into_values();
+            let alias = std::mem::take(&mut self.caches.alias).into_values();
             for raw in self
+                .fixed
                 .temps
                 .drain(..)
-                .chain(self.scratch.drain(..))
+                .chain(self.fixed.scratch.drain(..))
                 .chain(alias)
             {
                 pool.release(raw);
@@ -57,7 +73,6 @@ impl Drop for PlanState {
     }
 }
 
-#[derive(Default)]
 pub(super) struct Exec {
     pub pipelines: Pipelines,
     plans: HashMap<u64, PlanState>,
@@ -67,35 +82,56 @@ pub(super) struct Exec {
 }
 
 impl Exec {
+    pub fn new(max_pipelines: usize) -> Exec {
+        Exec {
+            pipelines: Pipelines::new(max_pipelines),
+            plans: HashMap::new(),
+            tick: 0,
+            last_times: None,
+        }
+    }
+
     pub fn forget(&mut self, id: u64) {
         self.plans.remove(&id);
-    }
-}
-
-fn gpu_input(s: &Storage, k: usize) -> Result<&Arc<GpuBuffer>> {
-    match s {
-        Storage::Gpu(b) => Ok(b),
-        Storage::Cpu(_) => Err(Error::invalid(
-            "wgpu execute",
-            format!("input {k} lives on the CPU; move it to the GPU first"),
-        )),
     }
 }
 
 fn new_state(cx: &Ctx, plan: &Plan, tick: u64) -> Result<PlanState> {
     let gpu = &cx.gpu;
     let compiled = compile::compile(plan, gpu.limits.max_compute_workgroups_per_dimension)?;
-    let temps = compiled
-        .temp_bytes
-        .iter()
-        .map(|&b| cx.pool.acquire(gpu, b, None))
-        .collect::<Result<Vec<_>>>()?;
-    let scratch = compiled
-        .scratch_bytes
-        .iter()
-        .map(|&b| cx.pool.acquire(gpu, b, None))
-        .collect::<Result<Vec<_>>>()?;
-    let align = gpu.limits.min_uniform_buffer_offset_alignment.max(16) as u64;
+    let acquire = |sizes: &[u64]| -> Result<Vec<Raw>> {
+        sizes
+            .iter()
+            .map(|&b| cx.pool.acquire(gpu, b, None))
+            .collect()
+    };
+    let temps = acquire(&compiled.temp_bytes)?;
+    let scratch = acquire(&compiled.scratch_bytes)?;
+    let (params, offsets) = upload_params(cx, &compiled)?;
+    Ok(PlanState {
+        sig: (plan.slots.len(), plan.launches.len()),
+        caches: Caches {
+            host_seen: vec![None; compiled.steps.len()],
+            ..Caches::default()
+        },
+        out_pref: vec![None; compiled.outputs.len()],
+        timer: None,
+        fixed: Fixed {
+            compiled,
+            temps,
+            scratch,
+            params,
+            offsets,
+        },
+        last_used: tick,
+        pool: Arc::downgrade(&cx.pool),
+    })
+}
+
+/// Every dispatch's uniform parameters in one buffer, written once: they
+/// depend only on the plan. Returns the buffer and (offset, size) per step.
+fn upload_params(cx: &Ctx, compiled: &Compiled) -> Result<(Option<Raw>, Offsets)> {
+    let align = cx.gpu.limits.min_uniform_buffer_offset_alignment.max(16) as u64;
     let mut bytes = Vec::new();
     let mut offsets = vec![(0, 0); compiled.steps.len()];
     for (i, s) in compiled.steps.iter().enumerate() {
@@ -105,56 +141,43 @@ fn new_state(cx: &Ctx, plan: &Plan, tick: u64) -> Result<PlanState> {
             bytes.extend_from_slice(&d.params);
         }
     }
-    let params = if bytes.is_empty() {
-        None
-    } else {
-        let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
-        let raw = create_raw(
-            gpu,
-            &cx.stats,
-            bytes.len().next_multiple_of(16) as u64,
-            usage,
-            "params",
-        )?;
-        // Launch parameters depend only on the plan: written once.
-        cx.gpu.queue.write_buffer(&raw.buffer, 0, &bytes);
-        Some(raw)
-    };
-    Ok(PlanState {
-        sig: (plan.slots.len(), plan.launches.len()),
-        host_seen: vec![None; compiled.steps.len()],
-        out_pref: vec![None; compiled.outputs.len()],
-        timer: None,
-        compiled,
-        temps,
-        scratch,
-        params,
-        offsets,
-        alias: HashMap::new(),
-        bind_groups: HashMap::new(),
-        last_used: tick,
-        pool: Arc::downgrade(&cx.pool),
-    })
-}
-
-/// The buffers a plan execution binds.
-pub(super) struct Bufs<'a> {
-    pub(super) inputs: &'a [&'a Arc<GpuBuffer>],
-    pub(super) outputs: &'a [Arc<GpuBuffer>],
-    pub(super) temps: &'a [Raw],
-    pub(super) scratch: &'a [Raw],
-}
-
-impl<'a> Bufs<'a> {
-    pub(super) fn raw(&self, b: Buf) -> Result<&'a Raw> {
-        let missing = || Error::invalid("wgpu execute", format!("no buffer for {b:?}"));
-        match b {
-            Buf::Input(k) => self.inputs.get(k).ok_or_else(missing)?.raw(),
-            Buf::Output(k) => self.outputs.get(k).ok_or_else(missing)?.raw(),
-            Buf::Temp(k) => self.temps.get(k).ok_or_else(missing),
-            Buf::Scratch(k) => self.scratch.get(k).ok_or_else(missing),
-        }
+    if bytes.is_empty() {
+        return Ok((None, offsets));
     }
+    let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+    let size = bytes.len().next_multiple_of(16) as u64;
+    let raw = create_raw(&cx.gpu, &cx.stats, size, usage, "params")?;
+    cx.gpu.queue.write_buffer(&raw.buffer, 0, &bytes);
+    Ok((Some(raw), offsets))
+}
+
+/// The plan's state, made (and the least recently used one evicted) on
+/// first use.
+fn state_for<'a>(
+    plans: &'a mut HashMap<u64, PlanState>,
+    cx: &Ctx,
+    plan: &Plan,
+    tick: u64,
+    max_plans: usize,
+) -> Result<&'a mut PlanState> {
+    let sig = (plan.slots.len(), plan.launches.len());
+    if plans.get(&plan.id).is_none_or(|s| s.sig != sig) {
+        let st = new_state(cx, plan, tick)?;
+        if plans.len() >= max_plans.max(1)
+            && let Some(&old) = plans
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(id, _)| id)
+        {
+            plans.remove(&old);
+        }
+        plans.insert(plan.id, st);
+    }
+    let st = plans
+        .get_mut(&plan.id)
+        .ok_or_else(|| Error::Gpu("plan state vanished".into()))?;
+    st.last_used = tick;
+    Ok(st)
 }
 
 pub(super) fn execute(
@@ -167,94 +190,41 @@ pub(super) fn execute(
 ) -> Result<Vec<Storage>> {
     cx.gpu.check("before execute")?;
     crate::backend::check_inputs(plan, inputs, "wgpu execute")?;
-    let ins: Vec<&Arc<GpuBuffer>> = inputs
+    let ins: Vec<Arc<GpuBuffer>> = inputs
         .iter()
         .enumerate()
-        .map(|(k, s)| gpu_input(s, k))
+        .map(|(k, s)| gpu_buffer(s, &format!("input {k}")))
         .collect::<Result<_>>()?;
     ex.tick += 1;
-    let tick = ex.tick;
-    let sig = (plan.slots.len(), plan.launches.len());
-    if ex.plans.get(&plan.id).is_none_or(|s| s.sig != sig) {
-        let st = new_state(cx, plan, tick)?;
-        if ex.plans.len() >= max_plans.max(1)
-            && let Some(&old) = ex
-                .plans
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(id, _)| id)
-        {
-            ex.plans.remove(&old);
-        }
-        ex.plans.insert(plan.id, st);
-    }
     let Exec {
         pipelines,
         plans,
         last_times,
-        ..
+        tick,
     } = ex;
-    let st = plans
-        .get_mut(&plan.id)
-        .ok_or_else(|| Error::Gpu("plan state vanished".into()))?;
-    st.last_used = tick;
-
-    let mut outputs = Vec::with_capacity(st.compiled.outputs.len());
-    for (k, &(len, dtype)) in st.compiled.outputs.iter().enumerate() {
-        let raw = cx.pool.acquire(&cx.gpu, len as u64 * 4, st.out_pref[k])?;
-        st.out_pref[k] = Some(raw.id);
-        outputs.push(Arc::new(GpuBuffer::new(raw, len, dtype, None, &cx.pool)));
-    }
+    let st = state_for(plans, cx, plan, *tick, max_plans)?;
+    let outputs = acquire_outputs(cx, st)?;
     let PlanState {
-        compiled,
-        temps,
-        scratch,
-        params,
-        offsets,
-        alias,
-        bind_groups,
-        host_seen,
+        fixed,
+        caches,
         timer,
         ..
     } = st;
     let bufs = Bufs {
         inputs: &ins,
         outputs: &outputs,
-        temps,
-        scratch,
+        temps: &fixed.temps,
+        scratch: &fixed.scratch,
     };
-
     // Host work and device objects first, so recording only borrows.
-    let mut pipes: Vec<Option<Pipeline>> = Vec::with_capacity(compiled.steps.len());
-    for (si, step) in compiled.steps.iter().enumerate() {
-        pipes.push(None);
-        match step {
-            Step::Host(h) => host::prepare(cx, h, &ins, &bufs, &mut host_seen[si])?,
-            Step::Dispatch(d) => {
-                pipes[si] = Some(pipelines.get(&cx.gpu, &cx.stats, &d.kernel)?);
-                let write = bind_raw(&bufs, d, 0)?.map(|r| r.id);
-                for j in 1..d.binds.len() {
-                    if let Some(r) = bind_raw(&bufs, d, j)?
-                        && Some(r.id) == write
-                        && !alias.contains_key(&(si, j))
-                    {
-                        alias.insert((si, j), cx.pool.acquire(&cx.gpu, r.size, None)?);
-                    }
-                }
-            }
-            Step::Custom(_) => {}
-        }
-    }
-    if bind_groups.len() > 64 + 4 * compiled.steps.len() {
-        bind_groups.clear();
+    let pipes = prepare(cx, pipelines, fixed, caches, &ins, &bufs)?;
+    if caches.bind_groups.len() > 64 + 4 * fixed.compiled.steps.len() {
+        caches.bind_groups.clear();
     }
     // Without the device's clock, profiling leaves the plan as it is.
     let period = cx.gpu.timestamp_period.filter(|_| profile);
-    let owners: Vec<usize> = match period {
-        Some(_) => (compiled.steps.iter().zip(&compiled.launch_of))
-            .filter(|(s, _)| matches!(s, Step::Dispatch(_)))
-            .map(|(_, &li)| li)
-            .collect(),
+    let owners = match period {
+        Some(_) => timed_launches(&fixed.compiled),
         None => Vec::new(),
     };
     if period.is_some()
@@ -265,39 +235,113 @@ pub(super) fn execute(
         *timer = Timer::new(cx, owners.len())?;
     }
     let timing = timer.as_ref().filter(|_| period.is_some());
-    let mut dispatched = 0u32;
+    let dispatches = record(cx, plan, fixed, caches, &bufs, &pipes, timing)?;
+    cx.stats
+        .launches
+        .fetch_add(plan.launches.len() as u64, Ordering::Relaxed);
+    cx.stats.dispatches.fetch_add(dispatches, Ordering::Relaxed);
+    cx.gpu.check("execute")?;
+    if profile {
+        *last_times = match (timing, period) {
+            (Some(t), Some(p)) => Some(profile::per_launch(plan, &owners, &t.read_spans(cx)?, p)),
+            // A plan dispatching nothing took no GPU time.
+            (None, Some(p)) if owners.is_empty() => Some(profile::per_launch(plan, &[], &[], p)),
+            _ => None,
+        };
+    }
+    Ok(outputs.into_iter().map(|b| Storage::new(b)).collect())
+}
 
+/// New output buffers, preferring the ones the plan's outputs had last
+/// time (a warm step then reuses pooled buffers and bind groups).
+fn acquire_outputs(cx: &Ctx, st: &mut PlanState) -> Result<Vec<Arc<GpuBuffer>>> {
+    let mut outputs = Vec::with_capacity(st.fixed.compiled.outputs.len());
+    for (k, &(len, dtype)) in st.fixed.compiled.outputs.iter().enumerate() {
+        let raw = cx.pool.acquire(&cx.gpu, len as u64 * 4, st.out_pref[k])?;
+        st.out_pref[k] = Some(raw.id);
+        outputs.push(Arc::new(GpuBuffer::new(raw, len, dtype, None, &cx.pool)));
+    }
+    Ok(outputs)
+}
+
+/// Runs each step's host preparation, fetches (or builds) each dispatch's
+/// pipeline, and makes a private copy buffer for every binding that reads
+/// the buffer its launch writes.
+fn prepare(
+    cx: &Ctx,
+    pipelines: &mut Pipelines,
+    fixed: &Fixed,
+    caches: &mut Caches,
+    ins: &[Arc<GpuBuffer>],
+    bufs: &Bufs<'_>,
+) -> Result<Vec<Option<Pipeline>>> {
+    let mut pipes = Vec::with_capacity(fixed.compiled.steps.len());
+    for (si, step) in fixed.compiled.steps.iter().enumerate() {
+        pipes.push(None);
+        match step {
+            Step::Host(h) => host::prepare(cx, h, ins, bufs, &mut caches.host_seen[si])?,
+            Step::Dispatch(d) => {
+                pipes[si] = Some(pipelines.get(&cx.gpu, &cx.stats, &d.kernel)?);
+                let write = bind_raw(bufs, d, 0)?.map(|r| r.id);
+                for j in 1..d.binds.len() {
+                    if let Some(r) = bind_raw(bufs, d, j)?
+                        && Some(r.id) == write
+                        && !caches.alias.contains_key(&(si, j))
+                    {
+                        caches
+                            .alias
+                            .insert((si, j), cx.pool.acquire(&cx.gpu, r.size, None)?);
+                    }
+                }
+            }
+            Step::Custom(_) => {}
+        }
+    }
+    Ok(pipes)
+}
+
+/// The launch each dispatch belongs to, in dispatch order.
+fn timed_launches(compiled: &Compiled) -> Vec<usize> {
+    (compiled.steps.iter().zip(&compiled.launch_of))
+        .filter(|(s, _)| matches!(s, Step::Dispatch(_)))
+        .map(|(_, &li)| li)
+        .collect()
+}
+
+/// Records every step into one encoder (custom ops flush it and run on the
+/// host) and submits. Returns the number of dispatches recorded.
+fn record(
+    cx: &Ctx,
+    plan: &Plan,
+    fixed: &Fixed,
+    caches: &mut Caches,
+    bufs: &Bufs<'_>,
+    pipes: &[Option<Pipeline>],
+    timing: Option<&Timer>,
+) -> Result<u64> {
     let mut rec = Recorder::new(cx);
-    for (si, step) in compiled.steps.iter().enumerate() {
+    let mut dispatched = 0u32;
+    for (si, step) in fixed.compiled.steps.iter().enumerate() {
         match step {
             Step::Host(_) => {}
             Step::Custom(li) => {
                 rec.flush();
-                host::custom(cx, plan, *li, &bufs)?;
+                host::custom(cx, plan, *li, bufs)?;
             }
             Step::Dispatch(d) => {
-                let write = bind_raw(&bufs, d, 0)?;
-                let mut raws: Vec<Option<&Raw>> = Vec::with_capacity(d.binds.len());
-                for j in 0..d.binds.len() {
-                    let r = bind_raw(&bufs, d, j)?;
-                    match (r, alias.get(&(si, j))) {
-                        (Some(src), Some(copy)) if j > 0 && Some(src.id) == write.map(|w| w.id) => {
-                            rec.copy(src, copy);
-                            raws.push(Some(copy));
-                        }
-                        _ => raws.push(r),
-                    }
-                }
-                let mut key = vec![si as u64];
-                key.extend(raws.iter().map(|r| r.map_or(0, |r| r.id)));
+                let raws = bound_raws(&mut rec, &caches.alias, bufs, d, si)?;
                 let pipe = pipes[si]
                     .as_ref()
                     .ok_or_else(|| Error::Gpu("pipeline missing".into()))?;
-                if !bind_groups.contains_key(&key) {
-                    let bg = record::bind_group(cx, pipe, &raws, params.as_ref(), offsets[si])?;
-                    bind_groups.insert(key.clone(), bg);
+                let mut key = vec![si as u64, pipe.uid];
+                key.extend(raws.iter().map(|r| r.map_or(0, |r| r.id)));
+                if !caches.bind_groups.contains_key(&key) {
+                    let (params, offset) = (fixed.params.as_ref(), fixed.offsets[si]);
+                    let bg = record::bind_group(cx, pipe, &raws, params, offset)?;
+                    caches.bind_groups.insert(key.clone(), bg);
                 }
-                let bg = bind_groups
+                let bg = caches
+                    .bind_groups
                     .get(&key)
                     .ok_or_else(|| Error::Gpu("bind group missing".into()))?;
                 match timing {
@@ -314,19 +358,32 @@ pub(super) fn execute(
         rec.resolve(&t.set, t.queries, &t.resolve.buffer);
     }
     rec.flush();
-    cx.stats
-        .launches
-        .fetch_add(plan.launches.len() as u64, Ordering::Relaxed);
-    cx.gpu.check("execute")?;
-    if profile {
-        *last_times = match (timing, period) {
-            (Some(t), Some(p)) => Some(profile::per_launch(plan, &owners, &t.read_spans(cx)?, p)),
-            // A plan dispatching nothing took no GPU time.
-            (None, Some(p)) if owners.is_empty() => Some(profile::per_launch(plan, &[], &[], p)),
-            _ => None,
-        };
+    Ok(u64::from(dispatched / 2))
+}
+
+/// The buffers a dispatch binds, in binding order (`None` for the uniform
+/// parameters); a read of the written buffer goes through its private copy,
+/// refreshed just before.
+fn bound_raws<'a>(
+    rec: &mut Recorder<'_>,
+    alias: &'a HashMap<(usize, usize), Raw>,
+    bufs: &Bufs<'a>,
+    d: &Dispatch,
+    si: usize,
+) -> Result<Vec<Option<&'a Raw>>> {
+    let write = bind_raw(bufs, d, 0)?;
+    let mut raws: Vec<Option<&Raw>> = Vec::with_capacity(d.binds.len());
+    for j in 0..d.binds.len() {
+        let r = bind_raw(bufs, d, j)?;
+        match (r, alias.get(&(si, j))) {
+            (Some(src), Some(copy)) if j > 0 && Some(src.id) == write.map(|w| w.id) => {
+                rec.copy(src, copy);
+                raws.push(Some(copy));
+            }
+            _ => raws.push(r),
+        }
     }
-    Ok(outputs.into_iter().map(Storage::Gpu).collect())
+    Ok(raws)
 }
 
 fn bind_raw<'a>(bufs: &Bufs<'a>, d: &Dispatch, j: usize) -> Result<Option<&'a Raw>> {

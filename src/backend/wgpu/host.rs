@@ -4,19 +4,19 @@
 use std::sync::Arc;
 
 use super::buffer::GpuBuffer;
-use super::compile::{Buf, HostPrep};
-use super::exec::Bufs;
-use super::{Ctx, segments};
+use super::compile::{Buf, Bufs, HostPrep};
+use super::ctx::{Ctx, host_data};
+use super::segments;
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
-use crate::schedule::plan::{Kernel, Plan, SlotKind};
+use crate::ir::{Kernel, Plan, SlotKind};
 
 /// Host-side preparation from an ids buffer's host copy; skipped when the
 /// same ids were prepared last time.
 pub(super) fn prepare(
     cx: &Ctx,
     h: &HostPrep,
-    ins: &[&Arc<GpuBuffer>],
+    ins: &[Arc<GpuBuffer>],
     bufs: &Bufs<'_>,
     seen: &mut Option<u64>,
 ) -> Result<()> {
@@ -29,7 +29,7 @@ pub(super) fn prepare(
     if *seen == Some(b.uid()) {
         return Ok(());
     }
-    let host = b.host_ids().ok_or_else(|| {
+    let host = b.host_copy().ok_or_else(|| {
         Error::invalid(
             "wgpu execute",
             format!("input {input} has no host copy of its ids"),
@@ -87,7 +87,7 @@ pub(super) fn custom(cx: &Ctx, plan: &Plan, li: usize, bufs: &Bufs<'_>) -> Resul
     for &s in inputs {
         let (b, len, dtype) = slot_buf(s)?;
         let bytes = cx.read_raw(bufs.raw(b)?, len as u64 * 4)?;
-        vals.push(super::host_data(&bytes, dtype)?.to_f64());
+        vals.push(host_data(&bytes, dtype)?.to_f64());
     }
     let r = match backward_input {
         None => op.forward(&vals, input_shapes)?,

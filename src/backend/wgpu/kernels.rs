@@ -4,36 +4,68 @@
 
 use super::emit::{self, Access, Site};
 use crate::error::Result;
-use crate::schedule::plan::{BinaryOp, Expr, ReduceOp, UnaryOp};
+use crate::ir::{BinaryOp, Expr, ReduceOp, UnaryOp};
 
-/// The `.wgsl` files, by name (the file name without `.wgsl`).
-const SOURCES: &[(&str, &str)] = &[
-    (
-        "elementwise",
-        include_str!("../../../shaders/elementwise.wgsl"),
-    ),
-    ("expr_fns", include_str!("../../../shaders/expr_fns.wgsl")),
-    ("gather", include_str!("../../../shaders/gather.wgsl")),
-    ("logistic", include_str!("../../../shaders/logistic.wgsl")),
-    ("matmul", include_str!("../../../shaders/matmul.wgsl")),
-    ("reduce", include_str!("../../../shaders/reduce.wgsl")),
-    ("scatter", include_str!("../../../shaders/scatter.wgsl")),
-    ("softmax", include_str!("../../../shaders/softmax.wgsl")),
-];
+/// The `.wgsl` files. A kernel id names its module by this type, so a
+/// missing source cannot compile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    Elementwise,
+    ExprFns,
+    Gather,
+    Logistic,
+    Matmul,
+    Reduce,
+    Scatter,
+    Softmax,
+}
+
+impl Shader {
+    pub const ALL: [Shader; 8] = [
+        Shader::Elementwise,
+        Shader::ExprFns,
+        Shader::Gather,
+        Shader::Logistic,
+        Shader::Matmul,
+        Shader::Reduce,
+        Shader::Scatter,
+        Shader::Softmax,
+    ];
+
+    /// The file name without `.wgsl`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shader::Elementwise => "elementwise",
+            Shader::ExprFns => "expr_fns",
+            Shader::Gather => "gather",
+            Shader::Logistic => "logistic",
+            Shader::Matmul => "matmul",
+            Shader::Reduce => "reduce",
+            Shader::Scatter => "scatter",
+            Shader::Softmax => "softmax",
+        }
+    }
+
+    /// The file's text, embedded at build time.
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+            Shader::ExprFns => include_str!("../../../shaders/expr_fns.wgsl"),
+            Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
+            Shader::Logistic => include_str!("../../../shaders/logistic.wgsl"),
+            Shader::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
+            Shader::Scatter => include_str!("../../../shaders/scatter.wgsl"),
+            Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
+        }
+    }
+}
 
 /// Every shader file as `(name, source)`, templates unfilled. Used by the
 /// shader validation tests; `elementwise` and `matmul` are templates
 /// (see [`emit`]), `expr_fns` holds their helper functions.
-pub fn shader_sources() -> &'static [(&'static str, &'static str)] {
-    SOURCES
-}
-
-fn source(name: &str) -> &'static str {
-    SOURCES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
-        .unwrap_or("")
+pub fn shader_sources() -> Vec<(&'static str, &'static str)> {
+    Shader::ALL.iter().map(|s| (s.name(), s.source())).collect()
 }
 
 /// How a kernel binds a buffer; the binding number is the position in
@@ -108,16 +140,21 @@ pub const MAX_RANK: usize = 8;
 
 impl KernelId {
     /// The shader file this kernel's module comes from.
-    pub fn module_name(&self) -> &'static str {
+    pub fn module(&self) -> Shader {
         match self {
-            KernelId::Elementwise { .. } => "elementwise",
-            KernelId::Matmul { .. } => "matmul",
-            KernelId::Reduce { .. } | KernelId::MeanAll => "reduce",
-            KernelId::Gather => "gather",
-            KernelId::ScatterAdd | KernelId::IndexAdd => "scatter",
-            KernelId::XentRows | KernelId::XentGrad | KernelId::LogSoftmax => "softmax",
-            KernelId::LogisticLoss | KernelId::LogisticGrad => "logistic",
+            KernelId::Elementwise { .. } => Shader::Elementwise,
+            KernelId::Matmul { .. } => Shader::Matmul,
+            KernelId::Reduce { .. } | KernelId::MeanAll => Shader::Reduce,
+            KernelId::Gather => Shader::Gather,
+            KernelId::ScatterAdd | KernelId::IndexAdd => Shader::Scatter,
+            KernelId::XentRows | KernelId::XentGrad | KernelId::LogSoftmax => Shader::Softmax,
+            KernelId::LogisticLoss | KernelId::LogisticGrad => Shader::Logistic,
         }
+    }
+
+    /// The module's file name, for labels and messages.
+    pub fn module_name(&self) -> &'static str {
+        self.module().name()
     }
 
     pub fn entry_point(&self) -> &'static str {
@@ -160,10 +197,11 @@ impl KernelId {
 
     /// The module's WGSL, with templates filled by the emitter.
     pub fn source(&self) -> Result<String> {
-        let fns = source("expr_fns");
+        let fns = format!("{}\n{}", Shader::ExprFns.source(), emit::op_functions());
+        let fns = fns.as_str();
         match self {
             KernelId::Elementwise { expr, access } => emit::fill(
-                source("elementwise"),
+                Shader::Elementwise.source(),
                 fns,
                 &emit::bindings(access, &EW_SITE),
                 &emit::loads(access, &EW_SITE),
@@ -175,14 +213,14 @@ impl KernelId {
                     None => (&[], "acc".to_string()),
                 };
                 emit::fill(
-                    source("matmul"),
+                    Shader::Matmul.source(),
                     fns,
                     &emit::bindings(access, &EPI_SITE),
                     &emit::loads(access, &EPI_SITE),
                     &e,
                 )
             }
-            other => Ok(source(other.module_name()).to_string()),
+            other => Ok(other.module().source().to_string()),
         }
     }
 
@@ -218,35 +256,13 @@ impl KernelId {
     }
 
     /// One id of every variant (and both values of every flag), with
-    /// representative expressions, for tests that compile them all.
+    /// expressions that use every table op, for tests that compile them all.
     pub fn all_examples() -> Vec<KernelId> {
-        let x = |i| Expr::Input(i);
-        let fused = Expr::binary(
-            BinaryOp::Max,
-            Expr::binary(
-                BinaryOp::Add,
-                Expr::unary(UnaryOp::Tanh, x(0)),
-                Expr::binary(BinaryOp::Mul, x(1), Expr::constant(f64::INFINITY)),
-            ),
-            Expr::binary(BinaryOp::Gt, Expr::unary(UnaryOp::Sigmoid, x(2)), x(3)),
+        let (fused, all_ops) = example_exprs();
+        let bias_relu = Expr::unary(
+            UnaryOp::Relu,
+            Expr::binary(BinaryOp::Add, Expr::Acc, Expr::Input(0)),
         );
-        let all_ops = Expr::binary(
-            BinaryOp::Div,
-            Expr::binary(
-                BinaryOp::Sub,
-                Expr::unary(
-                    UnaryOp::Relu,
-                    Expr::unary(UnaryOp::Log, Expr::unary(UnaryOp::Exp, x(0))),
-                ),
-                Expr::unary(UnaryOp::Sqrt, Expr::unary(UnaryOp::Neg, x(0))),
-            ),
-            Expr::binary(
-                BinaryOp::Ge,
-                Expr::unary(UnaryOp::Recip, x(0)),
-                Expr::binary(BinaryOp::Eq, x(0), Expr::constant(-1.5e-3)),
-            ),
-        );
-        let bias_relu = Expr::unary(UnaryOp::Relu, Expr::binary(BinaryOp::Add, Expr::Acc, x(0)));
         let mut v = vec![
             KernelId::Elementwise {
                 expr: fused,
@@ -274,14 +290,12 @@ impl KernelId {
                 vec_a: f(2),
                 vec_b: f(3),
                 epilogue: (bits % 3 == 0).then(|| {
-                    (
-                        bias_relu.clone(),
-                        vec![if f(0) {
-                            Access::Broadcast
-                        } else {
-                            Access::InPlace
-                        }],
-                    )
+                    let access = if f(0) {
+                        Access::Broadcast
+                    } else {
+                        Access::InPlace
+                    };
+                    (bias_relu.clone(), vec![access])
                 }),
             });
         }
@@ -303,4 +317,23 @@ impl KernelId {
         ]);
         v
     }
+}
+
+/// A four-input expression with constants (infinite ones too) and a
+/// select, and one that applies every unary and binary table op.
+fn example_exprs() -> (Expr, Expr) {
+    let x = Expr::Input;
+    let fused = Expr::select(
+        x(3),
+        (x(0).tanh() + x(1) * f64::INFINITY).maximum(x(2).sigmoid().gt(x(3))),
+        Expr::constant(-1.5e-3),
+    );
+    let mut all_ops = x(0);
+    for op in UnaryOp::ALL {
+        all_ops = Expr::unary(*op, all_ops);
+    }
+    for op in BinaryOp::ALL {
+        all_ops = Expr::binary(*op, all_ops, x(0));
+    }
+    (fused, all_ops)
 }

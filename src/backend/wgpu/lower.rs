@@ -8,360 +8,432 @@ use super::kernels::{KernelId, MAX_EPI_INPUTS, MAX_EW_INPUTS, MAX_RANK};
 use super::segments;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::schedule::plan::Kernel;
+use crate::ir::Kernel;
 
 impl Compiler<'_> {
+    /// The dispatch steps of launch `li`, one method per kernel kind.
     pub(super) fn launch(&mut self, li: usize, k: &Kernel) -> Result<()> {
         match k {
-            Kernel::Elementwise {
-                shape,
-                inputs,
-                expr,
-                out,
-            } => {
-                if shape.len() > MAX_RANK || inputs.len() > MAX_EW_INPUTS {
+            Kernel::Elementwise { .. } => self.elementwise(k),
+            Kernel::Matmul { .. } => self.matmul(k),
+            Kernel::Reduce { .. } => self.reduce(k),
+            Kernel::Gather { .. } => self.gather(k),
+            Kernel::ScatterAdd { .. } => self.scatter_add(k),
+            Kernel::IndexAddInPlace { .. } => self.index_add(k),
+            Kernel::SoftmaxXent { .. } => self.softmax_xent(k),
+            Kernel::SoftmaxXentGrad { .. } => self.softmax_xent_grad(k),
+            Kernel::LogSoftmax { .. } => self.log_softmax(k),
+            Kernel::LogisticLoss { .. } => self.logistic_loss(k),
+            Kernel::LogisticLossGrad { .. } => self.logistic_grad(k),
+            Kernel::Custom { .. } => self.custom(li, k),
+        }
+    }
+
+    fn elementwise(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::Elementwise {
+            shape,
+            inputs,
+            expr,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a elementwise".into()));
+        };
+        if shape.len() > MAX_RANK || inputs.len() > MAX_EW_INPUTS {
+            return Err(invalid(format!(
+                "elementwise of rank {} with {} inputs; the wgpu backend takes rank <= {MAX_RANK}, <= {MAX_EW_INPUTS} inputs",
+                shape.len(),
+                inputs.len()
+            )));
+        }
+        let n: usize = shape.iter().product();
+        let ob = self.out(*out, n, "elementwise")?;
+        let o = Bind::Buf(ob);
+        let Views {
+            access,
+            binds: ins,
+            strides,
+        } = self.views(inputs, shape, ob)?;
+        let mut p = vec![u32_of(n, "elements")?, shape.len() as u32, 0, 0];
+        let mut dims: Vec<u32> = shape
+            .iter()
+            .map(|&d| u32_of(d, "dim"))
+            .collect::<Result<_>>()?;
+        dims.resize(MAX_RANK, 1);
+        p.extend(dims);
+        for mut s in strides {
+            s.resize(MAX_RANK, 0);
+            p.extend(s);
+        }
+        p.resize(4 + MAX_RANK + MAX_EW_INPUTS * MAX_RANK, 0);
+        let mut binds = vec![o, Bind::Params];
+        binds.extend(ins);
+        let kernel = KernelId::Elementwise {
+            expr: expr.clone(),
+            access,
+        };
+        self.dispatch(kernel, binds, words(&p), (n as u64).div_ceil(64))
+    }
+
+    fn matmul(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::Matmul {
+            m,
+            k: kk,
+            n,
+            a,
+            b,
+            trans_a,
+            trans_b,
+            epilogue,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a matmul".into()));
+        };
+        let (m, kk, n) = (*m, *kk, *n);
+        let ob = self.out(*out, m * n, "matmul")?;
+        let o = Bind::Buf(ob);
+        let mut binds = vec![
+            o,
+            Bind::Params,
+            self.need(*a, m * kk, DType::F32, "matmul a")?,
+            self.need(*b, kk * n, DType::F32, "matmul b")?,
+        ];
+        let mut p = vec![u32_of(m, "m")?, u32_of(kk, "k")?, u32_of(n, "n")?, 0];
+        let epi = match epilogue {
+            None => None,
+            Some(e) => {
+                if e.inputs.len() > MAX_EPI_INPUTS {
                     return Err(invalid(format!(
-                        "elementwise of rank {} with {} inputs; the wgpu backend takes rank <= {MAX_RANK}, <= {MAX_EW_INPUTS} inputs",
-                        shape.len(),
-                        inputs.len()
+                        "matmul epilogue with {} inputs (max {MAX_EPI_INPUTS})",
+                        e.inputs.len()
                     )));
                 }
-                let n: usize = shape.iter().product();
-                let ob = self.out(*out, n, "elementwise")?;
-                let o = Bind::Buf(ob);
                 let Views {
                     access,
                     binds: ins,
                     strides,
-                } = self.views(inputs, shape, ob)?;
-                let mut p = vec![u32_of(n, "elements")?, shape.len() as u32, 0, 0];
-                let mut dims: Vec<u32> = shape
-                    .iter()
-                    .map(|&d| u32_of(d, "dim"))
-                    .collect::<Result<_>>()?;
-                dims.resize(MAX_RANK, 1);
-                p.extend(dims);
-                for mut s in strides {
-                    s.resize(MAX_RANK, 0);
-                    p.extend(s);
-                }
-                p.resize(4 + MAX_RANK + MAX_EW_INPUTS * MAX_RANK, 0);
-                let mut binds = vec![o, Bind::Params];
+                } = self.views(&e.inputs, &[m, n], ob)?;
                 binds.extend(ins);
-                let kernel = KernelId::Elementwise {
-                    expr: expr.clone(),
-                    access,
-                };
-                self.dispatch(kernel, binds, words(&p), (n as u64).div_ceil(64))
-            }
-            Kernel::Matmul {
-                m,
-                k: kk,
-                n,
-                a,
-                b,
-                trans_a,
-                trans_b,
-                epilogue,
-                out,
-            } => {
-                let (m, kk, n) = (*m, *kk, *n);
-                let ob = self.out(*out, m * n, "matmul")?;
-                let o = Bind::Buf(ob);
-                let mut binds = vec![
-                    o,
-                    Bind::Params,
-                    self.need(*a, m * kk, DType::F32, "matmul a")?,
-                    self.need(*b, kk * n, DType::F32, "matmul b")?,
-                ];
-                let mut p = vec![u32_of(m, "m")?, u32_of(kk, "k")?, u32_of(n, "n")?, 0];
-                let epi = match epilogue {
-                    None => None,
-                    Some(e) => {
-                        if e.inputs.len() > MAX_EPI_INPUTS {
-                            return Err(invalid(format!(
-                                "matmul epilogue with {} inputs (max {MAX_EPI_INPUTS})",
-                                e.inputs.len()
-                            )));
-                        }
-                        let Views {
-                            access,
-                            binds: ins,
-                            strides,
-                        } = self.views(&e.inputs, &[m, n], ob)?;
-                        binds.extend(ins);
-                        for s in strides {
-                            p.extend([s[0], s[1], 0, 0]);
-                        }
-                        Some((e.expr.clone(), access))
-                    }
-                };
-                p.resize(4 + 4 * MAX_EPI_INPUTS, 0);
-                let kernel = KernelId::Matmul {
-                    trans_a: *trans_a,
-                    trans_b: *trans_b,
-                    vec_a: if *trans_a {
-                        m.is_multiple_of(4)
-                    } else {
-                        kk.is_multiple_of(4)
-                    },
-                    vec_b: if *trans_b {
-                        kk.is_multiple_of(4)
-                    } else {
-                        n.is_multiple_of(4)
-                    },
-                    epilogue: epi,
-                };
-                let (gx, gy) = (n.div_ceil(64) as u64, m.div_ceil(64) as u64);
-                if gx > self.max_groups as u64 || gy > self.max_groups as u64 {
-                    return Err(Error::Gpu(format!(
-                        "matmul {m}x{n} needs a {gx}x{gy} grid, over the adapter's limit"
-                    )));
+                for s in strides {
+                    p.extend([s[0], s[1], 0, 0]);
                 }
-                if m * n > 0 {
-                    self.steps.push(Step::Dispatch(Box::new(Dispatch {
-                        kernel,
-                        binds,
-                        params: words(&p),
-                        groups: [gx as u32, gy as u32, 1],
-                    })));
-                }
-                Ok(())
+                Some((e.expr.clone(), access))
             }
-            Kernel::Reduce {
-                op,
-                input,
-                outer,
-                len,
-                inner,
-                out,
-            } => {
-                let count = outer * inner;
-                let o = Bind::Buf(self.out(*out, count, "reduce")?);
-                let i = self.need(*input, outer * len * inner, DType::F32, "reduce input")?;
-                let tree = *len >= 256 || (*len >= 32 && count < 1024);
-                let p = words(&[
-                    u32_of(*outer, "outer")?,
-                    u32_of(*len, "len")?,
-                    u32_of(*inner, "inner")?,
-                    u32_of(count, "outputs")?,
-                ]);
-                let groups = if tree {
-                    count as u64
-                } else {
-                    (count as u64).div_ceil(64)
-                };
-                self.dispatch(
-                    KernelId::Reduce { op: *op, tree },
-                    vec![o, Bind::Params, i],
-                    p,
-                    groups,
-                )
-            }
-            Kernel::Gather {
-                table,
-                ids,
-                rows,
-                dim,
-                n,
-                out,
-            } => {
-                let o = Bind::Buf(self.out(*out, n * dim, "gather")?);
-                let t = self.need(*table, rows * dim, DType::F32, "gather table")?;
-                let (ib, input) = self.ids(*ids, *n, "gather ids")?;
-                self.steps.push(Step::Host(HostPrep::CheckIds {
-                    input,
-                    n: *n,
-                    bound: *rows,
-                }));
-                let p = words(&[
-                    u32_of(*n, "n")?,
-                    u32_of(*dim, "dim")?,
-                    u32_of(*rows, "rows")?,
-                    0,
-                ]);
-                self.dispatch(
-                    KernelId::Gather,
-                    vec![o, Bind::Params, t, ib],
-                    p,
-                    ((n * dim) as u64).div_ceil(64),
-                )
-            }
-            Kernel::ScatterAdd {
-                src,
-                ids,
-                rows,
-                dim,
-                n,
-                out,
-            } => {
-                let o = Bind::Buf(self.out(*out, rows * dim, "scatter_add")?);
-                let s = self.need(*src, n * dim, DType::F32, "scatter_add src")?;
-                let (_, input) = self.ids(*ids, *n, "scatter_add ids")?;
-                let aux = self.new_scratch(4 * (n + rows + 1));
-                self.steps.push(Step::Host(HostPrep::Csr {
-                    input,
-                    n: *n,
-                    rows: *rows,
-                    aux,
-                }));
-                let p = words(&[
-                    u32_of(*rows, "rows")?,
-                    u32_of(*dim, "dim")?,
-                    u32_of(*n, "n")?,
-                    0,
-                ]);
-                let binds = vec![o, Bind::Params, s, Bind::Buf(Buf::Scratch(aux))];
-                self.dispatch(
-                    KernelId::ScatterAdd,
-                    binds,
-                    p,
-                    ((rows * dim) as u64).div_ceil(64),
-                )
-            }
-            Kernel::IndexAddInPlace {
-                src,
-                ids,
-                scale,
-                rows,
-                dim,
-                n,
-                out,
-            } => {
-                let o = self.need(*out, rows * dim, DType::F32, "index_add target")?;
-                let s = self.need(*src, n * dim, DType::F32, "index_add src")?;
-                let (_, input) = self.ids(*ids, *n, "index_add ids")?;
-                let aux = self.new_scratch(4 * segments::segments_len(*n));
-                self.steps.push(Step::Host(HostPrep::Segments {
-                    input,
-                    n: *n,
-                    rows: *rows,
-                    aux,
-                }));
-                let scale = (f64::from_bits(*scale) as f32).to_bits();
-                let p = words(&[
-                    u32_of(*rows, "rows")?,
-                    u32_of(*dim, "dim")?,
-                    u32_of(*n, "n")?,
-                    scale,
-                ]);
-                let binds = vec![o, Bind::Params, s, Bind::Buf(Buf::Scratch(aux))];
-                self.dispatch(
-                    KernelId::IndexAdd,
-                    binds,
-                    p,
-                    ((n * dim) as u64).div_ceil(64),
-                )
-            }
-            Kernel::SoftmaxXent {
-                logits,
-                labels,
-                batch,
-                classes,
-                out,
-            } => {
-                let o = Bind::Buf(self.out(*out, 1, "softmax_xent")?);
-                let x = self.need(*logits, batch * classes, DType::F32, "softmax_xent logits")?;
-                let (l, input) = self.ids(*labels, *batch, "softmax_xent labels")?;
-                self.steps.push(Step::Host(HostPrep::CheckIds {
-                    input,
-                    n: *batch,
-                    bound: *classes,
-                }));
-                let rows = Bind::Buf(Buf::Scratch(self.new_scratch(4 * batch)));
-                let p = words(&[u32_of(*batch, "batch")?, u32_of(*classes, "classes")?, 0, 0]);
-                self.dispatch(
-                    KernelId::XentRows,
-                    vec![rows, Bind::Params, x, l],
-                    p,
-                    *batch as u64,
-                )?;
-                let p = words(&[0, *batch as u32, 0, *batch as u32]);
-                self.dispatch(KernelId::MeanAll, vec![o, Bind::Params, rows], p, 1)
-            }
-            Kernel::SoftmaxXentGrad {
-                logits,
-                labels,
-                grad,
-                batch,
-                classes,
-                out,
-            } => {
-                let o = Bind::Buf(self.out(*out, batch * classes, "softmax_xent_grad")?);
-                let x = self.need(
-                    *logits,
-                    batch * classes,
-                    DType::F32,
-                    "softmax_xent_grad logits",
-                )?;
-                let (l, input) = self.ids(*labels, *batch, "softmax_xent_grad labels")?;
-                let g = self.need(*grad, 1, DType::F32, "softmax_xent_grad grad")?;
-                self.steps.push(Step::Host(HostPrep::CheckIds {
-                    input,
-                    n: *batch,
-                    bound: *classes,
-                }));
-                let p = words(&[u32_of(*batch, "batch")?, u32_of(*classes, "classes")?, 0, 0]);
-                let groups = if *classes == 0 { 0 } else { *batch as u64 };
-                self.dispatch(
-                    KernelId::XentGrad,
-                    vec![o, Bind::Params, x, l, g],
-                    p,
-                    groups,
-                )
-            }
-            Kernel::LogSoftmax {
-                input,
-                rows,
-                cols,
-                out,
-            } => {
-                let o = Bind::Buf(self.out(*out, rows * cols, "log_softmax")?);
-                let x = self.need(*input, rows * cols, DType::F32, "log_softmax input")?;
-                let p = words(&[u32_of(*rows, "rows")?, u32_of(*cols, "cols")?, 0, 0]);
-                let groups = if *cols == 0 { 0 } else { *rows as u64 };
-                self.dispatch(KernelId::LogSoftmax, vec![o, Bind::Params, x], p, groups)
-            }
-            Kernel::LogisticLoss {
-                logits,
-                targets,
-                n,
-                out,
-            } => {
-                let o = Bind::Buf(self.out(*out, 1, "logistic_loss")?);
-                let x = self.need(*logits, *n, DType::F32, "logistic_loss logits")?;
-                let t = self.need(*targets, *n, DType::F32, "logistic_loss targets")?;
-                let p = words(&[u32_of(*n, "n")?, 0, 0, 0]);
-                self.dispatch(KernelId::LogisticLoss, vec![o, Bind::Params, x, t], p, 1)
-            }
-            Kernel::LogisticLossGrad {
-                logits,
-                targets,
-                grad,
-                n,
-                out,
-            } => {
-                let o = Bind::Buf(self.out(*out, *n, "logistic_loss_grad")?);
-                let x = self.need(*logits, *n, DType::F32, "logistic_loss_grad logits")?;
-                let t = self.need(*targets, *n, DType::F32, "logistic_loss_grad targets")?;
-                let g = self.need(*grad, 1, DType::F32, "logistic_loss_grad grad")?;
-                let p = words(&[u32_of(*n, "n")?, 0, 0, 0]);
-                self.dispatch(
-                    KernelId::LogisticGrad,
-                    vec![o, Bind::Params, x, t, g],
-                    p,
-                    (*n as u64).div_ceil(64),
-                )
-            }
-            Kernel::Custom { out, .. } => {
-                if self.slot(*out)?.dtype != DType::F32 {
-                    return Err(invalid(
-                        "custom op output must be f32 on the wgpu backend".into(),
-                    ));
-                }
-                self.steps.push(Step::Custom(li));
-                Ok(())
-            }
+        };
+        p.resize(4 + 4 * MAX_EPI_INPUTS, 0);
+        let kernel = KernelId::Matmul {
+            trans_a: *trans_a,
+            trans_b: *trans_b,
+            vec_a: if *trans_a {
+                m.is_multiple_of(4)
+            } else {
+                kk.is_multiple_of(4)
+            },
+            vec_b: if *trans_b {
+                kk.is_multiple_of(4)
+            } else {
+                n.is_multiple_of(4)
+            },
+            epilogue: epi,
+        };
+        let (gx, gy) = (n.div_ceil(64) as u64, m.div_ceil(64) as u64);
+        if gx > self.max_groups as u64 || gy > self.max_groups as u64 {
+            return Err(Error::Gpu(format!(
+                "matmul {m}x{n} needs a {gx}x{gy} grid, over the adapter's limit"
+            )));
         }
+        if m * n > 0 {
+            self.steps.push(Step::Dispatch(Box::new(Dispatch {
+                kernel,
+                binds,
+                params: words(&p),
+                groups: [gx as u32, gy as u32, 1],
+            })));
+        }
+        Ok(())
+    }
+
+    fn reduce(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::Reduce {
+            op,
+            input,
+            outer,
+            len,
+            inner,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a reduce".into()));
+        };
+        let count = outer * inner;
+        let o = Bind::Buf(self.out(*out, count, "reduce")?);
+        let i = self.need(*input, outer * len * inner, DType::F32, "reduce input")?;
+        let tree = *len >= 256 || (*len >= 32 && count < 1024);
+        let p = words(&[
+            u32_of(*outer, "outer")?,
+            u32_of(*len, "len")?,
+            u32_of(*inner, "inner")?,
+            u32_of(count, "outputs")?,
+        ]);
+        let groups = if tree {
+            count as u64
+        } else {
+            (count as u64).div_ceil(64)
+        };
+        self.dispatch(
+            KernelId::Reduce { op: *op, tree },
+            vec![o, Bind::Params, i],
+            p,
+            groups,
+        )
+    }
+
+    fn gather(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::Gather {
+            table,
+            ids,
+            rows,
+            dim,
+            n,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a gather".into()));
+        };
+        let o = Bind::Buf(self.out(*out, n * dim, "gather")?);
+        let t = self.need(*table, rows * dim, DType::F32, "gather table")?;
+        let (ib, input) = self.ids(*ids, *n, "gather ids")?;
+        self.steps.push(Step::Host(HostPrep::CheckIds {
+            input,
+            n: *n,
+            bound: *rows,
+        }));
+        let p = words(&[
+            u32_of(*n, "n")?,
+            u32_of(*dim, "dim")?,
+            u32_of(*rows, "rows")?,
+            0,
+        ]);
+        self.dispatch(
+            KernelId::Gather,
+            vec![o, Bind::Params, t, ib],
+            p,
+            ((n * dim) as u64).div_ceil(64),
+        )
+    }
+
+    fn scatter_add(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::ScatterAdd {
+            src,
+            ids,
+            rows,
+            dim,
+            n,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a scatter_add".into()));
+        };
+        let o = Bind::Buf(self.out(*out, rows * dim, "scatter_add")?);
+        let s = self.need(*src, n * dim, DType::F32, "scatter_add src")?;
+        let (_, input) = self.ids(*ids, *n, "scatter_add ids")?;
+        let aux = self.new_scratch(4 * (n + rows + 1));
+        self.steps.push(Step::Host(HostPrep::Csr {
+            input,
+            n: *n,
+            rows: *rows,
+            aux,
+        }));
+        let p = words(&[
+            u32_of(*rows, "rows")?,
+            u32_of(*dim, "dim")?,
+            u32_of(*n, "n")?,
+            0,
+        ]);
+        let binds = vec![o, Bind::Params, s, Bind::Buf(Buf::Scratch(aux))];
+        self.dispatch(
+            KernelId::ScatterAdd,
+            binds,
+            p,
+            ((rows * dim) as u64).div_ceil(64),
+        )
+    }
+
+    fn index_add(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::IndexAddInPlace {
+            src,
+            ids,
+            scale,
+            rows,
+            dim,
+            n,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a index_add".into()));
+        };
+        let o = self.need(*out, rows * dim, DType::F32, "index_add target")?;
+        let s = self.need(*src, n * dim, DType::F32, "index_add src")?;
+        let (_, input) = self.ids(*ids, *n, "index_add ids")?;
+        let aux = self.new_scratch(4 * segments::segments_len(*n));
+        self.steps.push(Step::Host(HostPrep::Segments {
+            input,
+            n: *n,
+            rows: *rows,
+            aux,
+        }));
+        let scale = (f64::from_bits(*scale) as f32).to_bits();
+        let p = words(&[
+            u32_of(*rows, "rows")?,
+            u32_of(*dim, "dim")?,
+            u32_of(*n, "n")?,
+            scale,
+        ]);
+        let binds = vec![o, Bind::Params, s, Bind::Buf(Buf::Scratch(aux))];
+        self.dispatch(
+            KernelId::IndexAdd,
+            binds,
+            p,
+            ((n * dim) as u64).div_ceil(64),
+        )
+    }
+
+    fn softmax_xent(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::SoftmaxXent {
+            logits,
+            labels,
+            batch,
+            classes,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a softmax_xent".into()));
+        };
+        let o = Bind::Buf(self.out(*out, 1, "softmax_xent")?);
+        let x = self.need(*logits, batch * classes, DType::F32, "softmax_xent logits")?;
+        let (l, input) = self.ids(*labels, *batch, "softmax_xent labels")?;
+        self.steps.push(Step::Host(HostPrep::CheckIds {
+            input,
+            n: *batch,
+            bound: *classes,
+        }));
+        let rows = Bind::Buf(Buf::Scratch(self.new_scratch(4 * batch)));
+        let p = words(&[u32_of(*batch, "batch")?, u32_of(*classes, "classes")?, 0, 0]);
+        self.dispatch(
+            KernelId::XentRows,
+            vec![rows, Bind::Params, x, l],
+            p,
+            *batch as u64,
+        )?;
+        let p = words(&[0, *batch as u32, 0, *batch as u32]);
+        self.dispatch(KernelId::MeanAll, vec![o, Bind::Params, rows], p, 1)
+    }
+
+    fn softmax_xent_grad(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::SoftmaxXentGrad {
+            logits,
+            labels,
+            grad,
+            batch,
+            classes,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a softmax_xent_grad".into()));
+        };
+        let o = Bind::Buf(self.out(*out, batch * classes, "softmax_xent_grad")?);
+        let x = self.need(
+            *logits,
+            batch * classes,
+            DType::F32,
+            "softmax_xent_grad logits",
+        )?;
+        let (l, input) = self.ids(*labels, *batch, "softmax_xent_grad labels")?;
+        let g = self.need(*grad, 1, DType::F32, "softmax_xent_grad grad")?;
+        self.steps.push(Step::Host(HostPrep::CheckIds {
+            input,
+            n: *batch,
+            bound: *classes,
+        }));
+        let p = words(&[u32_of(*batch, "batch")?, u32_of(*classes, "classes")?, 0, 0]);
+        let groups = if *classes == 0 { 0 } else { *batch as u64 };
+        self.dispatch(
+            KernelId::XentGrad,
+            vec![o, Bind::Params, x, l, g],
+            p,
+            groups,
+        )
+    }
+
+    fn log_softmax(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::LogSoftmax {
+            input,
+            rows,
+            cols,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a log_softmax".into()));
+        };
+        let o = Bind::Buf(self.out(*out, rows * cols, "log_softmax")?);
+        let x = self.need(*input, rows * cols, DType::F32, "log_softmax input")?;
+        let p = words(&[u32_of(*rows, "rows")?, u32_of(*cols, "cols")?, 0, 0]);
+        let groups = if *cols == 0 { 0 } else { *rows as u64 };
+        self.dispatch(KernelId::LogSoftmax, vec![o, Bind::Params, x], p, groups)
+    }
+
+    fn logistic_loss(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::LogisticLoss {
+            logits,
+            targets,
+            n,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a logistic_loss".into()));
+        };
+        let o = Bind::Buf(self.out(*out, 1, "logistic_loss")?);
+        let x = self.need(*logits, *n, DType::F32, "logistic_loss logits")?;
+        let t = self.need(*targets, *n, DType::F32, "logistic_loss targets")?;
+        let p = words(&[u32_of(*n, "n")?, 0, 0, 0]);
+        self.dispatch(KernelId::LogisticLoss, vec![o, Bind::Params, x, t], p, 1)
+    }
+
+    fn logistic_grad(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::LogisticLossGrad {
+            logits,
+            targets,
+            grad,
+            n,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a logistic_grad".into()));
+        };
+        let o = Bind::Buf(self.out(*out, *n, "logistic_loss_grad")?);
+        let x = self.need(*logits, *n, DType::F32, "logistic_loss_grad logits")?;
+        let t = self.need(*targets, *n, DType::F32, "logistic_loss_grad targets")?;
+        let g = self.need(*grad, 1, DType::F32, "logistic_loss_grad grad")?;
+        let p = words(&[u32_of(*n, "n")?, 0, 0, 0]);
+        self.dispatch(
+            KernelId::LogisticGrad,
+            vec![o, Bind::Params, x, t, g],
+            p,
+            (*n as u64).div_ceil(64),
+        )
+    }
+
+    fn custom(&mut self, li: usize, k: &Kernel) -> Result<()> {
+        let Kernel::Custom { out, .. } = k else {
+            return Err(invalid("not a custom".into()));
+        };
+        if self.slot(*out)?.dtype != DType::F32 {
+            return Err(invalid(
+                "custom op output must be f32 on the wgpu backend".into(),
+            ));
+        }
+        self.steps.push(Step::Custom(li));
+        Ok(())
     }
 }

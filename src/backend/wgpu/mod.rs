@@ -10,6 +10,7 @@
 
 mod buffer;
 mod compile;
+mod ctx;
 mod device;
 pub mod emit;
 mod exec;
@@ -22,102 +23,20 @@ mod record;
 mod segments;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 pub use buffer::GpuBuffer;
 pub use device::{WgpuOptions, list_adapters};
-pub use kernels::{KernelId, shader_sources};
+pub use kernels::{KernelId, Shader, shader_sources};
 
-use super::{Backend, Counters, Storage};
-use crate::dtype::{DType, HostData};
-use crate::error::{Error, Result};
-use crate::schedule::plan::Plan;
-use buffer::{Pool, Raw, Stats};
-use device::Gpu;
-use exec::Exec;
-
-/// Device, pools and counters, shared by the backend's operations.
-pub(super) struct Ctx {
-    gpu: Gpu,
-    pool: Arc<Pool>,
-    staging: Arc<Pool>,
-    stats: Arc<Stats>,
-    last: Mutex<Option<wgpu::SubmissionIndex>>,
-}
-
-impl Ctx {
-    fn submit(&self, enc: wgpu::CommandEncoder) -> wgpu::SubmissionIndex {
-        let idx = self.gpu.queue.submit([enc.finish()]);
-        self.stats.submissions.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.last) = Some(idx.clone());
-        idx
-    }
-
-    /// Copies the first `bytes` of `raw` to the host, waiting for the work
-    /// submitted before (queue order makes the copy see it).
-    fn read_raw(&self, raw: &Raw, bytes: u64) -> Result<Vec<u8>> {
-        if bytes == 0 {
-            return Ok(Vec::new());
-        }
-        let staging = self.staging.acquire(&self.gpu, bytes, None)?;
-        let mut enc = self
-            .gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("download"),
-            });
-        enc.copy_buffer_to_buffer(&raw.buffer, 0, &staging.buffer, 0, bytes);
-        let idx = self.submit(enc);
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging
-            .buffer
-            .map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
-                let _ = tx.send(r);
-            });
-        // On a timeout the staging buffer is dropped, not pooled: its map
-        // may still complete later.
-        self.gpu.wait(Some(idx))?;
-        // Another thread's poll may be running the callback right now;
-        // the submission is done, so it arrives promptly.
-        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Gpu(format!("mapping a download buffer: {e}"))),
-            Err(_) => {
-                return Err(Error::Gpu(
-                    "download buffer was not mapped after waiting".into(),
-                ));
-            }
-        }
-        let data = {
-            let view = staging
-                .buffer
-                .get_mapped_range(0..bytes)
-                .map_err(|e| Error::Gpu(format!("reading a download buffer: {e}")))?;
-            view.to_vec()
-        };
-        staging.buffer.unmap();
-        self.staging.release(staging);
-        Ok(data)
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn f64_unsupported() -> Error {
-    Error::Gpu("f64 is not supported on the wgpu backend (WGSL has no portable f64); use f32 or the CPU backend".into())
-}
-
-/// Little-endian bytes read back from the device as `dtype` values.
-fn host_data(bytes: &[u8], dtype: DType) -> Result<HostData> {
-    let words = bytes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]);
-    Ok(match dtype {
-        DType::F32 => HostData::F32(words.map(f32::from_le_bytes).collect()),
-        DType::U32 => HostData::U32(words.map(u32::from_le_bytes).collect()),
-        DType::F64 => return Err(f64_unsupported()),
-    })
-}
+use self::buffer::{Pool, Stats, gpu_buffer};
+use self::ctx::{Ctx, f64_unsupported, host_data, lock};
+use self::device::Gpu;
+use self::exec::Exec;
+use super::{Backend, Counters, DeviceBuffer, Storage};
+use crate::dtype::HostData;
+use crate::error::Result;
+use crate::ir::Plan;
 
 /// The wgpu backend. Thread-safe; executions are serialized internally.
 pub struct WgpuBackend {
@@ -155,7 +74,7 @@ impl WgpuBackend {
                 stats,
                 last: Mutex::new(None),
             },
-            exec: Mutex::new(Exec::default()),
+            exec: Mutex::new(Exec::new(opts.max_cached_pipelines)),
             opts,
             profiling: AtomicBool::new(false),
         })
@@ -198,16 +117,6 @@ impl WgpuBackend {
         self.cx.pool.trim();
         self.cx.staging.trim();
     }
-
-    fn buffer<'a>(&self, s: &'a Storage) -> Result<&'a Arc<GpuBuffer>> {
-        match s {
-            Storage::Gpu(b) => Ok(b),
-            Storage::Cpu(_) => Err(Error::invalid(
-                "wgpu backend",
-                "got a CPU buffer; move the tensor to the GPU first",
-            )),
-        }
-    }
 }
 
 impl Backend for WgpuBackend {
@@ -231,12 +140,12 @@ impl Backend for WgpuBackend {
         }
         let b = GpuBuffer::new(raw, data.len(), data.dtype(), host, &self.cx.pool);
         self.cx.gpu.check("upload")?;
-        Ok(Storage::Gpu(Arc::new(b)))
+        Ok(Storage::new(Arc::new(b)))
     }
 
     fn download(&self, storage: &Storage) -> Result<HostData> {
         self.cx.gpu.check("before download")?;
-        let b = self.buffer(storage)?;
+        let b = gpu_buffer(storage, "the buffer to download")?;
         let bytes = self.cx.read_raw(b.raw()?, b.len() as u64 * 4)?;
         host_data(&bytes, b.dtype())
     }
@@ -262,6 +171,8 @@ impl Backend for WgpuBackend {
             bind_groups_created: s.bind_groups_created.load(Ordering::Relaxed),
             submissions: s.submissions.load(Ordering::Relaxed),
             launches: s.launches.load(Ordering::Relaxed),
+            dispatches: s.dispatches.load(Ordering::Relaxed),
+            pipelines_live: s.pipelines_live.load(Ordering::Relaxed),
             bytes_in_use,
             peak_bytes,
         }

@@ -14,26 +14,56 @@ use crate::error::{Error, Result};
 pub(super) struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// Unique per build: bind groups made for an evicted and rebuilt
+    /// pipeline's layout are not reused with the new one.
+    pub uid: u64,
 }
 
-#[derive(Default)]
+/// Pipelines by kernel id, least recently used dropped beyond `capacity`.
 pub(super) struct Pipelines {
-    map: HashMap<KernelId, Pipeline>,
+    map: HashMap<KernelId, (Pipeline, u64)>,
+    tick: u64,
+    built: u64,
+    capacity: usize,
 }
 
 impl Pipelines {
+    pub fn new(capacity: usize) -> Pipelines {
+        Pipelines {
+            map: HashMap::new(),
+            tick: 0,
+            built: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
     pub fn get(&mut self, gpu: &Gpu, stats: &Stats, id: &KernelId) -> Result<Pipeline> {
-        if let Some(p) = self.map.get(id) {
+        self.tick += 1;
+        if let Some((p, used)) = self.map.get_mut(id) {
+            *used = self.tick;
             return Ok(p.clone());
         }
-        let p = build(gpu, id)?;
+        self.built += 1;
+        let p = build(gpu, id, self.built)?;
         stats.pipelines_created.fetch_add(1, Ordering::Relaxed);
-        self.map.insert(id.clone(), p.clone());
+        if self.map.len() >= self.capacity
+            && let Some(old) = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+        {
+            self.map.remove(&old);
+        }
+        self.map.insert(id.clone(), (p.clone(), self.tick));
+        stats
+            .pipelines_live
+            .store(self.map.len() as u64, Ordering::Relaxed);
         Ok(p)
     }
 }
 
-fn build(gpu: &Gpu, id: &KernelId) -> Result<Pipeline> {
+fn build(gpu: &Gpu, id: &KernelId, uid: u64) -> Result<Pipeline> {
     let source = id.source()?;
     let bindings = id.bindings();
     let storage = bindings.iter().filter(|b| **b != Binding::Uniform).count() as u32;
@@ -102,6 +132,10 @@ fn build(gpu: &Gpu, id: &KernelId) -> Result<Pipeline> {
                 },
                 cache: None,
             });
-        Pipeline { pipeline, layout }
+        Pipeline {
+            pipeline,
+            layout,
+            uid,
+        }
     })
 }

@@ -3,10 +3,10 @@
 //! device's clock is the only one that sees where a submission's time goes
 //! (host timers see the submission as a whole).
 
-use super::Ctx;
 use super::buffer::{Raw, create_raw};
+use super::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::schedule::plan::{Kernel, Launch, Plan};
+use crate::ir::{Kernel, Launch, Plan};
 
 /// A plan's query set and the buffer it resolves into, kept with the plan
 /// so a warm profiled step allocates nothing.

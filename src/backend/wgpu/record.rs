@@ -3,8 +3,8 @@
 
 use std::sync::atomic::Ordering;
 
-use super::Ctx;
 use super::buffer::Raw;
+use super::ctx::Ctx;
 use super::pipelines::Pipeline;
 use crate::error::{Error, Result};
 

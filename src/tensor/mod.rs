@@ -1,5 +1,8 @@
 //! The user-facing tensor handle: creation, reading values back, gradient
-//! bookkeeping. The ops live in `ops/`, one file per family.
+//! bookkeeping; `realize` gathers a pending step for the scheduler. The ops
+//! live in `ops/`, one file per family.
+
+mod realize;
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,8 +14,9 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::device::Device;
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
-use crate::graph::{Node, Op};
-use crate::schedule;
+use crate::graph::Node;
+use crate::ir::Op;
+pub use realize::{Assign, plan_for, realize, realize_step};
 
 /// A lazy n-dimensional array. Cloning copies the handle, not the data.
 #[derive(Clone)]
@@ -60,10 +64,22 @@ impl Tensor {
         Tensor(Arc::new(n))
     }
 
-    /// A new op node on `self`'s device.
+    /// The handle of a graph node.
+    pub(crate) fn from_arc(n: &Arc<Node>) -> Tensor {
+        Tensor(n.clone())
+    }
+
+    /// A new op node on the first input's device (callers check that every
+    /// input is on it).
     pub(crate) fn op(op: Op, inputs: Vec<Tensor>, shape: Vec<usize>, dtype: DType) -> Tensor {
         let device = inputs[0].device();
+        let inputs = inputs.into_iter().map(|t| t.0).collect();
         Tensor::from_node(Node::new(op, inputs, shape, dtype, device))
+    }
+
+    /// The node's inputs, as tensors.
+    pub(crate) fn inputs(&self) -> Vec<Tensor> {
+        self.0.inputs.iter().map(Tensor::from_arc).collect()
     }
 
     // ---- creation -------------------------------------------------------
@@ -190,7 +206,7 @@ impl Tensor {
     }
     /// Whether the value has been computed (or was given).
     pub fn is_realized(&self) -> bool {
-        self.0.storage().is_some()
+        self.0.is_realized()
     }
     /// Names the tensor in error messages (e.g. NaN reports).
     pub fn with_label(self, label: &str) -> Tensor {
@@ -218,13 +234,13 @@ impl Tensor {
     }
     /// The gradient left by `backward` (summed over calls until cleared).
     pub fn grad(&self) -> Option<Tensor> {
-        self.0.grad()
+        self.0.grad().map(Tensor)
     }
     pub fn zero_grad(&self) {
         self.0.set_grad(None);
     }
     pub(crate) fn set_grad(&self, g: Option<Tensor>) {
-        self.0.set_grad(g);
+        self.0.set_grad(g.map(|t| t.0));
     }
     /// The same values, cut off from the graph.
     pub fn detach(&self) -> Tensor {
@@ -243,7 +259,7 @@ impl Tensor {
 
     /// Computes the value now if it is pending.
     pub fn realize(&self) -> Result<()> {
-        schedule::realize(std::slice::from_ref(self))
+        realize(std::slice::from_ref(self))
     }
 
     /// The values, as stored.
@@ -262,11 +278,9 @@ impl Tensor {
         Ok(self.to_host()?.to_f64())
     }
     pub fn to_ids(&self) -> Result<Vec<u32>> {
-        // Id buffers are written only by uploads, so their host copy is
+        // Id buffers are written only by uploads, so a host copy is
         // current: no device round trip.
-        if let Some(crate::backend::Storage::Gpu(b)) = self.0.storage()
-            && let Some(v) = b.host_ids()
-        {
+        if let Some(v) = self.0.storage().and_then(|s| s.host_ids()) {
             return Ok(v.as_ref().clone());
         }
         match self.to_host()? {
@@ -339,9 +353,9 @@ impl Tensor {
 
     /// Replaces a leaf's value (a parameter update) with `value`'s.
     pub fn assign(&self, value: &Tensor) -> Result<()> {
-        schedule::realize_step(
+        realize_step(
             &[],
-            &[schedule::Assign::Dense {
+            &[Assign::Dense {
                 target: self.clone(),
                 value: value.clone(),
             }],

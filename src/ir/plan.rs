@@ -4,11 +4,11 @@
 //! Both backends execute the same `Plan`, so a fused plan and an unfused one
 //! can be compared on either.
 
-use std::fmt;
 use std::sync::Arc;
 
+use super::custom::CustomOp;
+use super::expr::Expr;
 use crate::dtype::DType;
-use crate::ops::custom::CustomOp;
 
 /// Index of a buffer slot in a plan.
 pub type SlotId = usize;
@@ -42,92 +42,21 @@ pub struct View {
     pub strides: Vec<usize>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UnaryOp {
-    Neg,
-    Exp,
-    Log,
-    Sqrt,
-    Tanh,
-    Sigmoid,
-    Relu,
-    Recip,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Max,
-    /// 1 where a > b, else 0.
-    Gt,
-    /// 1 where a >= b, else 0.
-    Ge,
-    /// 1 where a == b, else 0.
-    Eq,
-}
-
-/// A scalar expression evaluated once per output element.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Expr {
-    /// The kernel's `i`-th input view.
-    Input(usize),
-    /// A constant, stored as the bits of an f64 so that `Expr` hashes.
-    Const(u64),
-    /// The matmul accumulator (only inside a matmul epilogue).
-    Acc,
-    Unary(UnaryOp, Box<Expr>),
-    Binary(BinaryOp, Box<Expr>, Box<Expr>),
-}
-
-impl Expr {
-    pub fn constant(v: f64) -> Expr {
-        Expr::Const(v.to_bits())
-    }
-    pub fn unary(op: UnaryOp, a: Expr) -> Expr {
-        Expr::Unary(op, Box::new(a))
-    }
-    pub fn binary(op: BinaryOp, a: Expr, b: Expr) -> Expr {
-        Expr::Binary(op, Box::new(a), Box::new(b))
-    }
-    /// The same expression with input `i` renamed to `f(i)`.
-    pub fn map_inputs(self, f: &impl Fn(usize) -> usize) -> Expr {
-        match self {
-            Expr::Input(i) => Expr::Input(f(i)),
-            Expr::Unary(op, a) => Expr::unary(op, a.map_inputs(f)),
-            Expr::Binary(op, a, b) => Expr::binary(op, a.map_inputs(f), b.map_inputs(f)),
-            other => other,
-        }
-    }
-
-    /// Number of operator nodes (for FLOP estimates).
-    pub fn op_count(&self) -> usize {
-        match self {
-            Expr::Input(_) | Expr::Const(_) | Expr::Acc => 0,
-            Expr::Unary(_, a) => 1 + a.op_count(),
-            Expr::Binary(_, a, b) => 1 + a.op_count() + b.op_count(),
-        }
-    }
-}
-
-impl fmt::Display for Expr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Expr::Input(i) => write!(f, "in{i}"),
-            Expr::Const(b) => write!(f, "{}", f64::from_bits(*b)),
-            Expr::Acc => write!(f, "acc"),
-            Expr::Unary(op, a) => write!(f, "{op:?}({a})").map(|_| ()),
-            Expr::Binary(op, a, b) => write!(f, "{op:?}({a}, {b})"),
-        }
-    }
-}
-
+/// A reduction along one axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
     Sum,
+    /// NaN-propagating maximum.
     Max,
+}
+
+impl ReduceOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Max => "max",
+        }
+    }
 }
 
 /// Element-wise work applied to a matmul's result before it is stored:

@@ -1,8 +1,10 @@
-//! The float types the CPU backend computes in.
+//! The float types ops are defined over (f32 and f64), so that each op's
+//! scalar function is written once and runs at either precision.
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
-pub trait Scalar:
+/// A float type an op's scalar function computes in.
+pub trait Float:
     Copy
     + Default
     + PartialOrd
@@ -13,6 +15,7 @@ pub trait Scalar:
     + Mul<Output = Self>
     + Div<Output = Self>
     + Neg<Output = Self>
+    + std::fmt::Debug
     + 'static
 {
     const ZERO: Self;
@@ -22,28 +25,20 @@ pub trait Scalar:
     fn exp(self) -> Self;
     fn ln(self) -> Self;
     fn sqrt(self) -> Self;
+    /// f32: a vectorisable rational approximation ([`tanh_f32`]); f64: libm.
     fn tanh(self) -> Self;
     fn abs(self) -> Self;
+    fn ln_1p(self) -> Self;
+    fn exp_m1(self) -> Self;
+    fn powf(self, e: Self) -> Self;
+    fn is_nan(self) -> bool;
     fn neg_infinity() -> Self;
-    /// Row-major GEMM with arbitrary strides: C = A·B (C overwritten).
-    #[allow(clippy::too_many_arguments)]
-    fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: &[Self],
-        rsa: isize,
-        csa: isize,
-        b: &[Self],
-        rsb: isize,
-        csb: isize,
-        c: &mut [Self],
-    );
+    fn infinity() -> Self;
 }
 
-macro_rules! impl_scalar {
-    ($t:ty, $gemm:path, $tanh:path) => {
-        impl Scalar for $t {
+macro_rules! impl_float {
+    ($t:ty, $tanh:path) => {
+        impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             fn from_f64(v: f64) -> Self {
@@ -67,57 +62,30 @@ macro_rules! impl_scalar {
             fn abs(self) -> Self {
                 <$t>::abs(self)
             }
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+            fn exp_m1(self) -> Self {
+                <$t>::exp_m1(self)
+            }
+            fn powf(self, e: Self) -> Self {
+                <$t>::powf(self, e)
+            }
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
             fn neg_infinity() -> Self {
                 <$t>::NEG_INFINITY
             }
-            fn gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                a: &[Self],
-                rsa: isize,
-                csa: isize,
-                b: &[Self],
-                rsb: isize,
-                csb: isize,
-                c: &mut [Self],
-            ) {
-                debug_assert!(c.len() >= m * n);
-                if m == 0 || n == 0 {
-                    return;
-                }
-                if k == 0 {
-                    c[..m * n].fill(0.0);
-                    return;
-                }
-                // SAFETY: the caller sized `a` as m×k and `b` as k×n under
-                // the given strides (checked by the scheduler when the
-                // matmul node was built), and `c` as m×n, row-major.
-                unsafe {
-                    $gemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        a.as_ptr(),
-                        rsa,
-                        csa,
-                        b.as_ptr(),
-                        rsb,
-                        csb,
-                        0.0,
-                        c.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    );
-                }
+            fn infinity() -> Self {
+                <$t>::INFINITY
             }
         }
     };
 }
 
-impl_scalar!(f32, matrixmultiply::sgemm, tanh_f32);
-impl_scalar!(f64, matrixmultiply::dgemm, f64::tanh);
+impl_float!(f32, tanh_f32);
+impl_float!(f64, f64::tanh);
 
 /// tanh in f32 as a rational function x·P(x²)/Q(x²) on [−7.9, 7.9] (the
 /// approximation Eigen uses): branch-free enough to vectorise, about 3×
@@ -146,6 +114,42 @@ pub fn tanh_f32(x: f32) -> f32 {
         * c;
     let q = ((B[3] * x2 + B[2]) * x2 + B[1]) * x2 + B[0];
     p / q
+}
+
+/// The logistic function, in the form whose `exp` argument is never
+/// positive (no overflow for large |x|).
+pub fn sigmoid<T: Float>(x: T) -> T {
+    if x >= T::ZERO {
+        T::ONE / (T::ONE + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::ONE + e)
+    }
+}
+
+/// NaN-propagating maximum (a NaN in either operand gives NaN).
+pub fn max_nan<T: Float>(a: T, b: T) -> T {
+    if a.is_nan() || a >= b { a } else { b }
+}
+
+/// NaN-propagating minimum.
+pub fn min_nan<T: Float>(a: T, b: T) -> T {
+    if a.is_nan() || a <= b { a } else { b }
+}
+
+/// 1 or 0.
+pub fn flag<T: Float>(c: bool) -> T {
+    if c { T::ONE } else { T::ZERO }
+}
+
+/// Fixes a closure's argument type so that an op table's `f` type-checks.
+pub(crate) fn unary_fn<T, F: Fn(T) -> T>(f: F) -> F {
+    f
+}
+
+/// The same for binary ops.
+pub(crate) fn binary_fn<T, F: Fn(T, T) -> T>(f: F) -> F {
+    f
 }
 
 #[cfg(test)]

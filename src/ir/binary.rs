@@ -1,0 +1,129 @@
+//! Binary element-wise ops with NumPy broadcasting, one table entry each:
+//! the name (also the `Tensor` method), the scalar function for f32 and
+//! f64, the WGSL expression in `a` and `b`, and the gradient with respect to
+//! each input as an expression of the upstream gradient `g`, the inputs `a`
+//! and `b` and the output `y` (the ops layer sums each back to its input's
+//! shape). `+` distributes, `*` switches, `max` routes.
+//!
+//! Adding an op: one entry here, plus one line in the test op list
+//! (`tests/common/ops.rs`).
+
+/// The table (see `unary_ops!` for how it is used). Entry grammar:
+/// `/// docs` `Variant method { f: |a, b| …, wgsl: "…", grad: Rule(da, db) | None }`.
+macro_rules! binary_ops {
+    ($cb:path) => {
+        $cb! {
+            /// Element-wise sum. Gradient: g to both inputs.
+            Add add {
+                f: |a, b| a + b,
+                wgsl: "a + b",
+                grad: Rule(|g, _, _, _| g.clone(), |g, _, _, _| g.clone()),
+            }
+            /// Element-wise difference. Gradient: g and −g.
+            Sub sub {
+                f: |a, b| a - b,
+                wgsl: "a - b",
+                grad: Rule(|g, _, _, _| g.clone(), |g, _, _, _| -g),
+            }
+            /// The Hadamard (element-wise) product. Gradient: g ⊙ b and g ⊙ a.
+            Mul mul {
+                f: |a, b| a * b,
+                wgsl: "a * b",
+                grad: Rule(|g, _, b, _| g * b, |g, a, _, _| g * a),
+            }
+            /// Element-wise quotient. Gradient: g / b and −g ⊙ a / b².
+            Div div {
+                f: |a, b| a / b,
+                wgsl: "a / b",
+                grad: Rule(|g, _, b, _| g / b, |g, a, b, _| -(g * a / (b * b))),
+            }
+            /// Element-wise maximum (NaN in either gives NaN). Gradient: g
+            /// goes to the larger input (ties: the first).
+            Max maximum {
+                f: max_nan,
+                wgsl: "select(b, a, dg_isnan(a) || a >= b)",
+                grad: Rule(|g, a, b, _| g * a.ge(b), |g, a, b, _| g * (1.0 - a.ge(b))),
+            }
+            /// 1 where a > b, else 0. No gradient.
+            Gt gt {
+                f: |a, b| flag(a > b),
+                wgsl: "select(0.0, 1.0, a > b)",
+                grad: None,
+            }
+            /// 1 where a ≥ b, else 0. No gradient.
+            Ge ge {
+                f: |a, b| flag(a >= b),
+                wgsl: "select(0.0, 1.0, a >= b)",
+                grad: None,
+            }
+            /// 1 where a = b, else 0. No gradient.
+            Eq eq_mask {
+                f: |a, b| flag(a == b),
+                wgsl: "select(0.0, 1.0, a == b)",
+                grad: None,
+            }
+        }
+    };
+}
+pub(crate) use binary_ops;
+
+/// Generates `BinaryOp` and the `Expr` builder methods from the table;
+/// expanded in `expr.rs` (see `define_unary`).
+macro_rules! define_binary {
+    ($( $(#[doc = $doc:literal])* $variant:ident $method:ident {
+        f: $f:expr, wgsl: $wgsl:literal, grad: $grad:ident $(($da:expr, $db:expr))? $(,)?
+    } )*) => {
+        /// A binary element-wise op (see the table in this module).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum BinaryOp {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl BinaryOp {
+            /// Every binary op, in table order.
+            pub const ALL: &'static [BinaryOp] = &[$(BinaryOp::$variant),*];
+
+            /// The op's name (also its `Tensor` method).
+            pub fn name(self) -> &'static str {
+                match self { $(BinaryOp::$variant => stringify!($method),)* }
+            }
+
+            /// The WGSL expression, an f32 expression in `a` and `b`.
+            pub fn wgsl(self) -> &'static str {
+                match self { $(BinaryOp::$variant => $wgsl,)* }
+            }
+
+            /// The gradient rule.
+            pub fn grad(self) -> Grad {
+                match self { $(BinaryOp::$variant => Grad::$grad $(($da, $db))?,)* }
+            }
+
+            /// `f(a, b)`.
+            #[inline]
+            pub fn apply<T: Float>(self, a: T, b: T) -> T {
+                match self { $(BinaryOp::$variant => binary_fn::<T, _>($f)(a, b),)* }
+            }
+
+            /// `a[i] = f(a[i], b[i])`, one loop per op.
+            pub fn zip<T: Float>(self, a: &mut [T], b: &[T]) {
+                match self {
+                    $(BinaryOp::$variant => {
+                        let f = binary_fn::<T, _>($f);
+                        a.iter_mut().zip(b).for_each(|(x, &y)| *x = f(*x, y));
+                    })*
+                }
+            }
+        }
+
+        impl Expr {
+            $(
+                $(#[doc = $doc])*
+                pub fn $method(&self, other: impl Into<Expr>) -> Expr {
+                    Expr::binary(BinaryOp::$variant, self.clone(), other.into())
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) use define_binary;

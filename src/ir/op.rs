@@ -1,0 +1,86 @@
+//! The primitive ops of the computation graph. Everything else composes
+//! these; each has its backward rule in the ops layer.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use super::custom::CustomOp;
+use super::expr::{BinaryOp, UnaryOp};
+use super::plan::ReduceOp;
+
+/// A primitive operation.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Data that is already realized (an input or a parameter).
+    Leaf,
+    /// A constant filling the node's shape; never stored, folded into the
+    /// kernels that read it.
+    Fill(f64),
+    Unary(UnaryOp),
+    /// Element-wise with NumPy broadcasting of both inputs to the node's shape.
+    Binary(BinaryOp),
+    /// 2-D matrix product `[m, k] · [k, n]`.
+    Matmul,
+    /// Reduction over one axis (removed from the shape).
+    Reduce(ReduceOp, usize),
+    /// Same elements, new shape.
+    Reshape,
+    /// Axes reordered: output axis `i` is input axis `perm[i]`.
+    Permute(Vec<usize>),
+    /// Broadcast to the node's shape (size-1 or missing leading axes repeat).
+    Expand,
+    /// Rows of a `[rows, dim]` table picked by u32 ids: `[n, dim]`.
+    Gather,
+    /// `[n, dim]` rows summed into `[rows, dim]` at u32 ids.
+    ScatterAdd,
+    /// Mean softmax cross-entropy of `[batch, classes]` logits and u32 labels.
+    SoftmaxXent,
+    /// Its gradient with respect to the logits; inputs: logits, labels,
+    /// upstream gradient (a scalar).
+    SoftmaxXentGrad,
+    /// Row-wise log-softmax of a 2-D tensor.
+    LogSoftmax,
+    /// Mean binary cross-entropy with logits.
+    LogisticLoss,
+    /// Its gradient with respect to the logits; inputs: logits, targets,
+    /// upstream gradient.
+    LogisticLossGrad,
+    /// Identity that stops gradients.
+    Detach,
+    /// A user-defined op (forward, or the gradient for one input).
+    Custom {
+        op: Arc<dyn CustomOp>,
+        backward_input: Option<usize>,
+    },
+}
+
+impl Op {
+    /// A short snake_case name for error messages and `explain`.
+    pub fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Op::Leaf => "leaf",
+            Op::Fill(v) => return Cow::Owned(format!("fill({v})")),
+            Op::Unary(u) => u.name(),
+            Op::Binary(b) => b.name(),
+            Op::Matmul => "matmul",
+            Op::Reduce(r, axis) => return Cow::Owned(format!("{}(axis {axis})", r.name())),
+            Op::Reshape => "reshape",
+            Op::Permute(_) => "permute",
+            Op::Expand => "expand",
+            Op::Gather => "gather",
+            Op::ScatterAdd => "scatter_add",
+            Op::SoftmaxXent => "softmax_xent",
+            Op::SoftmaxXentGrad => "softmax_xent_grad",
+            Op::LogSoftmax => "log_softmax",
+            Op::LogisticLoss => "logistic_loss",
+            Op::LogisticLossGrad => "logistic_loss_grad",
+            Op::Detach => "detach",
+            Op::Custom { op, backward_input } => {
+                return Cow::Owned(match backward_input {
+                    None => op.name().to_string(),
+                    Some(i) => format!("{}_grad{i}", op.name()),
+                });
+            }
+        })
+    }
+}
