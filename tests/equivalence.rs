@@ -9,6 +9,7 @@
 
 mod common;
 use common::gpu;
+use common::ops::{BINARY, Domain, UNARY};
 use deltagrad::schedule::with_fusion;
 use deltagrad::{DType, Device, HostData, Result, Tensor};
 
@@ -21,10 +22,13 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-type Case = fn(&[Tensor], &Device) -> Result<Tensor>;
-
 /// Runs `f` on `device` and returns the output and each input's gradient.
-fn run(f: Case, shapes: &[&[usize]], positive: bool, device: &Device) -> Result<Vec<Vec<f32>>> {
+fn run(
+    f: impl Fn(&[Tensor], &Device) -> Result<Tensor>,
+    shapes: &[&[usize]],
+    positive: bool,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
     let inputs: Vec<Tensor> = shapes
         .iter()
         .enumerate()
@@ -49,7 +53,12 @@ fn run(f: Case, shapes: &[&[usize]], positive: bool, device: &Device) -> Result<
     Ok(out)
 }
 
-fn check(name: &str, shapes: &[&[usize]], positive: bool, f: Case) {
+fn check(
+    name: &str,
+    shapes: &[&[usize]],
+    positive: bool,
+    f: impl Fn(&[Tensor], &Device) -> Result<Tensor> + Copy,
+) {
     let Some(gpu) = gpu() else { return };
     for fuse in [true, false] {
         let (c, g) = with_fusion(fuse, || {
@@ -82,14 +91,25 @@ fn ids(v: &[u32], d: &Device) -> Tensor {
 
 #[test]
 fn unary() {
-    check("neg", &[&[7, 33]], false, |t, _| t[0].neg());
-    check("exp", &[&[7, 33]], false, |t, _| t[0].exp());
-    check("log", &[&[33, 7]], true, |t, _| t[0].log());
-    check("sqrt", &[&[129]], true, |t, _| t[0].sqrt());
-    check("recip", &[&[1, 7]], true, |t, _| t[0].recip());
-    check("tanh", &[&[7, 33]], false, |t, _| t[0].tanh());
-    check("sigmoid", &[&[7, 33]], false, |t, _| t[0].sigmoid());
-    check("relu", &[&[7, 33]], false, |t, _| t[0].relu());
+    for &(op, d) in UNARY {
+        let positive = d == Domain::Positive;
+        check(op.name(), &[&[7, 33]], positive, |t, _| t[0].unary(op));
+        check(op.name(), &[&[129]], positive, |t, _| t[0].unary(op));
+    }
+}
+
+#[test]
+fn binary() {
+    for &(op, da, db) in BINARY {
+        // One flag for both inputs: positive where either needs it.
+        let positive = da == Domain::Positive || db == Domain::Positive;
+        check(op.name(), &[&[7, 33], &[7, 33]], positive, |t, _| {
+            t[0].binary(op, &t[1])
+        });
+        check(op.name(), &[&[7, 33], &[33]], positive, |t, _| {
+            t[0].binary(op, &t[1])
+        });
+    }
 }
 
 #[test]

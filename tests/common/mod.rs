@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod ops;
+
 use deltagrad::Device;
 use deltagrad::model::{Activation, WindowNetConfig};
 
