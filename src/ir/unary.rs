@@ -73,6 +73,14 @@ macro_rules! unary_ops {
                 wgsl: "select(x, 0.0, x < 0.0)",
                 df: Input(|x| x.gt(0.0)),
             }
+            /// Softplus log(1 + eˣ), a smooth ReLU, computed without overflow.
+            /// Gradient: g ⊙ σ(x), from the input.
+            Softplus softplus {
+                f: |x| (if x > T::ZERO { x } else { T::ZERO }) + (-x.abs()).exp().ln_1p(),
+                // log(1 + e) = e to f32 precision once e = e^-|x| < 3e-7.
+                wgsl: "max(x, 0.0) + select(log(1.0 + exp(-abs(x))), exp(-abs(x)), abs(x) > 15.0)",
+                df: Input(|x| x.sigmoid()),
+            }
         }
     };
 }

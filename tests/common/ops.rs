@@ -24,6 +24,7 @@ pub const UNARY: &[(UnaryOp, Domain)] = &[
     (UnaryOp::Tanh, Domain::Any),
     (UnaryOp::Sigmoid, Domain::Any),
     (UnaryOp::Relu, Domain::Any),
+    (UnaryOp::Softplus, Domain::Any),
 ];
 
 /// Every binary op and the domains of its two inputs.
