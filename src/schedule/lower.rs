@@ -316,6 +316,20 @@ impl<'a> Lowering<'a> {
                     vec!["copy".into()],
                 );
             }
+            Val::Const(v) => {
+                // Its own slot: `materialize` would hand back the shared
+                // one-element constant input for a one-element constant.
+                let out = self.new_slot(shape.iter().product(), dtype, kind);
+                self.push(
+                    Kernel::Elementwise {
+                        shape,
+                        inputs: vec![],
+                        expr: Expr::constant(v),
+                        out,
+                    },
+                    vec![format!("fill({v})")],
+                );
+            }
             _ => {
                 self.materialize(Ref::Node(node), kind)?;
             }
