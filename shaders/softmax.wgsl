@@ -3,7 +3,8 @@
 //
 // Bindings:
 //   0: out     array<f32>, read_write. xent_rows: [rows], each row's loss
-//              lse(x[r]) - x[r, labels[r]] (the mean is taken by
+//              log Σ exp(x[r] - m) - (x[r, labels[r]] - m), m the row max
+//              (the mean is taken by
 //              reduce.wgsl's mean_all). xent_grad, log_softmax: [rows, cols].
 //   1: P       uniform Params: rows, cols.
 //   2: x       array<f32>, read: the logits, [rows, cols].
@@ -54,9 +55,12 @@ fn tree_sum(t: u32) -> f32 {
     return workgroupUniformLoad(&part[0]);
 }
 
-// log Σ exp(x[row, :]), shifted by the row max for range; -inf for a row
-// of -inf (as on the CPU). All threads of the workgroup get the value.
-fn row_lse(row: u32, t: u32) -> f32 {
+// The row's max m and log Σ exp(x[row, :] - m), as (m, log_sum). Outputs
+// are formed as (x - m) - log_sum: adding m back first would round every
+// output to the precision of m (5e-4 at logits of 1e4). A row without a
+// finite max (all -inf, or a +inf/NaN) uses m = 0, as on the CPU. All
+// threads of the workgroup get the values.
+fn row_stats(row: u32, t: u32) -> vec2<f32> {
     let base = row * P.cols;
     var m = bitcast<f32>(0xff800000u);
     for (var c = t; c < P.cols; c += WG) {
@@ -65,15 +69,17 @@ fn row_lse(row: u32, t: u32) -> f32 {
     }
     part[t] = m;
     let mx = tree_max(t);
+    let finite = !is_nan(mx) && abs(mx) <= 3.4028235e38;
+    let shift = select(0.0, mx, finite);
     var s = 0.0;
     for (var c = t; c < P.cols; c += WG) {
-        s += exp(x[base + c] - mx);
+        s += exp(x[base + c] - shift);
     }
     // Every thread has read the max from part[0] before it is overwritten.
     workgroupBarrier();
     part[t] = s;
     let total = tree_sum(t);
-    return select(mx + log(total), mx, mx == bitcast<f32>(0xff800000u));
+    return vec2<f32>(shift, log(total));
 }
 
 fn row_of(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -90,10 +96,10 @@ fn xent_rows(
     if (row >= P.rows) {
         return;
     }
-    let lse = row_lse(row, t);
+    let st = row_stats(row, t);
     if (t == 0u) {
         let label = min(labels[row], P.cols - 1u);
-        out[row] = lse - x[row * P.cols + label];
+        out[row] = st.y - (x[row * P.cols + label] - st.x);
     }
 }
 
@@ -107,12 +113,12 @@ fn xent_grad(
     if (row >= P.rows) {
         return;
     }
-    let lse = row_lse(row, t);
+    let st = row_stats(row, t);
     let scale = grad[0] / f32(max(P.rows, 1u));
     let label = labels[row];
     let base = row * P.cols;
     for (var c = t; c < P.cols; c += WG) {
-        let p = exp(x[base + c] - lse);
+        let p = exp((x[base + c] - st.x) - st.y);
         out[base + c] = (p - select(0.0, 1.0, c == label)) * scale;
     }
 }
@@ -127,9 +133,9 @@ fn log_softmax(
     if (row >= P.rows) {
         return;
     }
-    let lse = row_lse(row, t);
+    let st = row_stats(row, t);
     let base = row * P.cols;
     for (var c = t; c < P.cols; c += WG) {
-        out[base + c] = x[base + c] - lse;
+        out[base + c] = (x[base + c] - st.x) - st.y;
     }
 }

@@ -229,19 +229,23 @@ fn gather<T: Typed>(table: &[T], ids: &[u32], dim: usize) -> Vec<T> {
     o
 }
 
-/// log Σ exp(row), shifted by the row's maximum for stability.
-fn log_sum_exp<T: Float>(row: &[T]) -> T {
+/// The numerically careful pieces of a row's log-softmax: its maximum `m`
+/// and `log Σ exp(x − m)`. Callers form `(x − m) − log_sum`, so that the
+/// result keeps full precision when |m| is large: adding `m` back first
+/// (`x − (m + log_sum)`) rounds every output to the precision of `m`.
+fn row_stats<T: Float>(row: &[T]) -> (T, T) {
     let mut m = T::neg_infinity();
     for &v in row {
-        if v > m {
-            m = v;
-        }
+        m = max_nan(v, m);
     }
-    if m == T::neg_infinity() {
-        return m;
+    if m == T::neg_infinity() || m == T::infinity() || m.is_nan() {
+        // No finite shift: all −∞ (the log-sum is −∞), or a +∞/NaN (the
+        // outputs are NaN, as in PyTorch).
+        let s = row.iter().fold(T::ZERO, |s, &v| s + v.exp());
+        return (T::ZERO, s.ln());
     }
     let s = row.iter().fold(T::ZERO, |s, &v| s + (v - m).exp());
-    m + s.ln()
+    (m, s.ln())
 }
 
 fn log_softmax<T: Typed>(x: &[T], rows: usize, cols: usize) -> Result<Vec<T>> {
@@ -251,8 +255,8 @@ fn log_softmax<T: Typed>(x: &[T], rows: usize, cols: usize) -> Result<Vec<T>> {
     let mut o = Vec::with_capacity(rows * cols);
     for r in 0..rows {
         let row = &x[r * cols..(r + 1) * cols];
-        let lse = log_sum_exp(row);
-        o.extend(row.iter().map(|&v| v - lse));
+        let (m, log_sum) = row_stats(row);
+        o.extend(row.iter().map(|&v| (v - m) - log_sum));
     }
     Ok(o)
 }
@@ -286,7 +290,8 @@ fn softmax_xent<T: Typed>(k: &Kernel, read: &Reader<'_>) -> Result<Vec<T>> {
         let mut total = 0.0f64;
         for b in 0..batch {
             let row = &x[b * classes..(b + 1) * classes];
-            total += (log_sum_exp(row) - row[y[b] as usize]).to_f64();
+            let (m, log_sum) = row_stats(row);
+            total += (log_sum - (row[y[b] as usize] - m)).to_f64();
         }
         return Ok(vec![T::from_f64(total / batch.max(1) as f64)]);
     };
@@ -295,9 +300,9 @@ fn softmax_xent<T: Typed>(k: &Kernel, read: &Reader<'_>) -> Result<Vec<T>> {
     let mut o = vec![T::ZERO; batch * classes];
     for b in 0..batch {
         let row = &x[b * classes..(b + 1) * classes];
-        let lse = log_sum_exp(row);
+        let (m, log_sum) = row_stats(row);
         for c in 0..classes {
-            let p = (row[c] - lse).exp();
+            let p = ((row[c] - m) - log_sum).exp();
             let t = if c == y[b] as usize { T::ONE } else { T::ZERO };
             o[b * classes + c] = (p - t) * scale;
         }
