@@ -7,7 +7,9 @@
 //   1: P    uniform Params:
 //        head.x = element count, head.y = rank (<= 8),
 //        shape  = the 8 dims, packed 4 per vec4 (unused dims 1),
-//        strides[2*j], strides[2*j+1] = the 8 strides of input j's view.
+//        strides[2*j], strides[2*j+1] = the 8 strides of input j's view,
+//        offsets = the 16 inputs' view offsets, packed 4 per vec4 (only
+//        strided reads use them; other reads have offset 0).
 //   2..: one array<f32>, read, per input that has its own buffer (in order,
 //        skipping in-place inputs, which read `out`), declared by the
 //        emitter at the BINDINGS marker.
@@ -21,6 +23,7 @@ struct Params {
     head: vec4<u32>,
     shape: array<vec4<u32>, 2>,
     strides: array<vec4<u32>, 32>,
+    offsets: array<vec4<u32>, 4>,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -32,7 +35,7 @@ struct Params {
 // Offset of linear element `i` in input `j`'s view.
 fn view_offset(j: u32, i: u32) -> u32 {
     var rem = i;
-    var off = 0u;
+    var off = P.offsets[j / 4u][j % 4u];
     for (var d = i32(P.head.y) - 1; d >= 0; d--) {
         let du = u32(d);
         let size = P.shape[du / 4u][du % 4u];

@@ -4,8 +4,9 @@
 //
 // Bindings:
 //   0: out  array<f32>, read_write: [m, n], dense.
-//   1: P    uniform Params: dims = (m, k, n, 0); epi[j].xy = row and
-//           column stride of epilogue input j's view over [m, n].
+//   1: P    uniform Params: dims = (m, k, n, 0); epi[j].xyz = row
+//           stride, column stride and offset of epilogue input j's view
+//           over [m, n].
 //   2: a    array<vec4<f32>>, read: A as [m, k], or [k, m] when TRANS_A.
 //   3: b    array<vec4<f32>>, read: B as [k, n], or [n, k] when TRANS_B.
 //           Both are bound as vec4 arrays (buffer bindings are padded to 16
@@ -51,7 +52,7 @@ var<workgroup> Bs: array<vec4<f32>, 256>;
 //@EXPR_FNS
 
 fn epi_offset(j: u32, row: u32, col: u32) -> u32 {
-    return row * P.epi[j].x + col * P.epi[j].y;
+    return P.epi[j].z + row * P.epi[j].x + col * P.epi[j].y;
 }
 
 fn epilogue(acc: f32, row: u32, col: u32) -> f32 {

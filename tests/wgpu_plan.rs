@@ -230,14 +230,17 @@ fn elementwise_all_ops_on_odd_shapes() {
                 View {
                     slot: a,
                     strides: dense(&shape),
+                    offset: 0,
                 },
                 View {
                     slot: b,
                     strides: bt,
+                    offset: 0,
                 },
                 View {
                     slot: cc,
                     strides: cs,
+                    offset: 0,
                 },
             ],
             expr: e.clone(),
@@ -291,6 +294,7 @@ fn elementwise_special_values_match_cpu_semantics() {
             inputs: vec![View {
                 slot: a,
                 strides: vec![1],
+                offset: 0,
             }],
             expr: e.clone(),
             out,
@@ -315,10 +319,12 @@ fn elementwise_in_place_and_shared_temp_buffers() {
             View {
                 slot: p,
                 strides: vec![1],
+                offset: 0,
             },
             View {
                 slot: grad,
                 strides: vec![1],
+                offset: 0,
             },
         ],
         expr: Expr::binary(
@@ -334,7 +340,11 @@ fn elementwise_in_place_and_shared_temp_buffers() {
     let t1 = pb.temp(n, 0);
     let ew = |shape: Vec<usize>, slot, strides, out| Kernel::Elementwise {
         shape,
-        inputs: vec![View { slot, strides }],
+        inputs: vec![View {
+            slot,
+            strides,
+            offset: 0,
+        }],
         expr: Expr::unary(UnaryOp::Exp, Expr::Input(0)),
         out,
     };
@@ -377,6 +387,7 @@ fn elementwise_over_65535_workgroups_uses_a_2d_grid() {
         inputs: vec![View {
             slot: a,
             strides: vec![1],
+            offset: 0,
         }],
         expr: Expr::binary(
             BinaryOp::Add,
@@ -404,6 +415,7 @@ fn elementwise_rank_over_limit_is_an_error() {
         inputs: vec![View {
             slot: a,
             strides: vec![0; 9],
+            offset: 0,
         }],
         expr: Expr::Input(0),
         out,
@@ -424,6 +436,7 @@ fn matmul_plan(m: usize, k: usize, n: usize, ta: bool, tb: bool, epilogue: bool)
             inputs: vec![View {
                 slot: bias,
                 strides: vec![0, 1],
+                offset: 0,
             }],
             expr: Expr::unary(
                 UnaryOp::Relu,
@@ -517,6 +530,7 @@ fn matmul_epilogue_reads_in_place_and_strided_inputs() {
         inputs: vec![View {
             slot: resid,
             strides: vec![1, m],
+            offset: 0,
         }],
         expr: Expr::Input(0),
         out: t,
@@ -534,6 +548,7 @@ fn matmul_epilogue_reads_in_place_and_strided_inputs() {
             inputs: vec![View {
                 slot: t,
                 strides: vec![n, 1],
+                offset: 0,
             }],
             expr: Expr::binary(BinaryOp::Add, Expr::Acc, Expr::Input(0)),
         }),
@@ -545,6 +560,7 @@ fn matmul_epilogue_reads_in_place_and_strided_inputs() {
         inputs: vec![View {
             slot: out,
             strides: vec![1],
+            offset: 0,
         }],
         expr: Expr::Input(0),
         out: fin,
@@ -724,6 +740,7 @@ fn index_add_in_place_sparse_update() {
             inputs: vec![View {
                 slot: target,
                 strides: vec![1],
+                offset: 0,
             }],
             expr: Expr::Input(0),
             out,
@@ -975,6 +992,7 @@ fn custom_op_between_gpu_kernels() {
         inputs: vec![View {
             slot,
             strides: vec![1],
+            offset: 0,
         }],
         expr: Expr::binary(BinaryOp::Add, Expr::Input(0), Expr::constant(c)),
         out,
@@ -1264,6 +1282,7 @@ fn tensor_over_binding_limit_is_a_gpu_error() {
         inputs: vec![View {
             slot: a,
             strides: vec![0],
+            offset: 0,
         }],
         expr: Expr::Input(0),
         out,
@@ -1342,4 +1361,82 @@ fn matmul_gflops() {
             flops / tc / 1e9
         );
     }
+}
+
+// ------------------------------------------------------------ view offsets
+
+/// A slice of a slot (a view with an offset): columns 2..5 of a [4, 7]
+/// matrix, its transpose, and the same slice as a matmul epilogue input.
+/// Checked against indexing by hand on the CPU, and GPU against CPU.
+#[test]
+fn views_with_offsets_read_slices() {
+    let (r, c) = (4usize, 7usize);
+    let x = data(r * c, 41, -1.0, 1.0);
+    let mut pb = PlanBuilder::default();
+    let a = pb.input(r * c, DType::F32);
+    let slice = pb.output(r * 3);
+    let slice_t = pb.output(3 * r);
+    // out[i, j] = x[i, 2 + j]
+    pb.launch(Kernel::Elementwise {
+        shape: vec![r, 3],
+        inputs: vec![View {
+            slot: a,
+            strides: vec![c, 1],
+            offset: 2,
+        }],
+        expr: Expr::Input(0),
+        out: slice,
+    });
+    // out[j, i] = x[i, 2 + j]
+    pb.launch(Kernel::Elementwise {
+        shape: vec![3, r],
+        inputs: vec![View {
+            slot: a,
+            strides: vec![1, c],
+            offset: 2,
+        }],
+        expr: Expr::unary(UnaryOp::Neg, Expr::Input(0)),
+        out: slice_t,
+    });
+    // (x[:, :3]ᵀ · x[:, :3]) + x[1:4, 4:7], the last as an epilogue view.
+    let mm = pb.output(9);
+    pb.launch(Kernel::Matmul {
+        m: 3,
+        k: r,
+        n: 3,
+        a: slice,
+        b: slice,
+        trans_a: true,
+        trans_b: false,
+        epilogue: Some(Epilogue {
+            inputs: vec![View {
+                slot: a,
+                strides: vec![c, 1],
+                offset: c + 4,
+            }],
+            expr: Expr::binary(BinaryOp::Add, Expr::Acc, Expr::Input(0)),
+        }),
+        out: mm,
+    });
+    let plan = pb.build();
+    let cpu = run(&CpuBackend::new(), &plan, &[f32s(x.clone())]).unwrap();
+    let cv: Vec<Vec<f32>> = cpu.iter().map(|d| d.to_f32()).collect();
+    for i in 0..r {
+        for j in 0..3 {
+            assert_eq!(cv[0][i * 3 + j], x[i * c + 2 + j]);
+            assert_eq!(cv[1][j * r + i], -x[i * c + 2 + j]);
+        }
+    }
+    for p in 0..3 {
+        for q in 0..3 {
+            let dot: f32 = (0..r).map(|i| x[i * c + 2 + p] * x[i * c + 2 + q]).sum();
+            let want = dot + x[(1 + p) * c + 4 + q];
+            assert!((cv[2][p * 3 + q] - want).abs() < 1e-5);
+        }
+    }
+    let Some(g) = gpu() else { return };
+    let (gv, cv) = both(g, &plan, &[f32s(x)]);
+    check("slice", &gv[0], &cv[0], |_| 0.0);
+    check("slice transposed", &gv[1], &cv[1], |_| 0.0);
+    check("matmul with a sliced epilogue", &gv[2], &cv[2], |_| 1e-5);
 }

@@ -34,12 +34,44 @@ pub struct Slot {
 
 /// A read of a slot by an element-wise kernel whose output has shape
 /// `shape`: element `idx` (a multi-index over `shape`) is read at
-/// `sum(idx[d] * strides[d])`. A stride of 0 broadcasts; permuted strides
-/// transpose.
+/// `offset + sum(idx[d] * strides[d])`. A stride of 0 broadcasts; permuted
+/// strides transpose; an offset starts a slice (`narrow`) inside the slot.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct View {
     pub slot: SlotId,
     pub strides: Vec<usize>,
+    pub offset: usize,
+}
+
+impl View {
+    /// The dense, row-major view of a whole slot of shape `shape`.
+    pub fn dense(slot: SlotId, shape: &[usize]) -> View {
+        let mut strides = vec![1; shape.len()];
+        for d in (0..shape.len().saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * shape[d + 1];
+        }
+        View {
+            slot,
+            strides,
+            offset: 0,
+        }
+    }
+
+    /// The largest element index read over `shape`, or `None` for an empty
+    /// shape.
+    pub fn reach(&self, shape: &[usize]) -> Option<usize> {
+        if shape.contains(&0) {
+            return None;
+        }
+        Some(
+            self.offset
+                + shape
+                    .iter()
+                    .zip(&self.strides)
+                    .map(|(&d, &s)| (d - 1) * s)
+                    .sum::<usize>(),
+        )
+    }
 }
 
 /// A reduction along one axis.

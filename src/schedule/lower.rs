@@ -309,7 +309,11 @@ impl<'a> Lowering<'a> {
                 self.push(
                     Kernel::Elementwise {
                         shape,
-                        inputs: vec![View { slot: s, strides }],
+                        inputs: vec![View {
+                            slot: s,
+                            strides,
+                            offset: 0,
+                        }],
                         expr: Expr::Input(0),
                         out,
                     },
@@ -408,6 +412,7 @@ impl<'a> Lowering<'a> {
                 View {
                     slot: s,
                     strides: contiguous(&shape),
+                    offset: 0,
                 }
             }
             Val::View(v) => v,
@@ -415,6 +420,7 @@ impl<'a> Lowering<'a> {
         acc.inputs.push(View {
             slot: view.slot,
             strides: broadcast_strides(&view.strides, &shape, target),
+            offset: view.offset,
         });
         Ok(Expr::Input(acc.inputs.len() - 1))
     }
@@ -424,6 +430,7 @@ impl<'a> Lowering<'a> {
         let shape = self.shape_of(r).to_vec();
         if let Val::View(v) = self.val(r)?
             && v.strides == [1, shape[0]]
+            && v.offset == 0
         {
             return Ok((v.slot, true));
         }
@@ -504,6 +511,7 @@ impl<'a> Lowering<'a> {
                 View {
                     slot,
                     strides: contiguous(&in_shape),
+                    offset: 0,
                 }
             }
         };
@@ -514,6 +522,7 @@ impl<'a> Lowering<'a> {
         Ok(Val::View(View {
             slot: view.slot,
             strides,
+            offset: view.offset,
         }))
     }
 

@@ -32,7 +32,14 @@ pub(crate) fn evaluate<T: Float>(
         let len = CHUNK.min(n - start);
         for ((v, d), b) in views.iter().zip(data).zip(bufs.iter_mut()) {
             b.clear();
-            read_view(d, &v.strides, shape, start, len, b);
+            read_view(
+                &d[v.offset.min(d.len())..],
+                &v.strides,
+                shape,
+                start,
+                len,
+                b,
+            );
         }
         let acc_chunk = acc.map(|a| &a[start..start + len]);
         out.extend(eval(expr, &bufs, acc_chunk, len)?);
@@ -43,7 +50,6 @@ pub(crate) fn evaluate<T: Float>(
 
 /// Every view has the shape's rank and stays inside its buffer.
 fn check_views<T>(shape: &[usize], views: &[View], data: &[&[T]]) -> Result<()> {
-    let n: usize = shape.iter().product();
     if views.len() != data.len() {
         return Err(Error::invalid("cpu elementwise", "one buffer per view"));
     }
@@ -54,15 +60,12 @@ fn check_views<T>(shape: &[usize], views: &[View], data: &[&[T]]) -> Result<()> 
                 "view rank differs from shape",
             ));
         }
-        let max_off: usize = shape
-            .iter()
-            .zip(&v.strides)
-            .map(|(&s, &st)| s.saturating_sub(1) * st)
-            .sum();
-        if n > 0 && max_off >= d.len() {
+        if let Some(reach) = v.reach(shape)
+            && reach >= d.len()
+        {
             return Err(Error::invalid(
                 "cpu elementwise",
-                format!("view reaches {max_off} in a buffer of {}", d.len()),
+                format!("view reaches {reach} in a buffer of {}", d.len()),
             ));
         }
     }

@@ -211,6 +211,8 @@ pub(super) struct Views {
     pub(super) binds: Vec<Bind>,
     /// Per input, its strides (for Params).
     pub(super) strides: Vec<Vec<u32>>,
+    /// Per input, the view's offset (for Params).
+    pub(super) offsets: Vec<u32>,
 }
 
 fn contiguous(shape: &[usize]) -> Vec<usize> {
@@ -298,9 +300,9 @@ impl Compiler<'_> {
 
     /// Access kinds for views over `shape`, and the stride words for Params.
     pub(super) fn views(&self, views: &[View], shape: &[usize], out: Buf) -> Result<Views> {
-        let n: usize = shape.iter().product();
         let dense = contiguous(shape);
         let (mut access, mut binds, mut strides) = (Vec::new(), Vec::new(), Vec::new());
+        let mut offsets = Vec::new();
         for (j, v) in views.iter().enumerate() {
             if v.strides.len() != shape.len() {
                 return Err(invalid(format!(
@@ -308,12 +310,7 @@ impl Compiler<'_> {
                     v.strides.len()
                 )));
             }
-            let reach: usize = shape
-                .iter()
-                .zip(&v.strides)
-                .map(|(&d, &s)| d.saturating_sub(1) * s)
-                .sum();
-            let need = if n == 0 { 0 } else { reach + 1 };
+            let need = v.reach(shape).map_or(0, |r| r + 1);
             let b = self.need(v.slot, need, DType::F32, &format!("view {j}"))?;
             // Strides of size-1 dimensions never matter.
             let live = |a: &[usize]| -> Vec<usize> {
@@ -324,16 +321,18 @@ impl Compiler<'_> {
                     .map(|(_, s)| *s)
                     .collect()
             };
-            let is_dense = live(&v.strides) == live(&dense);
+            // Only the strided read adds the view's offset.
+            let is_dense = live(&v.strides) == live(&dense) && v.offset == 0;
             let a = if b == Bind::Buf(out) && is_dense {
                 Access::InPlace
             } else if is_dense {
                 Access::Contiguous
-            } else if live(&v.strides).iter().all(|&s| s == 0) {
+            } else if live(&v.strides).iter().all(|&s| s == 0) && v.offset == 0 {
                 Access::Broadcast
             } else {
                 Access::Strided
             };
+            offsets.push(u32_of(v.offset, "view offset")?);
             if a != Access::InPlace {
                 binds.push(b);
             }
@@ -349,6 +348,7 @@ impl Compiler<'_> {
             access,
             binds,
             strides,
+            offsets,
         })
     }
 }

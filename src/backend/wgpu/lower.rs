@@ -37,7 +37,7 @@ impl Compiler<'_> {
             out,
         } = k
         else {
-            return Err(invalid("not a elementwise".into()));
+            return Err(invalid("not an elementwise".into()));
         };
         if shape.len() > MAX_RANK || inputs.len() > MAX_EW_INPUTS {
             return Err(invalid(format!(
@@ -53,6 +53,7 @@ impl Compiler<'_> {
             access,
             binds: ins,
             strides,
+            mut offsets,
         } = self.views(inputs, shape, ob)?;
         let mut p = vec![u32_of(n, "elements")?, shape.len() as u32, 0, 0];
         let mut dims: Vec<u32> = shape
@@ -66,6 +67,8 @@ impl Compiler<'_> {
             p.extend(s);
         }
         p.resize(4 + MAX_RANK + MAX_EW_INPUTS * MAX_RANK, 0);
+        offsets.resize(MAX_EW_INPUTS, 0);
+        p.extend(offsets);
         let mut binds = vec![o, Bind::Params];
         binds.extend(ins);
         let kernel = KernelId::Elementwise {
@@ -113,10 +116,11 @@ impl Compiler<'_> {
                     access,
                     binds: ins,
                     strides,
+                    offsets,
                 } = self.views(&e.inputs, &[m, n], ob)?;
                 binds.extend(ins);
-                for s in strides {
-                    p.extend([s[0], s[1], 0, 0]);
+                for (s, off) in strides.iter().zip(offsets) {
+                    p.extend([s[0], s[1], off, 0]);
                 }
                 Some((e.expr.clone(), access))
             }
@@ -271,7 +275,7 @@ impl Compiler<'_> {
             out,
         } = k
         else {
-            return Err(invalid("not a index_add".into()));
+            return Err(invalid("not an index_add".into()));
         };
         let o = self.need(*out, rows * dim, DType::F32, "index_add target")?;
         let s = self.need(*src, n * dim, DType::F32, "index_add src")?;
