@@ -238,3 +238,11 @@ fn gpu_cases_really_run_on_the_gpu() {
     assert!(gpu.backend().counters().launches > before);
     eprintln!("gpu: {}", gpu.backend().name());
 }
+
+#[test]
+fn where_with_broadcasting() {
+    check("where", &[&[7, 33], &[33]], false, |t, d| {
+        let c = t[1].gt(&Tensor::full(&[], 0.0, DType::F32, d))?;
+        c.where_cond(&t[0], &t[1].exp()?)
+    });
+}

@@ -249,3 +249,14 @@ fn custom_op_with_correct_backward_passes() {
         Tensor::custom(op.clone(), &[&t[0]])?.tanh()
     });
 }
+
+#[test]
+fn where_routes_the_gradient() {
+    // cond broadcast over rows; a and b of different shapes.
+    let mask: Vec<f64> = (0..3).map(|i| (i % 2) as f64).collect();
+    let inputs = [input(&[4, 3], 31), input(&[3], 32)];
+    gc("where", &inputs, |t| {
+        let c = Tensor::from_vec(mask.clone(), &[3])?;
+        c.where_cond(&t[0].tanh()?, &t[1].exp()?)
+    });
+}

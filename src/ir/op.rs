@@ -19,6 +19,9 @@ pub enum Op {
     Unary(UnaryOp),
     /// Element-wise with NumPy broadcasting of both inputs to the node's shape.
     Binary(BinaryOp),
+    /// `if cond != 0 { a } else { b }` element-wise; inputs cond, a, b,
+    /// broadcast to the node's shape.
+    Where,
     /// 2-D matrix product `[m, k] · [k, n]`.
     Matmul,
     /// Reduction over one axis (removed from the shape).
@@ -62,6 +65,7 @@ impl Op {
             Op::Fill(v) => return Cow::Owned(format!("fill({v})")),
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
+            Op::Where => "where",
             Op::Matmul => "matmul",
             Op::Reduce(r, axis) => return Cow::Owned(format!("{}(axis {axis})", r.name())),
             Op::Reshape => "reshape",

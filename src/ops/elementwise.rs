@@ -69,6 +69,27 @@ impl Tensor {
         ))
     }
 
+    /// `self` is a condition: `on_true` where it is non-zero, else
+    /// `on_false`, element-wise with all three broadcast together (PyTorch's
+    /// `torch.where(cond, a, b)`, candle's `where_cond`). The branch not
+    /// taken never leaks into the result, not even a NaN. Gradient: g where
+    /// the condition holds to `on_true`, elsewhere to `on_false`; none to
+    /// the condition.
+    pub fn where_cond(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
+        same_device("where", self, on_true)?;
+        same_device("where", on_true, on_false)?;
+        same_float("where", on_true, on_false)?;
+        same_float("where", self, on_true)?;
+        let ab = broadcast_shapes("where", on_true.shape(), on_false.shape())?;
+        let shape = broadcast_shapes("where", self.shape(), &ab)?;
+        Ok(Tensor::op(
+            Op::Where,
+            vec![self.clone(), on_true.clone(), on_false.clone()],
+            shape,
+            on_true.dtype(),
+        ))
+    }
+
     /// A 0-d constant of this tensor's dtype and device.
     pub fn constant_like(&self, v: f64) -> Tensor {
         Tensor::full(&[], v, self.dtype(), &self.device())
@@ -170,6 +191,23 @@ pub(crate) fn binary_backward(
     let ga = g.build_expr(&da(&vars[0], &vars[1], &vars[2], &vars[3]), &args)?;
     let gb = g.build_expr(&db(&vars[0], &vars[1], &vars[2], &vars[3]), &args)?;
     Ok(vec![
+        Some(ga.sum_to_shape(a.shape())?),
+        Some(gb.sum_to_shape(b.shape())?),
+    ])
+}
+
+/// g goes to `a` where the condition holds and to `b` elsewhere.
+pub(crate) fn where_backward(
+    cond: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    g: &Tensor,
+) -> Result<Vec<Option<Tensor>>> {
+    let zero = g.constant_like(0.0);
+    let ga = cond.where_cond(g, &zero)?;
+    let gb = cond.where_cond(&zero, g)?;
+    Ok(vec![
+        None,
         Some(ga.sum_to_shape(a.shape())?),
         Some(gb.sum_to_shape(b.shape())?),
     ])

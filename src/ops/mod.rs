@@ -23,6 +23,7 @@ pub(crate) fn backward(out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> 
         Op::Leaf | Op::Fill(_) | Op::Detach => Ok(vec![None; x.len()]),
         Op::Unary(u) => elementwise::unary_backward(*u, &x[0], out, g).map(|t| vec![Some(t)]),
         Op::Binary(b) => elementwise::binary_backward(*b, &x[0], &x[1], out, g),
+        Op::Where => elementwise::where_backward(&x[0], &x[1], &x[2], g),
         Op::Matmul => matmul::backward(&x[0], &x[1], g),
         Op::Reduce(r, axis) => reduce::backward(*r, *axis, &x[0], out, g).map(|t| vec![Some(t)]),
         Op::Reshape | Op::Permute(_) | Op::Expand => {

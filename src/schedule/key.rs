@@ -44,6 +44,7 @@ pub(crate) fn op_code(op: &Op, out: &mut Vec<u64>) {
         Op::LogisticLoss => out.push(15),
         Op::LogisticLossGrad => out.push(16),
         Op::Detach => out.push(17),
+        Op::Where => out.push(19),
         Op::Custom { op, backward_input } => {
             // The op instance itself: two instances may behave differently.
             let ptr = Arc::as_ptr(op) as *const () as usize as u64;

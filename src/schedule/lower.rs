@@ -462,6 +462,15 @@ impl<'a> Lowering<'a> {
                 p.fused.push(name);
                 Val::Pending(p)
             }
+            Op::Where => {
+                let mut p = Pending::new();
+                let c = self.operand(ins[0], &shape, &mut p, 2)?;
+                let x = self.operand(ins[1], &shape, &mut p, 1)?;
+                let y = self.operand(ins[2], &shape, &mut p, 0)?;
+                p.expr = Expr::select(c, x, y);
+                p.fused.push(name);
+                Val::Pending(p)
+            }
             Op::Matmul => self.matmul(ins[0], ins[1], &shape)?,
             Op::Reduce(rop, axis) => {
                 let in_shape = self.shape_of(ins[0]).to_vec();
