@@ -211,13 +211,37 @@ fn gradcheck_reports_a_wrong_gradient() {
         }
     }
     let op = std::sync::Arc::new(Wrong);
-    let err = check(
-        |t| Tensor::custom(op.clone(), &[&t[0]])?.sum(),
-        &[input(&[3], 32)],
-        GradCheck::default(),
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("input 0"), "{err}");
+    for fuse in [true, false] {
+        let err = with_fusion(fuse, || {
+            check(
+                |t| Tensor::custom(op.clone(), &[&t[0]])?.sum(),
+                &[input(&[3], 32)],
+                GradCheck::default(),
+            )
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("input 0"), "fusion {fuse}: {err}");
+    }
+}
+
+#[test]
+fn larger_odd_shapes() {
+    // 17×13 through a matmul, a bias and tanh; rank-3 broadcasting against
+    // a column and a row; a reduction over the middle axis.
+    let x = [input(&[17, 13], 40), input(&[13, 7], 41), input(&[7], 42)];
+    gc("17x13 linear tanh", &x, |t| {
+        t[0].linear(&t[1], &t[2])?.tanh()
+    });
+    let y = [
+        input(&[3, 17, 13], 43),
+        input(&[17, 1], 44),
+        positive(&[13], 45),
+    ];
+    gc("rank-3 broadcast", &y, |t| {
+        t[0].mul(&t[1])?.div(&t[2])?.softplus()?.sum_axis(1)
+    });
+    let z = [input(&[5, 17], 46)];
+    gc("log_softmax 5x17", &z, |t| t[0].log_softmax());
 }
 
 #[test]

@@ -26,7 +26,11 @@ const ORDER: &[&str] = &[
 fn engine_layers_import_downwards_only() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let bad = violations(&src, ORDER);
-    assert!(bad.is_empty(), "imports against the layer order:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "imports against the layer order:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]

@@ -12,6 +12,8 @@
 //! - gather, scatter-add, max, comparisons, relu: exact (no rounding, or
 //!   the same additions in the same order).
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -24,23 +26,24 @@ use deltagrad::{CustomOp, DType, Error, HostData, Result};
 // ---------------------------------------------------------------- helpers
 
 fn open_gpu() -> Option<WgpuBackend> {
-    match WgpuBackend::with_options(WgpuOptions::software_ok()) {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("DELTAGRAD_REQUIRE_GPU=1 but no GPU backend: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: no GPU adapter ({e})");
-            None
-        }
-    }
+    WgpuBackend::with_options(WgpuOptions::software_ok())
+        .map_err(common::no_gpu)
+        .ok()
 }
 
 /// One backend shared by the tests (pipelines are reused); tests that
 /// assert on counters open their own.
 fn gpu() -> Option<&'static WgpuBackend> {
-    static G: OnceLock<Option<WgpuBackend>> = OnceLock::new();
-    G.get_or_init(open_gpu).as_ref()
+    static G: OnceLock<Result<WgpuBackend, String>> = OnceLock::new();
+    match G.get_or_init(|| {
+        WgpuBackend::with_options(WgpuOptions::software_ok()).map_err(|e| e.to_string())
+    }) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            common::no_gpu(e);
+            None
+        }
+    }
 }
 
 static PLAN_ID: AtomicU64 = AtomicU64::new(1);

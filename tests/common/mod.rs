@@ -4,6 +4,9 @@
 pub mod layers;
 pub mod ops;
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use deltagrad::Device;
 use deltagrad::model::{Activation, WindowNetConfig};
 
@@ -12,14 +15,38 @@ pub fn gpu_required() -> bool {
     std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() == Ok("1")
 }
 
+static SKIPPED: AtomicUsize = AtomicUsize::new(0);
+static REASON: OnceLock<String> = OnceLock::new();
+
+unsafe extern "C" {
+    fn atexit(f: extern "C" fn()) -> i32;
+}
+
+/// At the test binary's exit: one line saying how many GPU tests skipped
+/// their GPU part, and why.
+extern "C" fn report_skips() {
+    let n = SKIPPED.load(Ordering::Relaxed);
+    let why = REASON.get().map_or("", |s| s.as_str());
+    eprintln!(
+        "note: {n} GPU check(s) in this test binary were skipped: no adapter ({why}). \
+         Install a Vulkan driver (e.g. mesa-vulkan-drivers) to run them; \
+         DELTAGRAD_REQUIRE_GPU=1 makes a missing adapter a failure."
+    );
+}
+
 /// Reports a missing adapter: a failure under `DELTAGRAD_REQUIRE_GPU=1`,
-/// else a printed skip.
+/// else counted, and summarised in one line when the binary exits.
 pub fn no_gpu(e: impl std::fmt::Display) {
     assert!(
         !gpu_required(),
         "DELTAGRAD_REQUIRE_GPU=1 but no GPU adapter: {e}"
     );
-    eprintln!("skipping: no GPU adapter ({e})");
+    SKIPPED.fetch_add(1, Ordering::Relaxed);
+    REASON.get_or_init(|| {
+        // SAFETY: registers a plain function with no captured state.
+        unsafe { atexit(report_skips) };
+        e.to_string()
+    });
 }
 
 /// The GPU device (software adapters allowed), or `None` to skip.
