@@ -101,7 +101,17 @@ pub(crate) fn backward(
     match op {
         ReduceOp::Sum => spread(g),
         ReduceOp::Max => {
-            let is_max = x.eq_mask(&spread(out)?)?;
+            // The mask compares x with its maximum bit for bit. When the
+            // maximum was realized by an earlier plan and x was not, x is
+            // recomputed in this one — on a GPU possibly in another fused
+            // kernel, with other rounding — so the maximum is recomputed
+            // here too, from the very same values.
+            let m = if out.is_realized() && !x.is_realized() {
+                x.detach().max_axis(axis)?
+            } else {
+                out.clone()
+            };
+            let is_max = x.eq_mask(&spread(&m)?)?;
             let ties = spread(&is_max.sum_axis(axis)?)?;
             spread(g)?.mul(&is_max)?.div(&ties)
         }
