@@ -30,6 +30,7 @@ pub mod ner;
 pub mod ops;
 pub mod optim;
 pub mod schedule;
+pub mod state_dict;
 pub mod tensor;
 
 pub use device::{Device, DeviceKind};
