@@ -19,14 +19,12 @@
 
 pub mod autograd;
 pub mod backend;
-pub mod bench;
 pub mod device;
 pub mod dtype;
 pub mod error;
 pub mod gradcheck;
 pub mod graph;
 pub mod model;
-pub mod ner;
 pub mod ops;
 pub mod optim;
 pub mod schedule;
