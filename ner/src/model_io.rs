@@ -1,19 +1,16 @@
 //! Saving and loading a trained window NER model: its parameters plus the
 //! vocabulary, tag set and options needed to use it.
 
-use std::collections::HashMap;
 use std::path::Path;
 
+use deltagrad::model::{WindowNet, WindowNetConfig};
+use deltagrad::state_dict::StateDict;
+use deltagrad::{DType, Device, Error, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{self, Stored, take};
+use super::checkpoint;
 use super::features::{MAX_HALF_WINDOW, N_CAPS, TagSet, Vocab};
 use super::train::TrainOptions;
-use deltagrad::Device;
-use deltagrad::Tensor;
-use deltagrad::model::{WindowNet, WindowNetConfig};
-use deltagrad::{DType, HostData};
-use deltagrad::{Error, Result};
 
 pub const FORMAT: &str = "deltagrad-window-ner/1";
 
@@ -90,10 +87,15 @@ pub fn save_with(
     meta: &Meta,
     extra: &[(String, Tensor)],
 ) -> Result<()> {
-    let mut tensors: Vec<(String, Tensor)> = names(net).into_iter().zip(net.params()).collect();
-    tensors.extend(extra.iter().cloned());
+    let mut weights = StateDict::new();
+    for (n, p) in names(net).into_iter().zip(net.params()) {
+        weights.insert(n, p);
+    }
+    for (n, t) in extra {
+        weights.insert(n.clone(), t.clone());
+    }
     let json = serde_json::to_value(meta).map_err(|e| Error::Other(e.to_string()))?;
-    checkpoint::save(dir, name, &tensors, json)
+    checkpoint::save(dir, name, &weights, json)
 }
 
 /// Loads a model saved by `save`, checking every tensor against the config.
@@ -113,34 +115,19 @@ pub fn moment_tensors(names: &[String], m: &[Tensor], v: &[Tensor]) -> Vec<(Stri
 }
 
 /// Takes Adam's moments (saved by `moment_tensors`) from a loaded checkpoint.
-pub fn take_moments(
-    rest: &mut HashMap<String, Stored>,
-    dir: &Path,
-    net: &WindowNet,
-    device: &Device,
-) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
-    let wp = checkpoint::weights_path(dir, "last");
+pub fn take_moments(rest: &mut StateDict, net: &WindowNet) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
     let (mut m, mut v) = (Vec::new(), Vec::new());
     for (n, p) in names(net).iter().zip(net.params()) {
         for (prefix, out) in [("adam.m.", &mut m), ("adam.v.", &mut v)] {
-            let s = take(rest, &wp, &format!("{prefix}{n}"), p.shape())?;
-            out.push(Tensor::from_host(
-                HostData::F32(s.values),
-                &s.shape,
-                device,
-            )?);
+            out.push(rest.take(&format!("{prefix}{n}"), p.shape(), DType::F32)?);
         }
     }
     Ok((m, v))
 }
 
 /// Loads a model and returns the checkpoint's other tensors too.
-pub fn load_with(
-    dir: &Path,
-    name: &str,
-    device: &Device,
-) -> Result<(WindowNet, Meta, HashMap<String, Stored>)> {
-    let (mut stored, json) = checkpoint::load(dir, name)?;
+pub fn load_with(dir: &Path, name: &str, device: &Device) -> Result<(WindowNet, Meta, StateDict)> {
+    let (mut stored, json) = checkpoint::load(dir, name, device)?;
     let mp = checkpoint::meta_path(dir, name);
     let meta: Meta = serde_json::from_value(json).map_err(|e| {
         // `from_value` knows no positions; the file's text gives the line.
@@ -161,8 +148,7 @@ pub fn load_with(
             msg: format!("format {:?}, expected {FORMAT:?}", meta.format),
         });
     }
-    let stored_values = stored.values().map(|s| s.values.len()).sum();
-    check_meta(&meta, stored_values).map_err(|msg| Error::Parse {
+    check_meta(&meta, stored.numel()).map_err(|msg| Error::Parse {
         file: mp.display().to_string(),
         line: 0,
         msg,
@@ -173,19 +159,15 @@ pub fn load_with(
     let wp = checkpoint::weights_path(dir, name);
     let mut loaded = Vec::new();
     for (n, p) in names(&net).iter().zip(net.params()) {
-        let s = take(&mut stored, &wp, n, p.shape())?;
-        if let Some(i) = s.values.iter().position(|v| !v.is_finite()) {
+        let t = stored.take(n, p.shape(), DType::F32)?;
+        if let Some(i) = t.to_vec_f32()?.iter().position(|v| !v.is_finite()) {
             return Err(Error::Parse {
                 file: wp.display().to_string(),
                 line: 0,
                 msg: format!("tensor {n} holds a non-finite value at element {i}"),
             });
         }
-        loaded.push(
-            Tensor::from_host(HostData::F32(s.values), &s.shape, device)?
-                .requires_grad()
-                .with_label(n),
-        );
+        loaded.push(t.requires_grad().with_label(n));
     }
     set_params(&mut net, loaded)?;
     Ok((net, meta, stored))

@@ -285,7 +285,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         net = loaded;
         progress = meta.progress.unwrap_or_default();
         if opts.optimizer == "adam" {
-            adam_state = Some(model_io::take_moments(&mut rest, &opts.out, &net, &device)?);
+            adam_state = Some(model_io::take_moments(&mut rest, &net)?);
         }
     }
     let mut optimizer = match opts.optimizer.as_str() {
