@@ -11,7 +11,7 @@ use deltagrad::state_dict::StateDict;
 use deltagrad::{Device, Error, Result};
 use serde_json::Value;
 
-use super::fetch::{sha256_hex, write_atomic};
+use crate::files::{sha256_hex, write_atomic};
 
 pub fn weights_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.safetensors"))

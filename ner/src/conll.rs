@@ -116,30 +116,7 @@ pub fn parse_conll_bytes(bytes: &[u8], file_name: &str) -> Result<Vec<Sentence>>
             }
             continue;
         }
-        match n_columns {
-            None => {
-                if cols.len() != 2 && cols.len() != 4 {
-                    return Err(err(
-                        line_no,
-                        format!(
-                            "expected 2 columns (token tag) or 4 (token POS chunk tag), found {}",
-                            cols.len()
-                        ),
-                    ));
-                }
-                n_columns = Some((cols.len(), line_no));
-            }
-            Some((n, first_line)) if n != cols.len() => {
-                return Err(err(
-                    line_no,
-                    format!(
-                        "expected {n} columns as on line {first_line}, found {}",
-                        cols.len()
-                    ),
-                ));
-            }
-            Some(_) => {}
-        }
+        check_columns(&mut n_columns, cols.len(), line_no).map_err(|m| err(line_no, m))?;
         let tag = cols.last().copied().unwrap_or_default();
         if parse_tag(tag).is_none() {
             return Err(err(
@@ -161,6 +138,29 @@ pub fn parse_conll_bytes(bytes: &[u8], file_name: &str) -> Result<Vec<Sentence>>
         ));
     }
     Ok(sentences)
+}
+
+/// Checks a token line's column count: 2 or 4 on the first token line
+/// (`line`), which fixes it for the rest of the file (`n_columns` holds the
+/// count and that line's number).
+fn check_columns(
+    n_columns: &mut Option<(usize, usize)>,
+    found: usize,
+    line: usize,
+) -> std::result::Result<(), String> {
+    match *n_columns {
+        None if found != 2 && found != 4 => Err(format!(
+            "expected 2 columns (token tag) or 4 (token POS chunk tag), found {found}"
+        )),
+        None => {
+            *n_columns = Some((found, line));
+            Ok(())
+        }
+        Some((n, first_line)) if n != found => Err(format!(
+            "expected {n} columns as on line {first_line}, found {found}"
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// IOB1 if some `I-X` opens an entity (follows sentence start, `O` or

@@ -1,35 +1,17 @@
 //! Everything the model reads, prepared once: sentences (IOB2), vocabulary,
 //! tag set, embedding matrix, and window features per split.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use deltagrad::model::Batch;
+use deltagrad::{Device, Error, Result, Tensor};
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::conll::{Sentence, read_conll, to_iob2};
-use super::features::{PAD_ID, TagSet, Vocab, Windows, windows_for_sentences};
-use super::fetch::{bad_splits, fetch_conll2003};
-use super::glove::{Embeddings, parse_glove_file_bytes, read_glove};
-use deltagrad::Device;
-use deltagrad::Tensor;
-use deltagrad::model::Batch;
-use deltagrad::{Error, Result};
-
-/// The GloVe 6B 50-d vectors shipped with the crate (PDDL-1.0; see
-/// `assets/README.md`): the 50,000 most frequent words plus every CoNLL-2003
-/// word GloVe has.
-pub static DEFAULT_VECTORS: &[u8] = include_bytes!("../assets/glove.6B.50d.top50k-conll.txt.gz");
-
-pub fn load_vectors(path: Option<&Path>) -> Result<Embeddings> {
-    match path {
-        Some(p) => read_glove(p),
-        None => Ok(parse_glove_file_bytes(
-            DEFAULT_VECTORS,
-            "assets/glove.6B.50d.top50k-conll.txt.gz",
-        )?
-        .0),
-    }
-}
+use crate::conll::{Sentence, read_conll, to_iob2};
+use crate::features::{PAD_ID, TagSet, Vocab, Windows, windows_for_sentences};
+use crate::fetch::{bad_splits, fetch_conll2003};
+use crate::glove::Embeddings;
 
 /// The three splits of a CoNLL-style corpus, tags converted to IOB2.
 pub struct Corpus {
@@ -68,10 +50,6 @@ pub fn load_corpus(dir: &Path, fetch: bool) -> Result<Corpus> {
         valid: read("valid.txt")?,
         test: read("test.txt")?,
     })
-}
-
-pub fn default_data_dir() -> PathBuf {
-    PathBuf::from("data/conll2003")
 }
 
 /// The embedding matrix for `vocab`: GloVe rows where the word has one,

@@ -9,8 +9,9 @@
 //! Scores are `n_tokens x n_tags` row-major log-probabilities (any
 //! log-domain scores work). Ties go to the lowest tag id.
 
-use crate::conll::{Tag, parse_tag};
 use deltagrad::{Error, Result};
+
+use crate::conll::{Tag, parse_tag};
 
 /// Argmax per token. `scores.len()` must be a multiple of `n_tags`. NaN
 /// scores are errors since they would make the result arbitrary.

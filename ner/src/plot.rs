@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
+use deltagrad::{Error, Result};
 use plotters::prelude::*;
 
-use super::train::EpochMetrics;
-use deltagrad::{Error, Result};
+use crate::options::EpochMetrics;
 
 fn err(e: impl std::fmt::Display) -> Error {
     Error::Other(format!("plot: {e}"))

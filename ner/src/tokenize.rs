@@ -15,10 +15,10 @@
 //! ending in an abbreviation (`... in the U.S. The ...`) is not split: the
 //! period belongs to the abbreviation.
 
+use deltagrad::{Error, Result};
 use serde::Serialize;
 
 use crate::conll::{Tag, parse_tag};
-use deltagrad::{Error, Result};
 
 /// A token and its byte range `start..end` in the tokenized text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

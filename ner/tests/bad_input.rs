@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use deltagrad::state_dict::StateDict;
 use deltagrad::{DType, Device, Error, Tensor};
 use deltagrad_ner::checkpoint;
-use deltagrad_ner::{conll, fetch, glove, model_io, tokenize};
+use deltagrad_ner::{conll, files, glove, model_io, tokenize};
 use serde_json::Value;
 
 /// Asserts that `err` mentions every one of `needles`.
@@ -223,7 +223,7 @@ impl Ckpt {
     /// Replaces the weights file by `bytes` and records their checksum.
     fn set_weights_bytes(&self, bytes: &[u8]) {
         std::fs::write(&self.weights, bytes).unwrap();
-        let sha = fetch::sha256_hex(bytes);
+        let sha = files::sha256_hex(bytes);
         self.edit_meta(|m| m["weights_sha256"] = Value::String(sha));
     }
 }

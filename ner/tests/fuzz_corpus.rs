@@ -171,7 +171,7 @@ fn regenerate_checkpoint_seeds() {
         common::save_tiny_model(&dir, name, flags).unwrap();
         let json = std::fs::read(dir.join(format!("{name}.json"))).unwrap();
         let weights = std::fs::read(dir.join(format!("{name}.safetensors"))).unwrap();
-        let sha = deltagrad_ner::fetch::sha256_hex(&weights);
+        let sha = deltagrad_ner::files::sha256_hex(&weights);
         let text = String::from_utf8(json).unwrap();
         let placeholder = std::str::from_utf8(common::SHA_PLACEHOLDER).unwrap();
         let json = text.replace(&sha, placeholder);

@@ -6,7 +6,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use deltagrad_ner::train::{TrainOptions, train};
+use deltagrad_ner::options::TrainOptions;
+use deltagrad_ner::train::train;
 
 #[derive(Parser)]
 struct Args {

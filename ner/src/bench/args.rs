@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::cases::{self, Sizes};
 use deltagrad::{Error, Result};
+
+use super::cases::{self, Sizes};
 
 /// Which backends to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use deltagrad::{Device, Error, Result};
+
 use super::kernels::{MatmulCase, TanhCase, Transpose};
 use super::ner::{NerCase, NerShape};
-use deltagrad::Device;
-use deltagrad::{Error, Result};
 
 /// Every case, in the order they run.
 pub const CASE_NAMES: &[&str] = &[

@@ -2,13 +2,10 @@
 //! with one operand transposed) and element-wise tanh forward and backward,
 //! which are bound by memory bandwidth rather than arithmetic.
 
+use deltagrad::{Device, Error, HostData, Result, Tensor};
 use rand::Rng;
 
 use super::cases::{Case, Shape, Work};
-use deltagrad::Device;
-use deltagrad::HostData;
-use deltagrad::Tensor;
-use deltagrad::{Error, Result};
 
 /// Which operand is read transposed. The backward of `x·W` computes
 /// `xᵀ·δ` (`A`) and `δ·Wᵀ` (`B`); the transposes are strided views that the

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use deltagrad::{Device, DeviceKind, Error, Result};
 use indicatif::ProgressBar;
 use serde_json::Value;
 
@@ -9,8 +10,6 @@ use super::args::Resolved;
 use super::cases::{self, Case};
 use super::schema::{CaseResult, KernelTime};
 use super::{peaks, stats};
-use deltagrad::{Device, DeviceKind};
-use deltagrad::{Error, Result};
 
 /// Times `warmup + iters` iterations of one case, each from just before
 /// its `run` to its return (which waits for the device).

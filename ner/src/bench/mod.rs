@@ -16,16 +16,15 @@ pub mod table;
 
 use std::collections::BTreeMap;
 
+use deltagrad::{Device, Error, Result, schedule};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use args::Resolved;
+use measure::measure_case;
+
 pub use args::{BenchArgs, DeviceChoice};
 pub use cases::{CASE_NAMES, Case, Sizes};
-use deltagrad::Device;
-use deltagrad::schedule;
-use deltagrad::{Error, Result};
-use measure::measure_case;
 pub use measure::time_case;
 pub use schema::{CaseResult, Report, SCHEMA};
 

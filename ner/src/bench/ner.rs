@@ -6,16 +6,11 @@
 //! batches are generated on the host at setup and cycled, and each
 //! iteration's copy is made before its timer starts.
 
+use deltagrad::model::{Activation, Batch, WindowNet, WindowNetConfig};
+use deltagrad::{DType, Device, Error, Result, Sgd, Tensor, no_grad};
 use rand::Rng;
 
 use super::cases::{Case, Shape, Work};
-use deltagrad::DType;
-use deltagrad::Device;
-use deltagrad::Sgd;
-use deltagrad::Tensor;
-use deltagrad::model::{Activation, Batch, WindowNet, WindowNetConfig};
-use deltagrad::no_grad;
-use deltagrad::{Error, Result};
 
 /// Distinct batches cycled through, so no step reuses the previous ids.
 const BATCHES: usize = 4;

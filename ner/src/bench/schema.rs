@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use deltagrad::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use deltagrad::{Error, Result};
 
 pub const SCHEMA: &str = "deltagrad-bench/1";
 

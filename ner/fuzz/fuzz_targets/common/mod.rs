@@ -15,8 +15,8 @@ use deltagrad::model::{Activation, WindowNet, WindowNetConfig};
 use deltagrad::{DType, Device, Result, Tensor};
 use deltagrad_ner::features::{self, N_CAPS, TagSet, Vocab};
 use deltagrad_ner::model_io::{self, Meta};
-use deltagrad_ner::train::TrainOptions;
-use deltagrad_ner::{conll, eval, fetch, glove, tokenize};
+use deltagrad_ner::options::TrainOptions;
+use deltagrad_ner::{conll, eval, files, glove, tokenize};
 
 /// Name of the checkpoint that [`checkpoint`] writes and loads.
 pub const CKPT: &str = "fuzz";
@@ -106,7 +106,7 @@ pub fn split_checkpoint(data: &[u8]) -> (Vec<u8>, &[u8]) {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &[][..]),
     };
-    let sha = fetch::sha256_hex(weights);
+    let sha = files::sha256_hex(weights);
     let json = match json
         .windows(SHA_PLACEHOLDER.len())
         .position(|w| w == SHA_PLACEHOLDER)
