@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use deltagrad::Device;
-use deltagrad_ner::bench::{Sizes, cases, time_case};
+use deltagrad_ner::bench::{CaseSpec, Sizes, cases, time_case};
 
 /// Cases that fit a 2-core CI machine in a few seconds each.
 const CASES: &[&str] = &[
@@ -46,7 +46,8 @@ fn throughput(c: &mut Criterion) {
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(3));
         for name in CASES {
-            let mut case = cases::build(name, &sizes, &device)
+            let spec = CaseSpec::find(name).expect("a known case");
+            let mut case = cases::build(spec, &sizes, &device)
                 .unwrap_or_else(|e| panic!("setting up {name} on {device}: {e}"));
             group.bench_function(*name, |b| {
                 // The library's timing loop: `prepare` untimed, `run` timed

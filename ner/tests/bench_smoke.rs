@@ -4,9 +4,12 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
 use clap::Parser;
 use deltagrad::backend::wgpu::{WgpuBackend, WgpuOptions};
-use deltagrad_ner::bench::{self, BenchArgs, CASE_NAMES, Report, SCHEMA, compare::compare};
+use deltagrad_ner::bench::{self, BenchArgs, Report, SCHEMA, case_names, compare::compare};
 
 #[derive(Parser)]
 struct Cli {
@@ -19,7 +22,7 @@ fn parse(flags: &[&str]) -> Result<BenchArgs, clap::Error> {
     Cli::try_parse_from(argv).map(|c| c.args)
 }
 
-fn temp(name: &str) -> std::path::PathBuf {
+fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("deltagrad-bench-{}-{name}", std::process::id()))
 }
 
@@ -66,8 +69,9 @@ fn every_case_runs_tiny_and_writes_json() {
     let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(raw["schema"], SCHEMA);
     let report = Report::read(&json).unwrap();
-    assert_eq!(report.results.len(), CASE_NAMES.len());
-    for (r, name) in report.results.iter().zip(CASE_NAMES) {
+    let names = case_names();
+    assert_eq!(report.results.len(), names.len());
+    for (r, name) in report.results.iter().zip(names) {
         assert_eq!(&r.case, name);
         assert_eq!((r.device.as_str(), r.backend.as_str()), ("cpu", "cpu"));
         assert_eq!(r.iters, 1);
@@ -155,6 +159,73 @@ fn bad_flags_are_clear_errors() {
     let _ = std::fs::remove_file(&not_ours);
 
     assert!(parse(&["--device", "tpu"]).is_err());
+    let e = err(&["--tiny", "--json"]);
+    assert!(e.contains("--json needs a FILE"), "{e}");
+    let e = err(&["--tiny", "--json", "-"]);
+    assert!(e.contains("--json needs a FILE"), "{e}");
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("ner/ is in the repository")
+}
+
+/// `benches/cases.json`, which `benches/torch_reference.py` reads, is what
+/// `deltagrad bench --list-cases --json` prints: the PyTorch side runs the
+/// cases and shapes that this side runs.
+#[test]
+fn committed_case_list_is_current() {
+    let out = Command::new(env!("CARGO_BIN_EXE_deltagrad"))
+        .args(["bench", "--list-cases", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let path = repo_root().join("benches/cases.json");
+    let committed = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        committed == printed,
+        "{} differs from `deltagrad bench --list-cases --json`; rewrite it from the repository root with\n    \
+         cargo run -- bench --list-cases --json > benches/cases.json",
+        path.display()
+    );
+
+    // --list-cases --json FILE writes the same; the plain list names each case.
+    let file = temp("cases.json");
+    let args = parse(&["--list-cases", "--json", file.to_str().unwrap()]).unwrap();
+    bench::run(&args).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), printed);
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        bench::run_report(&args).is_err(),
+        "--list-cases measures nothing"
+    );
+}
+
+/// The Python script reads the committed list (it needs no PyTorch for
+/// `--list-cases`); skipped where there is no python3.
+#[test]
+fn torch_reference_reads_the_case_list() {
+    let script = repo_root().join("benches/torch_reference.py");
+    let out = match Command::new("python3")
+        .arg(&script)
+        .arg("--list-cases")
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipping: no python3 ({e})");
+            return;
+        }
+    };
+    assert!(out.status.success(), "{out:?}");
+    let names: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(names, case_names());
 }
 
 /// The GPU path (sync before the timer stops, memory counters, per-launch

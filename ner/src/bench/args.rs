@@ -1,10 +1,13 @@
 //! The flags of `deltagrad bench`, checked and resolved to what will run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use deltagrad::{Error, Result};
 
-use super::cases::{self, Sizes};
+use super::spec::{self, CaseSpec, Sizes};
+
+/// `--json` without a FILE, or with `-`: standard output.
+const STDOUT: &str = "-";
 
 /// Which backends to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -21,10 +24,13 @@ pub struct BenchArgs {
     /// Backends to measure.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
-    /// Comma-separated case names, or `all`: ner-{small,large}-{fwd,step},
-    /// matmul-{1024,2048,4096}, matmul-1024-{tn,nt}, tanh-{fwd,bwd}.
+    /// Comma-separated case names (see --list-cases), or `all`.
     #[arg(long, default_value = "all")]
     pub cases: String,
+    /// Print the cases (name, kind, full-size shape) instead of measuring;
+    /// with --json, as JSON (what benches/cases.json holds).
+    #[arg(long)]
+    pub list_cases: bool,
     /// Untimed iterations before measuring [default: 3; 1 with --tiny].
     #[arg(long)]
     pub warmup: Option<usize>,
@@ -59,8 +65,9 @@ pub struct BenchArgs {
     /// queries and print each launch's GPU time (where the adapter has them).
     #[arg(long)]
     pub kernel_times: bool,
-    /// Write the results as JSON (schema deltagrad-bench/1) to FILE.
-    #[arg(long, value_name = "FILE")]
+    /// Write the results as JSON (schema deltagrad-bench/1) to FILE. With
+    /// --list-cases, the case list; a bare --json (or `-`) prints it.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = STDOUT)]
     pub json: Option<PathBuf>,
     /// Print each case's median against a JSON file from
     /// benches/torch_reference.py, matched by case name and device kind.
@@ -73,6 +80,7 @@ impl Default for BenchArgs {
         BenchArgs {
             device: DeviceChoice::Cpu,
             cases: "all".to_string(),
+            list_cases: false,
             warmup: None,
             iters: None,
             batch: None,
@@ -92,7 +100,7 @@ impl Default for BenchArgs {
 
 /// The arguments checked and resolved to what will run.
 pub(super) struct Resolved {
-    pub cases: Vec<&'static str>,
+    pub cases: Vec<&'static CaseSpec>,
     pub sizes: Sizes,
     pub warmup: usize,
     pub iters: usize,
@@ -100,8 +108,25 @@ pub(super) struct Resolved {
 }
 
 impl BenchArgs {
+    /// Where `--json` writes: `None` for stdout.
+    pub(super) fn json_file(&self) -> Option<&Path> {
+        self.json.as_deref().filter(|p| p.as_os_str() != STDOUT)
+    }
+
     pub(super) fn resolve(&self) -> Result<Resolved> {
-        let cases = cases::parse_list(&self.cases)?;
+        if self.list_cases {
+            return Err(Error::invalid(
+                "bench",
+                "--list-cases lists the cases; it measures nothing",
+            ));
+        }
+        if self.json.is_some() && self.json_file().is_none() {
+            return Err(Error::invalid(
+                "bench",
+                "--json needs a FILE for the results (a bare --json goes with --list-cases)",
+            ));
+        }
+        let cases = spec::parse_list(&self.cases)?;
         let mut sizes = if self.tiny {
             Sizes::tiny()
         } else {

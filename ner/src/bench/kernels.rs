@@ -5,17 +5,7 @@
 use deltagrad::{Device, Error, HostData, Result, Tensor};
 use rand::Rng;
 
-use super::cases::{Case, Shape, Work};
-
-/// Which operand is read transposed. The backward of `x·W` computes
-/// `xᵀ·δ` (`A`) and `δ·Wᵀ` (`B`); the transposes are strided views that the
-/// scheduler folds into the kernel, so their speed can differ from `A·B`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transpose {
-    None,
-    A,
-    B,
-}
+use super::spec::{Case, Transpose, Work};
 
 /// A realized f32 leaf of uniform values in [-1, 1).
 fn random_leaf(shape: &[usize], device: &Device, rng: &mut rand::rngs::StdRng) -> Result<Tensor> {
@@ -37,7 +27,6 @@ fn check_len(what: &str, n: usize) -> Result<()> {
 /// `n × n` by `n × n`, FLOPs counted as 2n³ (one multiply and one add per
 /// term).
 pub struct MatmulCase {
-    name: String,
     n: usize,
     trans: Transpose,
     a: Tensor,
@@ -46,8 +35,8 @@ pub struct MatmulCase {
 }
 
 impl MatmulCase {
-    pub fn new(name: &str, n: usize, trans: Transpose, device: &Device) -> Result<MatmulCase> {
-        check_len(name, n.saturating_mul(n))?;
+    pub fn new(n: usize, trans: Transpose, device: &Device) -> Result<MatmulCase> {
+        check_len("matmul", n.saturating_mul(n))?;
         let mut rng = Tensor::rng(0xa11ce);
         // Square operands, so the stored shape is the same either way; the
         // transpose is applied in `run` as a view.
@@ -55,7 +44,6 @@ impl MatmulCase {
         let b = random_leaf(&[n, n], device, &mut rng)?;
         device.sync()?;
         Ok(MatmulCase {
-            name: name.to_string(),
             n,
             trans,
             a,
@@ -66,15 +54,6 @@ impl MatmulCase {
 }
 
 impl Case for MatmulCase {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn shape(&self) -> Shape {
-        ["m", "k", "n"]
-            .into_iter()
-            .map(|k| (k.to_string(), self.n))
-            .collect()
-    }
     fn work(&self) -> Work {
         let n = self.n as f64;
         Work {
@@ -100,7 +79,6 @@ impl Case for MatmulCase {
 /// GB/s is an effective bandwidth that an unfused plan can only fall short
 /// of.
 pub struct TanhCase {
-    name: String,
     len: usize,
     backward: bool,
     x: Tensor,
@@ -109,8 +87,8 @@ pub struct TanhCase {
 }
 
 impl TanhCase {
-    pub fn new(name: &str, len: usize, backward: bool, device: &Device) -> Result<TanhCase> {
-        check_len(name, len)?;
+    pub fn new(len: usize, backward: bool, device: &Device) -> Result<TanhCase> {
+        check_len("tanh", len)?;
         let mut rng = Tensor::rng(0x7a4);
         let x = random_leaf(&[len], device, &mut rng)?;
         let g = if backward {
@@ -120,7 +98,6 @@ impl TanhCase {
         };
         device.sync()?;
         Ok(TanhCase {
-            name: name.to_string(),
             len,
             backward,
             x,
@@ -131,12 +108,6 @@ impl TanhCase {
 }
 
 impl Case for TanhCase {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn shape(&self) -> Shape {
-        [("n".to_string(), self.len)].into_iter().collect()
-    }
     fn work(&self) -> Work {
         let streams = if self.backward { 3.0 } else { 2.0 };
         Work {

@@ -7,8 +7,9 @@ use indicatif::ProgressBar;
 use serde_json::Value;
 
 use super::args::Resolved;
-use super::cases::{self, Case};
+use super::cases;
 use super::schema::{CaseResult, KernelTime};
+use super::spec::{Case, CaseSpec};
 use super::{peaks, stats};
 
 /// Times `warmup + iters` iterations of one case, each from just before
@@ -34,12 +35,13 @@ pub fn time_case(
 }
 
 pub(super) fn measure_case(
-    name: &str,
+    spec: &CaseSpec,
     device: &Device,
     setup: &Resolved,
     bar: &ProgressBar,
 ) -> Result<CaseResult> {
-    let mut case = cases::build(name, &setup.sizes, device)?;
+    let name = spec.name;
+    let mut case = cases::build(spec, &setup.sizes, device)?;
     let samples = time_case(case.as_mut(), setup.warmup, setup.iters, || bar.inc(1))?;
     let s = stats::summarize(&samples)
         .ok_or_else(|| Error::Other(format!("{name}: no valid timings")))?;
@@ -71,8 +73,8 @@ pub(super) fn measure_case(
         .to_string(),
         backend,
         variant: String::new(),
-        shape: case
-            .shape()
+        shape: spec
+            .shape(&setup.sizes)
             .into_iter()
             .map(|(k, v)| (k, Value::from(v)))
             .collect(),

@@ -11,6 +11,7 @@ mod measure;
 pub mod ner;
 pub mod peaks;
 pub mod schema;
+pub mod spec;
 pub mod stats;
 pub mod table;
 
@@ -24,14 +25,17 @@ use args::Resolved;
 use measure::measure_case;
 
 pub use args::{BenchArgs, DeviceChoice};
-pub use cases::{CASE_NAMES, Case, Sizes};
 pub use measure::time_case;
 pub use schema::{CaseResult, Report, SCHEMA};
+pub use spec::{CASES, Case, CaseSpec, Sizes, case_names};
 
 /// Runs the benchmarks, prints the results table (and the comparison with
 /// `--compare`), writes `--json`. A failing case does not stop the others;
 /// the run then ends with an error naming it, after writing what it has.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.list_cases {
+        return list_cases(args);
+    }
     let out = execute(args)?;
     println!("{}", table::header(&out.report));
     println!("{}", table::results(&out.report.results));
@@ -52,6 +56,17 @@ pub fn run_report(args: &BenchArgs) -> Result<Report> {
     let out = execute(args)?;
     out.check()?;
     Ok(out.report)
+}
+
+/// `--list-cases`: the case table as text, or as JSON with `--json`.
+fn list_cases(args: &BenchArgs) -> Result<()> {
+    match (&args.json, args.json_file()) {
+        (None, _) => print!("{}", spec::listing_text()),
+        (Some(_), None) => print!("{}", spec::listing_json()?),
+        (Some(_), Some(path)) => std::fs::write(path, spec::listing_json()?)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?,
+    }
+    Ok(())
 }
 
 struct Outcome {
@@ -77,7 +92,7 @@ fn execute(args: &BenchArgs) -> Result<Outcome> {
     let setup = args.resolve()?;
     // Inputs and outputs are checked before minutes of measuring.
     let reference = args.compare.as_deref().map(Report::read).transpose()?;
-    let mut json_out = match &args.json {
+    let mut json_out = match args.json_file() {
         Some(p) => Some((
             p,
             std::fs::File::create(p)
@@ -99,9 +114,10 @@ fn execute(args: &BenchArgs) -> Result<Outcome> {
     let mut failures = Vec::new();
     schedule::with_fusion(!args.unfused, || {
         for device in &devices {
-            for name in &setup.cases {
+            for spec in &setup.cases {
+                let name = spec.name;
                 bar.set_message(format!("{name} on {device}"));
-                match measure_case(name, device, &setup, &bar) {
+                match measure_case(spec, device, &setup, &bar) {
                     Ok(mut r) => {
                         r.variant = variant(args).to_string();
                         results.push(r);
