@@ -23,37 +23,14 @@ import time
 
 SCHEMA = "deltagrad-bench/1"
 
-CASE_NAMES = [
-    "ner-small-fwd",
-    "ner-small-step",
-    "ner-large-fwd",
-    "ner-large-step",
-    "matmul-1024",
-    "matmul-2048",
-    "matmul-4096",
-    "matmul-1024-tn",
-    "matmul-1024-nt",
-    "tanh-fwd",
-    "tanh-bwd",
-]
-
-# The sizes of src/bench/cases.rs (`Sizes::full` and `Sizes::tiny`): keep in
-# step, or `--compare` finds no matching shapes.
-FULL = {
-    "ner-small": dict(batch=1024, dim=50, hidden=100, classes=5, vocab=20000, window=5),
-    "ner-large": dict(batch=16384, dim=300, hidden=1024, classes=9, vocab=20000, window=5),
-    "matmul_divisor": 1,
-    "tanh_len": 1 << 24,
-}
-TINY = {
-    "ner-small": dict(batch=8, dim=4, hidden=6, classes=3, vocab=50, window=5),
-    "ner-large": dict(batch=8, dim=4, hidden=7, classes=4, vocab=50, window=5),
-    "matmul_divisor": 64,
-    "tanh_len": 1 << 10,
-}
+# The case table of `deltagrad bench` (names, kinds, full and --tiny shapes),
+# as `deltagrad bench --list-cases --json` prints it; a test in the Rust
+# crate keeps the committed file equal to that output.
+CASES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cases.json")
+CASES_FORMAT = "deltagrad-bench-cases/1"
 NER_FIELDS = ["batch", "dim", "hidden", "classes", "vocab", "window"]
 
-# Datasheet peaks (src/bench/peaks.rs): adapter-name substring, fp32
+# Datasheet peaks (ner/src/bench/peaks.rs): adapter-name substring, fp32
 # non-tensor GFLOP/s, GB/s, source. More specific names first.
 PEAKS = [
     ("H100 PCIe", 51000.0, 2000.0, "NVIDIA H100 Tensor Core GPU datasheet (FP32 51 TFLOP/s, 2 TB/s)"),
@@ -66,7 +43,7 @@ LR = 0.01
 BATCHES = 4
 
 
-# ---- statistics (same formulas as src/bench/stats.rs) ---------------------
+# ---- statistics (same formulas as ner/src/bench/stats.rs) ------------------
 
 
 def percentile(sorted_vals, p):
@@ -112,7 +89,7 @@ def make_sync(torch, device):
 
 
 def ner_forward_flops(s):
-    # Matmul FLOPs only, as in src/bench/ner.rs: x·W1 and h·U.
+    # Matmul FLOPs only, as in ner/src/bench/spec.rs: x·W1 and h·U.
     wd = s["window"] * s["dim"]
     return 2.0 * s["batch"] * wd * s["hidden"] + 2.0 * s["batch"] * s["hidden"] * s["classes"]
 
@@ -251,37 +228,60 @@ class TanhCase(Case):
         self.sync()
 
 
-def build(torch, name, sizes, device, compiled):
-    if name.startswith("ner-"):
-        kind = "-".join(name.split("-")[:2])
-        return NerCase(torch, name, sizes[kind], name.endswith("-step"), device, compiled)
-    if name.startswith("matmul-"):
-        parts = name.split("-")
-        n = max(1, int(parts[1]) // sizes["matmul_divisor"])
-        trans = {None: None, "tn": "a", "nt": "b"}[parts[2] if len(parts) > 2 else None]
-        return MatmulCase(torch, name, n, trans, device, compiled)
-    if name in ("tanh-fwd", "tanh-bwd"):
-        return TanhCase(torch, name, sizes["tanh_len"], name == "tanh-bwd", device, compiled)
-    raise ValueError(f"unknown case {name!r}")
+def build(torch, case, shape, device, compiled):
+    """Sets up `case` (an entry of cases.json) at `shape` on `device`."""
+    name, kind = case["name"], case["kind"]
+    if kind == "ner":
+        return NerCase(torch, name, shape, case["step"], device, compiled)
+    if kind == "matmul":
+        trans = {"none": None, "a": "a", "b": "b"}[case["transpose"]]
+        return MatmulCase(torch, name, shape["n"], trans, device, compiled)
+    if kind == "tanh":
+        return TanhCase(torch, name, shape["n"], case["backward"], device, compiled)
+    raise ValueError(f"case {name!r} has unknown kind {kind!r}")
 
 
 # ---- running ----------------------------------------------------------------
 
 
-def parse_cases(spec):
+def load_cases(path=CASES_FILE):
+    """The case table (see CASES_FILE), in run order."""
+    try:
+        with open(path) as f:
+            listing = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"reading the case list {path}: {e}")
+    if listing.get("format") != CASES_FORMAT:
+        raise SystemExit(f"{path}: format {listing.get('format')!r}, expected {CASES_FORMAT!r}")
+    return listing["cases"]
+
+
+def parse_cases(spec, table):
+    """`--cases`: `all` or comma-separated names (duplicates dropped, order
+    kept) -> entries of `table`."""
+    by_name = {c["name"]: c for c in table}
     out = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        names = CASE_NAMES if part == "all" else [part]
+        names = list(by_name) if part == "all" else [part]
         for n in names:
-            if n not in CASE_NAMES:
-                raise SystemExit(f"unknown case {n!r}; known cases: all, {', '.join(CASE_NAMES)}")
-            if n not in out:
-                out.append(n)
+            if n not in by_name:
+                raise SystemExit(f"unknown case {n!r}; known cases: all, {', '.join(by_name)}")
+            if by_name[n] not in out:
+                out.append(by_name[n])
     if not out:
         raise SystemExit(f"no case named in {spec!r}")
     return out
+
+
+def case_shape(case, tiny, overrides):
+    """The shape `case` runs at: its full or tiny shape from the table, with
+    the NER fields given on the command line replaced."""
+    shape = dict(case["tiny" if tiny else "full"])
+    if case["kind"] == "ner":
+        shape.update(overrides)
+    return shape
 
 
 def time_case(case, warmup, iters):
@@ -395,9 +395,16 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None,
                     help="torch.set_num_threads (CPU); default: PyTorch's choice")
     ap.add_argument("--json", metavar="FILE", help="write deltagrad-bench/1 JSON to FILE")
+    ap.add_argument("--list-cases", action="store_true",
+                    help=f"print the case names (from {os.path.basename(CASES_FILE)}) and exit")
     args = ap.parse_args(argv)
 
-    cases = parse_cases(args.cases)
+    table = load_cases()
+    if args.list_cases:
+        for c in table:
+            print(c["name"])
+        return 0
+    cases = parse_cases(args.cases, table)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if not variants or any(v not in ("eager", "compile") for v in variants):
         raise SystemExit(f"--variants: expected eager and/or compile, got {args.variants!r}")
@@ -405,14 +412,13 @@ def main(argv=None):
     iters = args.iters if args.iters is not None else (1 if args.tiny else 20)
     if iters < 1 or warmup < 0:
         raise SystemExit("--iters must be at least 1 and --warmup at least 0")
-    sizes = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (TINY if args.tiny else FULL).items()}
-    for kind in ("ner-small", "ner-large"):
-        for f in NER_FIELDS:
-            v = getattr(args, f)
-            if v is not None:
-                if v < 1:
-                    raise SystemExit(f"--{f} must be at least 1")
-                sizes[kind][f] = v
+    overrides = {}
+    for f in NER_FIELDS:
+        v = getattr(args, f)
+        if v is not None:
+            if v < 1:
+                raise SystemExit(f"--{f} must be at least 1")
+            overrides[f] = v
     try:
         # Opened now so that a bad path fails before minutes of measuring.
         json_file = open(args.json, "w") if args.json else None
@@ -453,7 +459,9 @@ def main(argv=None):
     results, failures = [], []
     total = len(cases) * len(variants)
     done = 0
-    for name in cases:
+    for case_def in cases:
+        name = case_def["name"]
+        shape = case_shape(case_def, args.tiny, overrides)
         for variant in variants:
             done += 1
             print(f"[{done}/{total}] {name} ({variant})", file=sys.stderr, flush=True)
@@ -461,7 +469,7 @@ def main(argv=None):
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats(device)
-                case = build(torch, name, sizes, device, variant == "compile")
+                case = build(torch, case_def, shape, device, variant == "compile")
                 samples = time_case(case, warmup, iters)
                 results.append(result_of(torch, case, device, backend, variant, warmup, iters, samples))
             except Exception as e:  # a variant that does not work is skipped

@@ -23,7 +23,6 @@
 // describes them.
 pub mod autograd;
 pub mod backend;
-pub mod bench;
 pub mod device;
 pub mod dtype;
 pub mod error;
@@ -32,10 +31,10 @@ pub mod gradcheck;
 pub mod graph;
 pub mod ir;
 pub mod model;
-pub mod ner;
 pub mod ops;
 pub mod optim;
 pub mod schedule;
+pub mod state_dict;
 pub mod tensor;
 
 pub use device::{Device, DeviceKind};

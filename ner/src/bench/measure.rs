@@ -1,0 +1,114 @@
+//! Timing one case and turning its samples into a result row.
+
+use std::time::Instant;
+
+use deltagrad::{Device, DeviceKind, Error, Result};
+use indicatif::ProgressBar;
+use serde_json::Value;
+
+use super::args::Resolved;
+use super::cases;
+use super::schema::{CaseResult, KernelTime};
+use super::spec::{Case, CaseSpec};
+use super::{peaks, stats};
+
+/// Times `warmup + iters` iterations of one case, each from just before
+/// its `run` to its return (which waits for the device).
+pub fn time_case(
+    case: &mut dyn Case,
+    warmup: usize,
+    iters: usize,
+    mut tick: impl FnMut(),
+) -> Result<Vec<f64>> {
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..warmup + iters {
+        case.prepare()?;
+        let t = Instant::now();
+        case.run()?;
+        let elapsed = t.elapsed().as_secs_f64() * 1e3;
+        if i >= warmup {
+            samples.push(elapsed);
+        }
+        tick();
+    }
+    Ok(samples)
+}
+
+pub(super) fn measure_case(
+    spec: &CaseSpec,
+    device: &Device,
+    setup: &Resolved,
+    bar: &ProgressBar,
+) -> Result<CaseResult> {
+    let name = spec.name;
+    let mut case = cases::build(spec, &setup.sizes, device)?;
+    let samples = time_case(case.as_mut(), setup.warmup, setup.iters, || bar.inc(1))?;
+    let s = stats::summarize(&samples)
+        .ok_or_else(|| Error::Other(format!("{name}: no valid timings")))?;
+    let work = case.work();
+    let secs = s.median / 1e3;
+    let gflops = work.flops.map(|f| f / secs / 1e9);
+    let gbps = work.bytes.map(|b| b / secs / 1e9);
+    let backend = device.backend().name();
+    let peak = peaks::lookup(&backend);
+    let peak_fraction = peak.and_then(|p| {
+        gflops
+            .map(|g| g / p.fp32_gflops)
+            .or(gbps.map(|b| b / p.bandwidth_gbps))
+    });
+    // 0 means the backend does not track memory (the CPU backend).
+    let peak_bytes = Some(device.backend().counters().peak_bytes).filter(|&b| b > 0);
+    // After reading the high-water mark: profiling allocates its own buffers.
+    let kernel_times = if setup.kernel_times && device.is_gpu() {
+        profile_once(case.as_mut(), device)?
+    } else {
+        None
+    };
+    Ok(CaseResult {
+        case: name.to_string(),
+        device: match device.kind() {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Gpu => "gpu",
+        }
+        .to_string(),
+        backend,
+        variant: String::new(),
+        shape: spec
+            .shape(&setup.sizes)
+            .into_iter()
+            .map(|(k, v)| (k, Value::from(v)))
+            .collect(),
+        warmup: setup.warmup,
+        iters: setup.iters,
+        median_ms: s.median,
+        min_ms: s.min,
+        max_ms: s.max,
+        p10_ms: s.p10,
+        p90_ms: s.p90,
+        windows_per_s: work.windows.map(|w| w as f64 / secs),
+        gflops,
+        gbps,
+        peak_fraction,
+        peak_ref: peak_fraction.and(peak).map(|p| p.source.to_string()),
+        peak_bytes,
+        note: None,
+        kernel_times,
+    })
+}
+
+/// One more, untimed iteration with profiling on: it records differently
+/// (a pass per launch) and waits to read the stamps, so it is kept apart
+/// from the timed ones. `None` where the adapter has no timestamp queries.
+fn profile_once(case: &mut dyn Case, device: &Device) -> Result<Option<Vec<KernelTime>>> {
+    let backend = device.backend();
+    backend.set_profiling(true);
+    let ran = case.prepare().and_then(|_| case.run());
+    // The backend is shared process-wide: never leave profiling on.
+    backend.set_profiling(false);
+    ran?;
+    Ok(backend.kernel_times().map(|t| {
+        t.into_iter()
+            .map(|(label, ms)| KernelTime { label, ms })
+            .collect()
+    }))
+}

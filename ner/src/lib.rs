@@ -1,0 +1,39 @@
+//! The window-based named-entity recogniser of the CS224N backprop lecture,
+//! on CoNLL-2003, built on the deltagrad engine: CoNLL-2003 reading and
+//! fetching, GloVe vectors, window features, training, decoding, the
+//! conlleval scorer, a raw-text tokenizer, checkpoints, and the `bench`
+//! command. The `deltagrad` binary (`src/main.rs`) is its command line.
+//!
+//! Layers, bottom first; a module uses only modules of its own layer or
+//! below, and the engine (`deltagrad`) is below them all:
+//!
+//! 1. `files`, `conll`, `conlleval`, `glove`: file formats and file
+//!    helpers (bytes to values and back; no tensors).
+//! 2. `tokenize`, `fetch`, `features`, `decode`: raw text to tokens, the
+//!    CoNLL-2003 download, words and tags to ids and windows, tag decoding.
+//! 3. `data`, `eval`: a corpus as engine batches; scoring a model.
+//! 4. `options`, `checkpoint`, `model_io`, `plot`: a run's settings and
+//!    what it saves.
+//! 5. `train`.
+//! 6. `bench`: the throughput command, which uses only the engine.
+//!
+//! `src/main.rs` sits on top. Checked with
+//! `layers.py ner/src --order files,conll,conlleval,glove,tokenize,fetch,features,decode,data,eval,options,checkpoint,model_io,plot,train,bench`
+//! (0 circles, 0 imports against the order).
+
+pub mod bench;
+pub mod checkpoint;
+pub mod conll;
+pub mod conlleval;
+pub mod data;
+pub mod decode;
+pub mod eval;
+pub mod features;
+pub mod fetch;
+pub mod files;
+pub mod glove;
+pub mod model_io;
+pub mod options;
+pub mod plot;
+pub mod tokenize;
+pub mod train;

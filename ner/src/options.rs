@@ -1,0 +1,147 @@
+//! What a training run is told and where it stands: the options (the
+//! `train` command's flags, saved in every checkpoint), the per-epoch
+//! metrics, and the progress that `--resume` continues from.
+
+use std::path::PathBuf;
+
+use deltagrad::model::Activation;
+use deltagrad::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Hyper-parameters and paths of a training run (also saved in checkpoints).
+#[derive(Clone, Debug, Serialize, Deserialize, clap::Args)]
+pub struct TrainOptions {
+    /// Folder with train.txt, valid.txt, test.txt (CoNLL format).
+    #[arg(long, default_value = "data/conll2003")]
+    pub data: PathBuf,
+    /// Do not download CoNLL-2003 when the data folder lacks it.
+    #[arg(long)]
+    pub no_fetch: bool,
+    /// GloVe-format vectors (.txt or .txt.gz); default: the embedded GloVe 6B 50d.
+    #[arg(long)]
+    pub vectors: Option<PathBuf>,
+    /// Where checkpoints, metrics and the plot go.
+    #[arg(long, default_value = "runs/ner")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 12)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// sgd or adam. With adam the dense layers use lr × 0.02 (so that the
+    /// same --lr suits both) and the word vectors keep sparse SGD at lr.
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: String,
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f64,
+    /// lr at epoch e is lr / (1 + decay · e).
+    #[arg(long, default_value_t = 0.1)]
+    pub lr_decay: f64,
+    /// Hidden layer sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "300")]
+    pub hidden: Vec<usize>,
+    /// tanh, relu or logistic.
+    #[arg(long, default_value = "tanh")]
+    pub activation: String,
+    /// Dropout probability on hidden units.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// Size of the learned capitalization embedding (0: none).
+    #[arg(long, default_value_t = 5)]
+    pub cap_dim: usize,
+    /// Words on each side of the centre word.
+    #[arg(long, default_value_t = 2)]
+    pub half_window: usize,
+    /// Epochs without dev-F1 improvement before stopping.
+    #[arg(long, default_value_t = 3)]
+    pub patience: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// greedy or viterbi.
+    #[arg(long, default_value = "viterbi")]
+    pub decode: String,
+    /// Train the lecture's binary classifier for one entity type instead
+    /// (e.g. LOC): "is the centre word a location?".
+    #[arg(long)]
+    pub binary: Option<String>,
+    /// cpu, gpu or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Use only the first N training sentences (quick runs).
+    #[arg(long)]
+    pub max_train_sentences: Option<usize>,
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
+    pub clip_norm: Option<f64>,
+    /// Log per-parameter gradient norms every N steps (0: never).
+    #[arg(long, default_value_t = 200)]
+    pub grad_norm_every: usize,
+    /// Continue the run saved in --out (its `last` checkpoint) exactly where
+    /// it stopped.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub dev_precision: f64,
+    pub dev_recall: f64,
+    pub dev_f1: f64,
+    pub seconds: f64,
+    pub windows_per_s: f64,
+    /// Gradient L2 norm per parameter, at the last logged step of the epoch:
+    /// vanishing or exploding gradients show here.
+    #[serde(default)]
+    pub grad_norms: Vec<(String, f64)>,
+}
+
+impl TrainOptions {
+    /// Rejects settings that cannot train, before any data is read.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid("train", m));
+        if self.batch == 0 {
+            return bad("--batch must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("--lr must be positive, got {}", self.lr));
+        }
+        if !matches!(self.optimizer.as_str(), "sgd" | "adam") {
+            return bad(format!(
+                "--optimizer must be sgd or adam, got {:?}",
+                self.optimizer
+            ));
+        }
+        if !matches!(self.decode.as_str(), "greedy" | "viterbi") {
+            return bad(format!(
+                "--decode must be greedy or viterbi, got {:?}",
+                self.decode
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("--dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
+            return bad("--hidden needs at least one non-zero layer size".into());
+        }
+        Activation::parse(&self.activation)?;
+        Ok(())
+    }
+}
+
+/// Where a run stands: saved with the `last` checkpoint so that `--resume`
+/// continues exactly.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Progress {
+    pub epochs_done: usize,
+    pub best_f1: f64,
+    pub best_epoch: usize,
+    pub since_best: usize,
+    pub history: Vec<EpochMetrics>,
+    pub adam_step: u64,
+}

@@ -1,0 +1,158 @@
+//! Crash-safe training: resuming continues bit for bit; the same seed gives
+//! the same model; a fault stops training with a message.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use deltagrad_ner::options::TrainOptions;
+use deltagrad_ner::train::train;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    opts: TrainOptions,
+}
+
+fn opts(out: &Path, extra: &[&str]) -> TrainOptions {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ner");
+    let mut argv: Vec<String> = [
+        "train",
+        "--no-fetch",
+        "--quiet",
+        "--hidden",
+        "16",
+        "--batch",
+        "16",
+        "--grad-norm-every",
+        "7",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    argv.extend(["--data".into(), fixtures.display().to_string()]);
+    argv.extend(["--out".into(), out.display().to_string()]);
+    if !extra.contains(&"--device") {
+        argv.extend(["--device".into(), "cpu".into()]);
+    }
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    Args::parse_from(argv).opts
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("deltagrad-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn weights(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("last.safetensors")).unwrap()
+}
+
+#[test]
+fn two_epochs_equal_one_then_resume_one_bit_for_bit() {
+    for optimizer in ["sgd", "adam"] {
+        let a = scratch(&format!("resume-a-{optimizer}"));
+        let b = scratch(&format!("resume-b-{optimizer}"));
+        let common = [
+            "--optimizer",
+            optimizer,
+            "--patience",
+            "9",
+            "--dropout",
+            "0.2",
+        ];
+        let mut two = common.to_vec();
+        two.extend(["--epochs", "2"]);
+        train(&opts(&a, &two)).unwrap();
+        let mut one = common.to_vec();
+        one.extend(["--epochs", "1"]);
+        train(&opts(&b, &one)).unwrap();
+        assert_ne!(
+            weights(&a),
+            weights(&b),
+            "{optimizer}: one epoch already equals two?"
+        );
+        let mut resume = two.clone();
+        resume.push("--resume");
+        train(&opts(&b, &resume)).unwrap();
+        assert!(
+            weights(&a) == weights(&b),
+            "{optimizer}: resumed run differs"
+        );
+        let lines = std::fs::read_to_string(b.join("metrics.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 2, "metrics kept across the resume");
+        let _ = std::fs::remove_dir_all(&a);
+        let _ = std::fs::remove_dir_all(&b);
+    }
+}
+
+#[test]
+fn same_seed_same_model_other_seed_other_model() {
+    let a = scratch("seed-a");
+    let b = scratch("seed-b");
+    let c = scratch("seed-c");
+    train(&opts(&a, &["--epochs", "1", "--seed", "3"])).unwrap();
+    train(&opts(&b, &["--epochs", "1", "--seed", "3"])).unwrap();
+    train(&opts(&c, &["--epochs", "1", "--seed", "4"])).unwrap();
+    assert!(weights(&a) == weights(&b));
+    assert!(weights(&a) != weights(&c));
+    for d in [a, b, c] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn divergence_stops_with_the_step_and_the_tensors() {
+    let out = scratch("diverge");
+    let err = train(&opts(
+        &out,
+        &["--epochs", "1", "--lr", "1e30", "--lr-decay", "0"],
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("epoch 1, step"), "{err}");
+    assert!(
+        err.contains("non-finite") || err.contains("gradient of"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn gradient_norms_are_logged_and_clipping_runs() {
+    let out = scratch("norms");
+    let r = train(&opts(&out, &["--epochs", "1", "--clip-norm", "0.5"])).unwrap();
+    let norms = &r.epochs[0].grad_norms;
+    assert!(norms.iter().any(|(n, _)| n == "embeddings"), "{norms:?}");
+    assert!(norms.iter().any(|(n, _)| n == "W1"), "{norms:?}");
+    assert!(norms.iter().all(|(_, v)| v.is_finite() && *v >= 0.0));
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn same_seed_same_model_on_the_gpu() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let a = scratch("gpu-seed-a");
+    let b = scratch("gpu-seed-b");
+    let gpu = [
+        "--epochs",
+        "1",
+        "--device",
+        "gpu",
+        "--max-train-sentences",
+        "120",
+    ];
+    train(&opts(&a, &gpu)).unwrap();
+    train(&opts(&b, &gpu)).unwrap();
+    assert!(
+        weights(&a) == weights(&b),
+        "two GPU runs with one seed differ"
+    );
+    for d in [a, b] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
