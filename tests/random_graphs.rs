@@ -217,7 +217,7 @@ impl Graph {
                 self.push(Node::Permute(a, perm), out);
             }
             7 => {
-                let out = if numel(&s) % 2 == 0 && numel(&s) > 0 {
+                let out = if numel(&s).is_multiple_of(2) && numel(&s) > 0 {
                     vec![2, numel(&s) / 2]
                 } else {
                     vec![numel(&s)]
