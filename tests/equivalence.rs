@@ -246,3 +246,115 @@ fn where_with_broadcasting() {
         c.where_cond(&t[0], &t[1].exp()?)
     });
 }
+
+/// The GPU's `pow`, `log1p` and `expm1` follow the CPU's `powf`, `ln_1p`
+/// and `exp_m1`: special bases and exponents exactly, small arguments to
+/// f32 relative precision.
+#[test]
+fn pow_log1p_expm1_special_values_on_the_gpu() {
+    let Some(gpu) = gpu() else { return };
+    let inf = f32::INFINITY;
+    let nan = f32::NAN;
+    let a = [
+        -2.0, -2.0, -2.0, -0.5, 0.0, 0.0, 0.0, -0.0, -0.0, 3.0, nan, 1.0, -1.0, -3.0, 2.0, 0.5,
+        -inf, 4.0,
+    ];
+    let b = [
+        3.0, 2.0, 0.5, -3.0, 0.0, -1.0, 2.5, 3.0, -1.0, 0.0, 0.0, nan, inf, -2.0, -inf, inf, 3.0,
+        0.5,
+    ];
+    let run = |d: &Device| -> Vec<f32> {
+        let x = Tensor::from_host(HostData::F32(a.to_vec()), &[a.len()], d).unwrap();
+        let y = Tensor::from_host(HostData::F32(b.to_vec()), &[b.len()], d).unwrap();
+        x.pow(&y).unwrap().to_vec_f32().unwrap()
+    };
+    let (c, g) = (run(&Device::cpu()), run(&gpu));
+    for i in 0..a.len() {
+        let want = a[i].powf(b[i]);
+        assert!(
+            (c[i].is_nan() && want.is_nan()) || c[i] == want,
+            "cpu {}^{}",
+            a[i],
+            b[i]
+        );
+        let same = (want.is_nan() && g[i].is_nan())
+            || (want.is_infinite() && g[i] == want)
+            || (want == 0.0 && g[i] == 0.0 && want.is_sign_negative() == g[i].is_sign_negative())
+            || (want - g[i]).abs() <= 1e-6 * want.abs();
+        assert!(same, "gpu {}^{} = {}, powf says {want}", a[i], b[i], g[i]);
+    }
+    let xs: Vec<f32> = vec![
+        1e-8, -1e-8, 3e-6, -3e-6, 1e-3, -1e-3, 0.1, -0.1, 0.2499, -0.2499, 0.25, 0.7, -0.7, 5.0,
+        -5.0, 30.0, -30.0, -0.9999,
+    ];
+    let run = |d: &Device, f: &dyn Fn(&Tensor) -> Result<Tensor>| -> Vec<f32> {
+        let x = Tensor::from_host(HostData::F32(xs.clone()), &[xs.len()], d).unwrap();
+        f(&x).unwrap().to_vec_f32().unwrap()
+    };
+    for (name, f, exact) in [
+        (
+            "log1p",
+            &(|t: &Tensor| t.log1p()) as &dyn Fn(&Tensor) -> Result<Tensor>,
+            f64::ln_1p as fn(f64) -> f64,
+        ),
+        ("expm1", &|t: &Tensor| t.expm1(), f64::exp_m1),
+    ] {
+        let g = run(&gpu, f);
+        for (x, y) in xs.iter().zip(&g) {
+            let want = exact(*x as f64);
+            let rel = ((*y as f64) - want).abs() / want.abs();
+            assert!(
+                rel < 2e-6 || (want.is_nan() && y.is_nan()),
+                "gpu {name}({x}) = {y}, want {want} (rel {rel:e})"
+            );
+        }
+    }
+    // Out of range stays NaN, edges stay exact.
+    let edge = |d: &Device| -> Vec<f32> {
+        let x = Tensor::from_host(HostData::F32(vec![-2.0, -1.0, inf, nan]), &[4], d).unwrap();
+        let mut v = x.log1p().unwrap().to_vec_f32().unwrap();
+        let y = Tensor::from_host(HostData::F32(vec![-inf, inf, nan, -100.0]), &[4], d).unwrap();
+        v.extend(y.expm1().unwrap().to_vec_f32().unwrap());
+        v
+    };
+    let (c, g) = (edge(&Device::cpu()), edge(&gpu));
+    for (i, (x, y)) in c.iter().zip(&g).enumerate() {
+        assert!(
+            x == y || (x.is_nan() && y.is_nan()),
+            "edge {i}: cpu {x} gpu {y}"
+        );
+    }
+    // minimum propagates NaN from either side, like maximum; abs keeps NaN.
+    let specials = vec![nan, 1.0, -inf, inf, -0.0, 0.0, 2.0, nan];
+    let others = vec![1.0, nan, 0.0, -inf, 0.0, -0.0, 2.0, nan];
+    let run = |d: &Device| -> Vec<f32> {
+        let x = Tensor::from_host(HostData::F32(specials.clone()), &[8], d).unwrap();
+        let y = Tensor::from_host(HostData::F32(others.clone()), &[8], d).unwrap();
+        let mut v = x.minimum(&y).unwrap().to_vec_f32().unwrap();
+        v.extend(x.abs().unwrap().to_vec_f32().unwrap());
+        v.extend(x.clamp(-1.0, 1.0).unwrap().to_vec_f32().unwrap());
+        v
+    };
+    let (c, g) = (run(&Device::cpu()), run(&gpu));
+    for (i, (x, y)) in c.iter().zip(&g).enumerate() {
+        let same = x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan());
+        assert!(same, "special {i}: cpu {x} gpu {y}");
+    }
+}
+
+#[test]
+fn clamp_pow_and_minimum() {
+    check("clamp", &[&[7, 33]], false, |t, _| t[0].clamp(-0.4, 0.3));
+    check("pow_scalar negative base", &[&[7, 33]], false, |t, _| {
+        t[0].pow_scalar(3.0)
+    });
+    check("pow_scalar 2", &[&[129]], false, |t, _| {
+        t[0].pow_scalar(2.0)
+    });
+    check("pow_scalar fractional", &[&[129]], true, |t, _| {
+        t[0].pow_scalar(-1.5)
+    });
+    check("minimum outer", &[&[1, 33], &[7, 1]], false, |t, _| {
+        t[0].minimum(&t[1])
+    });
+}

@@ -284,3 +284,111 @@ fn where_routes_the_gradient() {
         c.where_cond(&t[0].tanh()?, &t[1].exp()?)
     });
 }
+
+// ---- the ops people build models with ----------------------------------
+
+#[test]
+fn new_elementwise_ops_on_odd_shapes_with_broadcasting() {
+    // 17×13 against a row, a column and a rank-3 broadcast.
+    let a = input(&[17, 13], 40);
+    gc("abs", std::slice::from_ref(&a), |t| t[0].abs());
+    gc("log1p", std::slice::from_ref(&a), |t| t[0].log1p());
+    gc("expm1", std::slice::from_ref(&a), |t| t[0].expm1());
+    gc("clamp", std::slice::from_ref(&a), |t| {
+        t[0].clamp(-0.3, 0.45)
+    });
+    for other in [vec![13], vec![17, 1], vec![]] {
+        let xy = [a.clone(), input(&other, 41)];
+        gc("minimum bcast", &xy, |t| t[0].minimum(&t[1]));
+        gc("minimum bcast reversed", &xy, |t| t[1].minimum(&t[0]));
+        let xy = [positive(&[17, 13], 42), input(&other, 43)];
+        gc("pow bcast", &xy, |t| t[0].pow(&t[1]));
+        gc(
+            "pow bcast reversed",
+            &[xy[1].clone(), positive(&[17, 13], 44)],
+            |t| t[1].pow(&t[0]),
+        );
+    }
+    let xyz = [positive(&[3, 5, 4], 45), input(&[5, 1], 46)];
+    gc("pow rank 3", &xyz, |t| t[0].pow(&t[1])?.tanh());
+    gc(
+        "minimum rank 3",
+        &[input(&[3, 5, 4], 47), input(&[5, 1], 48)],
+        |t| t[0].minimum(&t[1])?.mul(&t[0]),
+    );
+}
+
+#[test]
+fn pow_scalar_including_negative_bases_with_integer_exponents() {
+    // Negative and positive bases, none near 0 (x⁻¹ and x⁻² blow up there).
+    let (v, s) = input(&[17, 13], 50);
+    let x = [(v.iter().map(|x| x + 0.3 * x.signum()).collect(), s)];
+    for e in [2.0, 3.0, -1.0, -2.0, 0.0, 1.0] {
+        gc("pow_scalar", &x, |t| t[0].pow_scalar(e));
+    }
+    gc("pow_scalar 2.5", &[positive(&[5, 3], 51)], |t| {
+        t[0].pow_scalar(2.5)
+    });
+    gc("pow_scalar -0.5", &[positive(&[5, 3], 52)], |t| {
+        t[0].pow_scalar(-0.5)
+    });
+}
+
+#[test]
+fn pow_special_values_match_powf() -> Result<()> {
+    let a = [
+        -2.0,
+        -2.0,
+        -2.0,
+        0.0,
+        0.0,
+        0.0,
+        -0.0,
+        3.0,
+        f64::NAN,
+        1.0,
+        -1.5,
+    ];
+    let b = [3.0, 2.0, 0.5, 0.0, -1.0, 2.0, 3.0, 0.0, 0.0, f64::NAN, -2.0];
+    let x = Tensor::from_vec(a.to_vec(), &[a.len()])?;
+    let y = Tensor::from_vec(b.to_vec(), &[b.len()])?;
+    let got = x.pow(&y)?.to_vec_f64()?;
+    for (i, ((p, q), r)) in a.iter().zip(&b).zip(&got).enumerate() {
+        let want = p.powf(*q);
+        assert!(
+            want.to_bits() == r.to_bits() || (want.is_nan() && r.is_nan()),
+            "{i}: {p}^{q} = {r}, powf says {want}"
+        );
+    }
+    // The gradient rule's special cases: d/da at b = 0 is 0, d/db at a = 0
+    // (b ≥ 0) is 0, not NaN.
+    let a0 = Tensor::from_vec(vec![0.0f64, 2.0], &[2])?.requires_grad();
+    let b0 = Tensor::from_vec(vec![2.0f64, 0.0], &[2])?.requires_grad();
+    a0.pow(&b0)?.sum()?.backward()?;
+    assert_eq!(a0.grad().unwrap().to_vec_f64()?, vec![0.0, 0.0]);
+    assert_eq!(
+        b0.grad().unwrap().to_vec_f64()?,
+        vec![0.0, 2f64.ln()],
+        "d/db of 0^2 and 2^0"
+    );
+    Ok(())
+}
+
+#[test]
+fn abs_and_clamp_gradients_at_the_kinks() -> Result<()> {
+    // abs: 0 at 0 (PyTorch); clamp: 1 on the bounds, inclusive.
+    let x = Tensor::from_vec(vec![-1.0f64, 0.0, 2.0], &[3])?.requires_grad();
+    x.abs()?.sum()?.backward()?;
+    assert_eq!(x.grad().unwrap().to_vec_f64()?, vec![-1.0, 0.0, 1.0]);
+    let x = Tensor::from_vec(vec![-2.0f64, -1.0, 0.0, 1.0, 2.0], &[5])?.requires_grad();
+    let y = x.clamp(-1.0, 1.0)?;
+    y.sum()?.backward()?;
+    assert_eq!(y.to_vec_f64()?, vec![-1.0, -1.0, 0.0, 1.0, 1.0]);
+    assert_eq!(
+        x.grad().unwrap().to_vec_f64()?,
+        vec![0.0, 1.0, 1.0, 1.0, 0.0]
+    );
+    let e = x.clamp(1.0, -1.0).unwrap_err().to_string();
+    assert!(e.contains("clamp") && e.contains("[5]"), "{e}");
+    Ok(())
+}

@@ -3,7 +3,8 @@
 //! f64, the WGSL expression in `a` and `b`, and the gradient with respect to
 //! each input as an expression of the upstream gradient `g`, the inputs `a`
 //! and `b` and the output `y` (the ops layer sums each back to its input's
-//! shape). `+` distributes, `*` switches, `max` routes.
+//! shape). `+` distributes, `*` switches, `max` routes. A rule may use
+//! `Expr::select` where a formula alone would give NaN (pow at a = 0).
 //!
 //! Adding an op: one entry here, plus one line in the test op list
 //! (`tests/common/ops.rs`).
@@ -44,6 +45,30 @@ macro_rules! binary_ops {
                 wgsl: "select(b, a, dg_isnan(a) || a >= b)",
                 grad: Rule(|g, a, b, _| g * a.ge(b), |g, a, b, _| g * (1.0 - a.ge(b))),
             }
+            /// Element-wise minimum (NaN in either gives NaN). Gradient: g
+            /// goes to the smaller input (ties: the first).
+            Min minimum {
+                f: min_nan,
+                wgsl: "select(b, a, dg_isnan(a) || a <= b)",
+                grad: Rule(|g, a, b, _| g * a.le(b), |g, a, b, _| g * (1.0 - a.le(b))),
+            }
+            /// The power aᵇ, with the CPU's `powf` semantics on every backend:
+            /// a negative base needs an integer exponent (else NaN), 0⁰ = 1,
+            /// 0 to a negative power is ∞. Gradient: g ⊙ b·aᵇ⁻¹ (0 where
+            /// b = 0) and g ⊙ aᵇ·ln a (0 where a = 0 and b ≥ 0), as in PyTorch.
+            Pow pow {
+                f: |a, b| a.powf(b),
+                // WGSL's pow is undefined for a < 0 and for 0⁰; see `dg_pow`
+                // in shaders/expr_fns.wgsl.
+                wgsl: "dg_pow(a, b)",
+                grad: Rule(
+                    |g, a, b, _| g * Expr::select(b.eq_mask(0.0), 0.0.into(), b * a.pow(b - 1.0)),
+                    |g, a, b, y| {
+                        let zero_base = a.eq_mask(0.0) * b.ge(0.0);
+                        g * Expr::select(zero_base, 0.0.into(), y * a.log())
+                    }
+                ),
+            }
             /// 1 where a > b, else 0. No gradient.
             Gt gt {
                 f: |a, b| flag(a > b),
@@ -54,6 +79,18 @@ macro_rules! binary_ops {
             Ge ge {
                 f: |a, b| flag(a >= b),
                 wgsl: "select(0.0, 1.0, a >= b)",
+                grad: None,
+            }
+            /// 1 where a < b, else 0. No gradient.
+            Lt lt {
+                f: |a, b| flag(a < b),
+                wgsl: "select(0.0, 1.0, a < b)",
+                grad: None,
+            }
+            /// 1 where a ≤ b, else 0. No gradient.
+            Le le {
+                f: |a, b| flag(a <= b),
+                wgsl: "select(0.0, 1.0, a <= b)",
                 grad: None,
             }
             /// 1 where a = b, else 0. No gradient.

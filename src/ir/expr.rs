@@ -5,7 +5,7 @@ use std::fmt;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use super::binary::{binary_ops, define_binary};
-use super::float::{Float, binary_fn, flag, max_nan, sigmoid, unary_fn};
+use super::float::{Float, binary_fn, flag, max_nan, min_nan, sigmoid, unary_fn};
 use super::unary::{define_unary, unary_ops};
 
 /// What a unary op's derivative is computed from.

@@ -81,6 +81,29 @@ macro_rules! unary_ops {
                 wgsl: "max(x, 0.0) + select(log(1.0 + exp(-abs(x))), exp(-abs(x)), abs(x) > 15.0)",
                 df: Input(|x| x.sigmoid()),
             }
+            /// The absolute value |x| (NaN stays NaN). Gradient: g ⊙ sign(x),
+            /// with 0 at x = 0 (as in PyTorch), from the input.
+            Abs abs {
+                f: |x| x.abs(),
+                wgsl: "abs(x)",
+                df: Input(|x| x.gt(0.0) - Expr::constant(0.0).gt(x)),
+            }
+            /// log(1 + x), accurate for small |x|. Gradient: g ⊙ 1/(1 + x),
+            /// from the input.
+            Log1p log1p {
+                f: |x| x.ln_1p(),
+                // WGSL has no log1p; see `dg_log1p` in shaders/expr_fns.wgsl.
+                wgsl: "dg_log1p(x)",
+                df: Input(|x| 1.0 / (1.0 + x)),
+            }
+            /// eˣ − 1, accurate for small |x|. Gradient: g ⊙ eˣ = g ⊙ (y + 1),
+            /// from the output.
+            Expm1 expm1 {
+                f: |x| x.exp_m1(),
+                // WGSL has no expm1; see `dg_expm1` in shaders/expr_fns.wgsl.
+                wgsl: "dg_expm1(x)",
+                df: Output(|y| y + 1.0),
+            }
         }
     };
 }

@@ -108,6 +108,37 @@ impl Tensor {
     pub fn square(&self) -> Result<Tensor> {
         self.mul(self)
     }
+    /// `self - v`.
+    pub fn sub_scalar(&self, v: f64) -> Result<Tensor> {
+        self.sub(&self.constant_like(v))
+    }
+    /// `self / v`.
+    pub fn div_scalar(&self, v: f64) -> Result<Tensor> {
+        self.div(&self.constant_like(v))
+    }
+    /// `xᵉ` for a constant exponent (`pow` with a 0-d constant; fused like
+    /// any element-wise op). A negative base needs an integer `e`.
+    /// Gradient: g ⊙ e·xᵉ⁻¹ (0 when e = 0).
+    pub fn pow_scalar(&self, e: f64) -> Result<Tensor> {
+        self.pow(&self.constant_like(e))
+    }
+    /// `min(max(x, lo), hi)` element-wise (NaN stays NaN); `lo <= hi`.
+    /// Gradient: g where lo ≤ x ≤ hi (bounds included, as in PyTorch),
+    /// else 0.
+    pub fn clamp(&self, lo: f64, hi: f64) -> Result<Tensor> {
+        float("clamp", self)?;
+        if lo > hi || lo.is_nan() || hi.is_nan() {
+            return Err(Error::invalid(
+                "clamp",
+                format!(
+                    "needs lo <= hi, got lo {lo} and hi {hi} (shape {:?})",
+                    self.shape()
+                ),
+            ));
+        }
+        self.maximum(&self.constant_like(lo))?
+            .minimum(&self.constant_like(hi))
+    }
 
     /// An expression of the op tables, built as tensor ops over `vars`
     /// (`Expr::Input(i)` is `vars[i]`); constants take `self`'s dtype and
@@ -127,7 +158,10 @@ impl Tensor {
                 let a = self.build_expr(a, vars)?;
                 a.binary(*op, &self.build_expr(b, vars)?)
             }
-            Expr::Select(..) => Err(Error::invalid("backward rule", "select in a rule")),
+            Expr::Select(c, a, b) => {
+                let c = self.build_expr(c, vars)?;
+                c.where_cond(&self.build_expr(a, vars)?, &self.build_expr(b, vars)?)
+            }
         }
     }
 }

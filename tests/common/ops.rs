@@ -25,6 +25,9 @@ pub const UNARY: &[(UnaryOp, Domain)] = &[
     (UnaryOp::Sigmoid, Domain::Any),
     (UnaryOp::Relu, Domain::Any),
     (UnaryOp::Softplus, Domain::Any),
+    (UnaryOp::Abs, Domain::Any),
+    (UnaryOp::Log1p, Domain::Any),
+    (UnaryOp::Expm1, Domain::Any),
 ];
 
 /// Every binary op and the domains of its two inputs.
@@ -34,9 +37,13 @@ pub const BINARY: &[(BinaryOp, Domain, Domain)] = &[
     (BinaryOp::Mul, Domain::Any, Domain::Any),
     (BinaryOp::Div, Domain::Any, Domain::Positive),
     (BinaryOp::Max, Domain::Any, Domain::Any),
+    (BinaryOp::Min, Domain::Any, Domain::Any),
+    (BinaryOp::Pow, Domain::Positive, Domain::Any),
     (BinaryOp::Gt, Domain::Any, Domain::Any),
     (BinaryOp::Ge, Domain::Any, Domain::Any),
     (BinaryOp::Eq, Domain::Any, Domain::Any),
+    (BinaryOp::Lt, Domain::Any, Domain::Any),
+    (BinaryOp::Le, Domain::Any, Domain::Any),
 ];
 
 /// Fails when an op of the tables has no line above.
