@@ -358,3 +358,71 @@ fn clamp_pow_and_minimum() {
         t[0].minimum(&t[1])
     });
 }
+
+#[test]
+fn slices_pads_concat_and_stack() {
+    check("narrow", &[&[7, 33]], false, |t, _| t[0].narrow(1, 5, 20));
+    check("narrow of pending work", &[&[7, 33]], false, |t, _| {
+        t[0].tanh()?.narrow(0, 2, 4)?.exp()
+    });
+    check("select", &[&[3, 7, 5]], false, |t, _| t[0].select(1, 4));
+    check(
+        "select then matmul",
+        &[&[3, 7, 5], &[5, 9]],
+        false,
+        |t, _| t[0].select(0, 2)?.matmul(&t[1]),
+    );
+    check("pad", &[&[3, 7, 5]], false, |t, _| {
+        t[0].pad_axis(1, 2, 3)?.sigmoid()
+    });
+    check("concat", &[&[7, 3], &[7, 30], &[7, 1]], false, |t, _| {
+        Tensor::concat(&[&t[0], &t[1].tanh()?, &t[2]], 1)
+    });
+    check("stack", &[&[5, 3], &[5, 3]], false, |t, _| {
+        Tensor::stack(&[&t[0], &t[1]], 1)
+    });
+}
+
+#[test]
+fn min_logsumexp_and_log_softmax_along_an_axis() {
+    check("min axis", &[&[7, 33]], false, |t, _| t[0].min_axis(1));
+    check("logsumexp axis 0", &[&[33, 7]], false, |t, _| {
+        t[0].logsumexp(0)
+    });
+    check("logsumexp rank 3", &[&[3, 7, 5]], false, |t, _| {
+        t[0].logsumexp(1)
+    });
+    check("log_softmax axis 0", &[&[7, 5]], false, |t, _| {
+        t[0].log_softmax_axis(0)
+    });
+}
+
+#[test]
+fn argmax_argmin_on_the_gpu() {
+    let Some(gpu) = gpu() else { return };
+    let nan = f32::NAN;
+    let mut v = values(7 * 33, 5);
+    // Ties and NaNs: the first index wins, a NaN is the extreme.
+    v[3] = 0.99;
+    v[10] = 0.99;
+    v[33 + 4] = nan;
+    v[33 + 20] = nan;
+    v[2 * 33 + 1] = -0.99;
+    v[2 * 33 + 2] = -0.99;
+    for axis in [0, 1] {
+        for min in [false, true] {
+            let on = |d: &Device| -> Vec<u32> {
+                let x = Tensor::from_host(HostData::F32(v.clone()), &[7, 33], d).unwrap();
+                let a = if min { x.argmin(axis) } else { x.argmax(axis) };
+                a.unwrap().to_ids().unwrap()
+            };
+            assert_eq!(on(&Device::cpu()), on(&gpu), "axis {axis} min {min}");
+        }
+    }
+    // Device-computed ids feed a gather on the GPU.
+    let x = Tensor::from_host(HostData::F32(v.clone()), &[7, 33], &gpu).unwrap();
+    let table = Tensor::from_host(HostData::F32(values(33 * 2, 9)), &[33, 2], &gpu).unwrap();
+    let rows = table.gather_rows(&x.argmax(1).unwrap()).unwrap();
+    assert_eq!(rows.shape(), &[7, 2]);
+    rows.to_vec_f32().unwrap();
+}

@@ -392,3 +392,119 @@ fn abs_and_clamp_gradients_at_the_kinks() -> Result<()> {
     assert!(e.contains("clamp") && e.contains("[5]"), "{e}");
     Ok(())
 }
+
+#[test]
+fn narrow_select_pad_on_every_axis() {
+    let x = [input(&[5, 7, 3], 60)];
+    for axis in 0..3 {
+        let d = [5, 7, 3][axis];
+        gc("narrow", &x, |t| t[0].narrow(axis, 1, d - 2));
+        gc("narrow fused", &x, |t| {
+            t[0].tanh()?.narrow(axis, 1, d - 2)?.exp()
+        });
+        gc("slice to end", &x, |t| t[0].slice(axis, d - 1, d));
+        gc("select", &x, |t| t[0].select(axis, d / 2));
+        gc("pad", &x, |t| t[0].pad_axis(axis, 2, 1)?.sigmoid());
+        gc("narrow of narrow", &x, |t| {
+            t[0].narrow(axis, 1, d - 1)?.narrow(axis, 0, d - 2)
+        });
+    }
+    gc(
+        "select then matmul",
+        &[input(&[3, 4, 5], 61), input(&[5, 2], 62)],
+        |t| t[0].select(1, 2)?.matmul(&t[1]),
+    );
+    gc(
+        "narrow broadcast",
+        &[input(&[17, 13], 63), input(&[13], 64)],
+        |t| t[0].narrow(0, 4, 9)?.mul(&t[1]),
+    );
+}
+
+#[test]
+fn concat_and_stack() {
+    let parts = [input(&[2, 3], 70), input(&[4, 3], 71), input(&[1, 3], 72)];
+    gc("concat axis 0", &parts, |t| {
+        Tensor::concat(&[&t[0], &t[1], &t[2]], 0)
+    });
+    let parts = [input(&[3, 2], 73), input(&[3, 5], 74)];
+    gc("concat axis 1", &parts, |t| {
+        Tensor::concat(&[&t[0], &t[1].tanh()?], 1)?.exp()
+    });
+    let many: Vec<_> = (0..9).map(|k| input(&[2, 1, 3], 75 + k)).collect();
+    gc("concat of nine", &many, |t| {
+        Tensor::concat(&t.iter().collect::<Vec<_>>(), 1)
+    });
+    let same = [input(&[4, 3], 90), input(&[4, 3], 91), input(&[4, 3], 92)];
+    for axis in 0..3 {
+        gc("stack", &same, |t| {
+            Tensor::stack(&[&t[0], &t[1], &t[2].square()?], axis)
+        });
+    }
+    gc("unsqueeze squeeze", &[input(&[3, 4], 93)], |t| {
+        t[0].unsqueeze(1)?.sigmoid()?.squeeze(1)
+    });
+}
+
+#[test]
+fn min_logsumexp_and_log_softmax_along_every_axis() {
+    let x = [input(&[3, 4, 5], 100)];
+    for axis in 0..3 {
+        gc("min axis", &x, |t| t[0].min_axis(axis));
+        gc("logsumexp", &x, |t| t[0].logsumexp(axis));
+        gc("log_softmax axis", &x, |t| t[0].log_softmax_axis(axis));
+        gc("softmax axis", &x, |t| t[0].softmax_axis(axis));
+    }
+    gc("min all", &x, |t| t[0].min());
+    gc("logsumexp 17x13", &[input(&[17, 13], 101)], |t| {
+        t[0].logsumexp(1)
+    });
+    // Large values stay finite: the shift by the maximum.
+    let big = [(vec![800.0, -900.0, 30.0, 700.0, -600.0, 1.0], vec![2, 3])];
+    gc("logsumexp large", &big, |t| t[0].logsumexp(1));
+    gc("log_softmax large axis 0", &big, |t| {
+        t[0].log_softmax_axis(0)
+    });
+}
+
+#[test]
+fn logsumexp_edge_rows_like_pytorch() -> Result<()> {
+    let inf = f64::INFINITY;
+    let x = Tensor::from_vec(
+        vec![-inf, -inf, 1e30, 1e30, inf, 0.0, f64::NAN, 0.0],
+        &[4, 2],
+    )?;
+    let y = x.logsumexp(1)?.to_vec_f64()?;
+    assert_eq!(y[0], -inf, "a row of −∞");
+    assert_eq!(y[1], 1e30 + 2f64.ln(), "large but finite");
+    assert_eq!(y[2], inf, "+∞");
+    assert!(y[3].is_nan(), "NaN");
+    let e = Tensor::from_vec(Vec::<f64>::new(), &[2, 0])?.logsumexp(1)?;
+    assert_eq!(e.to_vec_f64()?, vec![-inf, -inf], "empty axis");
+    Ok(())
+}
+
+#[test]
+fn argmax_and_argmin_ids_ties_and_nan() -> Result<()> {
+    let nan = f64::NAN;
+    let x = Tensor::from_vec(
+        vec![1.0, 3.0, 3.0, 0.0, 2.0, 2.0, 2.0, 2.0, 5.0, nan, 7.0, nan],
+        &[3, 4],
+    )?;
+    assert_eq!(x.argmax(1)?.to_ids()?, vec![1, 0, 1]);
+    assert_eq!(x.argmin(1)?.to_ids()?, vec![3, 0, 1]);
+    assert_eq!(x.argmax(0)?.shape(), &[4]);
+    assert_eq!(x.argmax(0)?.to_ids()?, vec![2, 2, 2, 2]);
+    // Ids from argmax feed a gather (read back once, like any ids).
+    let table = Tensor::from_vec((0..8).map(|v| v as f64).collect::<Vec<_>>(), &[4, 2])?;
+    let picked = table.gather_rows(&x.argmin(1)?)?;
+    assert_eq!(picked.to_vec_f64()?, vec![6.0, 7.0, 0.0, 1.0, 2.0, 3.0]);
+    // No gradient flows through ids.
+    let w = Tensor::from_vec(vec![1.0f64, 2.0], &[2])?.requires_grad();
+    assert!(!w.argmax(0)?.requires_grad_flag());
+    let e = Tensor::from_vec(Vec::<f64>::new(), &[2, 0])?
+        .argmax(1)
+        .unwrap_err();
+    assert!(e.to_string().contains("argmax") && e.to_string().contains("[2, 0]"));
+    Ok(())
+}

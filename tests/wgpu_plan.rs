@@ -665,6 +665,81 @@ fn reduce_max_propagates_nan() {
 // ------------------------------------------------ gather / scatter / index
 
 #[test]
+fn pad_odd_shapes_and_a_2d_grid() {
+    let Some(g) = gpu() else { return };
+    // (outer, len, inner, before, total); the last needs > 65535 workgroups.
+    for (outer, len, inner, before, total) in [
+        (3, 5, 7, 2, 9),
+        (1, 1, 1, 0, 1),
+        (4, 3, 1, 0, 4),
+        (2, 3, 5, 1, 4),
+        (1, 3, 1_500_000, 0, 3),
+        (1, 1, 4_200_000, 1, 2),
+    ] {
+        let n = outer * len * inner;
+        let mut pb = PlanBuilder::default();
+        let x = pb.input(n, DType::F32);
+        let out = pb.output(outer * total * inner);
+        pb.launch(Kernel::Pad {
+            input: x,
+            outer,
+            len,
+            inner,
+            before,
+            total,
+            out,
+        });
+        let (gv, cv) = both(g, &pb.build(), &[f32s(data(n, 5, -2.0, 2.0))]);
+        check(
+            &format!("pad {outer}x{len}x{inner} at {before} in {total}"),
+            &gv[0],
+            &cv[0],
+            |_| 0.0,
+        );
+    }
+}
+
+#[test]
+fn argmax_and_argmin_with_ties_and_nan() {
+    let Some(g) = gpu() else { return };
+    for (outer, len, inner) in [(1, 1, 1), (3, 7, 5), (2, 129, 3), (70, 4, 1000)] {
+        let n = outer * len * inner;
+        // Few distinct values (many ties), a NaN here and there.
+        let mut v: Vec<f32> = data(n, 9, 0.0, 4.0).iter().map(|x| x.floor()).collect();
+        for i in (0..n).step_by(37) {
+            v[i] = f32::NAN;
+        }
+        for min in [false, true] {
+            let mut pb = PlanBuilder::default();
+            let x = pb.input(n, DType::F32);
+            pb.n_outputs += 1;
+            let out = pb.slot(outer * inner, DType::U32, SlotKind::Output(0));
+            pb.launch(Kernel::ArgMax {
+                input: x,
+                outer,
+                len,
+                inner,
+                min,
+                out,
+            });
+            let plan = pb.build();
+            let ins = [f32s(v.clone())];
+            let gv = run(g, &plan, &ins).unwrap();
+            let cv = run(&CpuBackend::new(), &plan, &ins).unwrap();
+            let (HostData::U32(gi), HostData::U32(ci)) = (&gv[0], &cv[0]) else {
+                panic!("argmax must produce u32");
+            };
+            assert_eq!(
+                gi,
+                ci,
+                "arg{} {outer}x{len}x{inner}",
+                if min { "min" } else { "max" }
+            );
+        }
+    }
+}
+
+#[test]
 fn gather_scatter_exact() {
     let Some(g) = gpu() else { return };
     for &(rows, dim, n) in &[

@@ -32,6 +32,25 @@ pub enum Op {
     Permute(Vec<usize>),
     /// Broadcast to the node's shape (size-1 or missing leading axes repeat).
     Expand,
+    /// The slice `start..start + len` along `axis` (`len` from the node's
+    /// shape): a strided view with an offset, no data moved.
+    Narrow {
+        axis: usize,
+        start: usize,
+    },
+    /// Zero padding along `axis`: `before` zeros, the input, then zeros up
+    /// to the node's length (the adjoint of `Narrow`).
+    Pad {
+        axis: usize,
+        before: usize,
+    },
+    /// The index (u32) of the largest element along `axis` (removed from
+    /// the shape), or of the smallest when `min`; ties give the first
+    /// index and a NaN counts as the extreme. No gradient.
+    ArgMax {
+        axis: usize,
+        min: bool,
+    },
     /// Rows of a `[rows, dim]` table picked by u32 ids: `[n, dim]`.
     Gather,
     /// `[n, dim]` rows summed into `[rows, dim]` at u32 ids.
@@ -71,6 +90,16 @@ impl Op {
             Op::Reshape => "reshape",
             Op::Permute(_) => "permute",
             Op::Expand => "expand",
+            Op::Narrow { axis, start } => {
+                return Cow::Owned(format!("narrow(axis {axis}, start {start})"));
+            }
+            Op::Pad { axis, before } => {
+                return Cow::Owned(format!("pad(axis {axis}, before {before})"));
+            }
+            Op::ArgMax { axis, min } => {
+                let name = if *min { "argmin" } else { "argmax" };
+                return Cow::Owned(format!("{name}(axis {axis})"));
+            }
             Op::Gather => "gather",
             Op::ScatterAdd => "scatter_add",
             Op::SoftmaxXent => "softmax_xent",

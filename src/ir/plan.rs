@@ -135,6 +135,29 @@ pub enum Kernel {
         inner: usize,
         out: SlotId,
     },
+    /// Zero padding: input seen as `[outer, len, inner]`, output as
+    /// `[outer, total, inner]`; `out[o, before + l, i] = in[o, l, i]` and
+    /// every other element is 0 (`before + len <= total`).
+    Pad {
+        input: SlotId,
+        outer: usize,
+        len: usize,
+        inner: usize,
+        before: usize,
+        total: usize,
+        out: SlotId,
+    },
+    /// Input seen as `[outer, len, inner]` (`len >= 1`); `out[o, i]` (u32)
+    /// is the first `l` where `in[o, l, i]` is largest (smallest when
+    /// `min`). A NaN counts as the extreme, so the first NaN wins.
+    ArgMax {
+        input: SlotId,
+        outer: usize,
+        len: usize,
+        inner: usize,
+        min: bool,
+        out: SlotId,
+    },
     /// `out[i, :] = table[ids[i], :]`; `table` is `[rows, dim]`, `ids` u32 of
     /// length `n`, all ids `< rows` (checked when the op was built).
     Gather {
@@ -228,6 +251,8 @@ impl Kernel {
             Kernel::Elementwise { out, .. }
             | Kernel::Matmul { out, .. }
             | Kernel::Reduce { out, .. }
+            | Kernel::Pad { out, .. }
+            | Kernel::ArgMax { out, .. }
             | Kernel::Gather { out, .. }
             | Kernel::ScatterAdd { out, .. }
             | Kernel::IndexAddInPlace { out, .. }
@@ -251,7 +276,9 @@ impl Kernel {
                 }
                 r
             }
-            Kernel::Reduce { input, .. } => vec![*input],
+            Kernel::Reduce { input, .. }
+            | Kernel::Pad { input, .. }
+            | Kernel::ArgMax { input, .. } => vec![*input],
             Kernel::Gather { table, ids, .. } => vec![*table, *ids],
             Kernel::ScatterAdd { src, ids, .. } => vec![*src, *ids],
             Kernel::IndexAddInPlace { src, ids, out, .. } => vec![*src, *ids, *out],
@@ -282,6 +309,9 @@ impl Kernel {
             Kernel::Elementwise { .. } => "elementwise",
             Kernel::Matmul { .. } => "matmul",
             Kernel::Reduce { .. } => "reduce",
+            Kernel::Pad { .. } => "pad",
+            Kernel::ArgMax { min: false, .. } => "argmax",
+            Kernel::ArgMax { min: true, .. } => "argmin",
             Kernel::Gather { .. } => "gather",
             Kernel::ScatterAdd { .. } => "scatter_add",
             Kernel::IndexAddInPlace { .. } => "index_add_in_place",

@@ -8,6 +8,21 @@ use crate::error::{Error, Result};
 use crate::ir::Op;
 use crate::tensor::Tensor;
 
+/// Ids as data. Ids are checked (and, for scatters, sorted) on the host,
+/// so ids computed on the device (`argmax`) are realized and read back
+/// once, becoming a new data tensor; data passes through unchanged.
+pub(crate) fn ids_as_data(ids: &Tensor) -> Result<Tensor> {
+    if ids.dtype() != DType::U32 {
+        return Ok(ids.clone());
+    }
+    let on_host = ids.is_realized()
+        && (!ids.device().is_gpu() || ids.node().storage().and_then(|s| s.host_ids()).is_some());
+    if on_host {
+        return Ok(ids.clone());
+    }
+    Tensor::from_host(ids.to_host()?, ids.shape(), &ids.device())
+}
+
 /// Checks `ids` (u32, realized) against `rows`.
 fn check_ids(op: &'static str, ids: &Tensor, rows: usize) -> Result<()> {
     if ids.dtype() != DType::U32 {
@@ -35,8 +50,11 @@ fn check_ids(op: &'static str, ids: &Tensor, rows: usize) -> Result<()> {
 
 impl Tensor {
     /// Rows of a `[rows, dim]` table picked by 1-D u32 `ids`: `[n, dim]`.
+    /// Ids computed on the device (`argmax`) are read back to the host
+    /// once, like every id tensor.
     pub fn gather_rows(&self, ids: &Tensor) -> Result<Tensor> {
         float("gather", self)?;
+        let ids = &ids_as_data(ids)?;
         super::same_device("gather", self, ids)?;
         if self.rank() != 2 || ids.rank() != 1 {
             return Err(Error::shape_detail(
@@ -81,6 +99,7 @@ impl Tensor {
     /// `[n, dim]` rows added into a `[rows, dim]` zero table at `ids`.
     pub fn scatter_add_rows(&self, ids: &Tensor, rows: usize) -> Result<Tensor> {
         float("scatter_add", self)?;
+        let ids = &ids_as_data(ids)?;
         super::same_device("scatter_add", self, ids)?;
         if self.rank() != 2 || ids.rank() != 1 || ids.shape()[0] != self.shape()[0] {
             return Err(Error::shape_detail(

@@ -15,6 +15,7 @@ impl Tensor {
     pub fn softmax_cross_entropy(&self, labels: &Tensor) -> Result<Tensor> {
         float("softmax_cross_entropy", self)?;
         super::same_device("softmax_cross_entropy", self, labels)?;
+        let labels = &super::gather::ids_as_data(labels)?;
         if self.rank() != 2 || labels.rank() != 1 || labels.shape()[0] != self.shape()[0] {
             return Err(Error::shape_detail(
                 "softmax_cross_entropy",

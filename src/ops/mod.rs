@@ -26,7 +26,8 @@ pub(crate) fn backward(out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> 
         Op::Where => elementwise::where_backward(&x[0], &x[1], &x[2], g),
         Op::Matmul => matmul::backward(&x[0], &x[1], g),
         Op::Reduce(r, axis) => reduce::backward(*r, *axis, &x[0], out, g).map(|t| vec![Some(t)]),
-        Op::Reshape | Op::Permute(_) | Op::Expand => {
+        Op::ArgMax { .. } => Ok(vec![None]),
+        Op::Reshape | Op::Permute(_) | Op::Expand | Op::Narrow { .. } | Op::Pad { .. } => {
             shape::backward(&out.node().op, &x[0], g).map(|t| vec![Some(t)])
         }
         Op::Gather => gather::gather_backward(&x[0], &x[1], g),

@@ -1,14 +1,17 @@
-//! Sum and max along an axis (and over everything); mean composes them.
-//! Backward: sum spreads g back over the axis; max routes g to the maxima
-//! (split evenly between ties).
+//! Sum and max along an axis (and over everything); mean, min and
+//! log-sum-exp compose them. Backward: sum spreads g back over the axis;
+//! max routes g to the maxima (split evenly between ties). `argmax` and
+//! `argmin` give indices (u32, no gradient).
 
 use super::float;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ir::Op;
 use crate::ir::ReduceOp;
 use crate::tensor::Tensor;
 
-fn reduce(op: ReduceOp, name: &'static str, x: &Tensor, axis: usize) -> Result<Tensor> {
+/// A float tensor with `axis < rank`, or an error naming `op` and the shape.
+fn check_axis(name: &'static str, x: &Tensor, axis: usize) -> Result<()> {
     float(name, x)?;
     if axis >= x.rank() {
         return Err(Error::shape_detail(
@@ -18,6 +21,11 @@ fn reduce(op: ReduceOp, name: &'static str, x: &Tensor, axis: usize) -> Result<T
             format!("axis {axis} out of range for rank {}", x.rank()),
         ));
     }
+    Ok(())
+}
+
+fn reduce(op: ReduceOp, name: &'static str, x: &Tensor, axis: usize) -> Result<Tensor> {
+    check_axis(name, x, axis)?;
     let mut shape = x.shape().to_vec();
     shape.remove(axis);
     Ok(Tensor::op(
@@ -55,6 +63,81 @@ impl Tensor {
         self.sum()?.mul_scalar(1.0 / self.numel().max(1) as f64)
     }
 
+    /// Minimum along `axis` (removed from the shape; NaN-propagating),
+    /// composed as −max(−x). Gradient: g routed to the minima, split
+    /// evenly between ties.
+    pub fn min_axis(&self, axis: usize) -> Result<Tensor> {
+        check_axis("min", self, axis)?;
+        self.neg()?.max_axis(axis)?.neg()
+    }
+    /// Minimum of all elements, as a 0-d tensor.
+    pub fn min(&self) -> Result<Tensor> {
+        self.reshape(&[self.numel()])?.min_axis(0)
+    }
+
+    /// `log Σ exp(x)` along `axis` (removed from the shape), computed
+    /// stably as `m + log Σ exp(x − m)` with `m` the (detached) maximum, as
+    /// in PyTorch: `m` is taken as 0 where it is ±∞, so a row of −∞ gives
+    /// −∞, a +∞ gives +∞, a NaN gives NaN, and an empty axis gives −∞.
+    /// Gradient: g ⊙ softmax(x) along the axis (exactly, since `m` cancels).
+    pub fn logsumexp(&self, axis: usize) -> Result<Tensor> {
+        check_axis("logsumexp", self, axis)?;
+        let m = self.stable_shift(axis)?;
+        let mut keep = self.shape().to_vec();
+        keep[axis] = 1;
+        self.sub(&m.reshape(&keep)?)?
+            .exp()?
+            .sum_axis(axis)?
+            .log()?
+            .add(&m)
+    }
+
+    /// `x − logsumexp(x)` along any `axis` (the shape is kept), formed as
+    /// `(x − m) − log Σ exp(x − m)` so large |m| loses no precision. A 2-D
+    /// tensor along axis 1 uses the fused row kernel (`log_softmax`).
+    /// Gradient: g − softmax(x) · Σ g along the axis.
+    pub fn log_softmax_axis(&self, axis: usize) -> Result<Tensor> {
+        check_axis("log_softmax", self, axis)?;
+        if self.rank() == 2 && axis == 1 {
+            return self.log_softmax();
+        }
+        let mut keep = self.shape().to_vec();
+        keep[axis] = 1;
+        let z = self.sub(&self.stable_shift(axis)?.reshape(&keep)?)?;
+        let log_sum = z.exp()?.sum_axis(axis)?.log()?.reshape(&keep)?;
+        z.sub(&log_sum)
+    }
+
+    /// Softmax along any `axis`: `exp(log_softmax_axis(axis))`.
+    /// Gradient: softmax ⊙ (g − Σ g ⊙ softmax) along the axis.
+    pub fn softmax_axis(&self, axis: usize) -> Result<Tensor> {
+        self.log_softmax_axis(axis)?.exp()
+    }
+
+    /// The detached maximum along `axis`, with ±∞ replaced by 0 (the
+    /// shift that keeps `exp` from overflowing).
+    fn stable_shift(&self, axis: usize) -> Result<Tensor> {
+        let m = self.max_axis(axis)?.detach();
+        let infinite = m.abs()?.eq_mask(&self.constant_like(f64::INFINITY))?;
+        infinite.where_cond(&self.constant_like(0.0), &m)
+    }
+
+    /// Index (u32) of the largest element along `axis` (removed from the
+    /// shape), computed on the device. Ties give the first index; a NaN
+    /// counts as the largest, so the first NaN wins (as in PyTorch). The
+    /// ids can feed `gather_rows`, `embedding` or `softmax_cross_entropy`,
+    /// which read them back to the host once (ids are checked there).
+    /// No gradient.
+    pub fn argmax(&self, axis: usize) -> Result<Tensor> {
+        arg_extreme(self, axis, false)
+    }
+
+    /// Index (u32) of the smallest element along `axis`; as `argmax`
+    /// (ties: the first; a NaN counts as the smallest). No gradient.
+    pub fn argmin(&self, axis: usize) -> Result<Tensor> {
+        arg_extreme(self, axis, true)
+    }
+
     /// Sums a broadcast gradient back to `shape` (the inverse of NumPy
     /// broadcasting): extra leading axes and stretched size-1 axes are summed.
     pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor> {
@@ -85,6 +168,28 @@ impl Tensor {
         }
         Ok(t)
     }
+}
+
+fn arg_extreme(x: &Tensor, axis: usize, min: bool) -> Result<Tensor> {
+    let name = if min { "argmin" } else { "argmax" };
+    check_axis(name, x, axis)?;
+    let len = x.shape()[axis];
+    if len == 0 || u32::try_from(len).is_err() {
+        return Err(Error::shape_detail(
+            name,
+            x.shape(),
+            &[axis],
+            format!("axis {axis} has {len} elements; needs 1 to 2^32 - 1"),
+        ));
+    }
+    let mut shape = x.shape().to_vec();
+    shape.remove(axis);
+    Ok(Tensor::op(
+        Op::ArgMax { axis, min },
+        vec![x.clone()],
+        shape,
+        DType::U32,
+    ))
 }
 
 /// `x` reduced along `axis` to `out`; `g` is shaped like `out`.

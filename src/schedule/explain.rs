@@ -20,7 +20,11 @@ pub fn cost(plan: &Plan, k: &Kernel) -> (u64, u64) {
         }
         Kernel::Reduce {
             outer, len, inner, ..
+        }
+        | Kernel::ArgMax {
+            outer, len, inner, ..
         } => (outer * len * inner) as u64,
+        Kernel::Pad { .. } => 0,
         Kernel::SoftmaxXent { batch, classes, .. }
         | Kernel::SoftmaxXentGrad { batch, classes, .. } => 4 * (batch * classes) as u64,
         Kernel::LogSoftmax { rows, cols, .. } => 4 * (rows * cols) as u64,

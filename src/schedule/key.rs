@@ -45,6 +45,9 @@ pub(crate) fn op_code(op: &Op, out: &mut Vec<u64>) {
         Op::LogisticLossGrad => out.push(16),
         Op::Detach => out.push(17),
         Op::Where => out.push(19),
+        Op::Narrow { axis, start } => out.extend([20, *axis as u64, *start as u64]),
+        Op::Pad { axis, before } => out.extend([21, *axis as u64, *before as u64]),
+        Op::ArgMax { axis, min } => out.extend([22, *axis as u64, *min as u64]),
         Op::Custom { op, backward_input } => {
             // The op instance itself: two instances may behave differently.
             let ptr = Arc::as_ptr(op) as *const () as usize as u64;

@@ -446,7 +446,9 @@ impl<'a> Lowering<'a> {
             Op::Leaf => return Err(Error::Other("scheduler: unrealized leaf".into())),
             Op::Fill(v) => Val::Const(v),
             Op::Detach => self.val(ins[0])?,
-            Op::Reshape | Op::Permute(_) | Op::Expand => self.movement(&op, ins[0], &shape)?,
+            Op::Reshape | Op::Permute(_) | Op::Expand | Op::Narrow { .. } => {
+                self.movement(&op, ins[0], &shape)?
+            }
             Op::Unary(u) => {
                 let mut p = Pending::new();
                 let a = self.operand(ins[0], &shape, &mut p, 0)?;
@@ -487,6 +489,37 @@ impl<'a> Lowering<'a> {
                 self.push(kernel, vec![name]);
                 Val::Slot(out)
             }
+            Op::Pad { axis, before } => {
+                let in_shape = self.shape_of(ins[0]).to_vec();
+                let input = self.materialize(ins[0], TEMP)?;
+                let out = self.new_slot(shape.iter().product(), dtype, TEMP);
+                let kernel = Kernel::Pad {
+                    input,
+                    outer: in_shape[..axis].iter().product(),
+                    len: in_shape[axis],
+                    inner: in_shape[axis + 1..].iter().product(),
+                    before,
+                    total: shape[axis],
+                    out,
+                };
+                self.push(kernel, vec![name]);
+                Val::Slot(out)
+            }
+            Op::ArgMax { axis, min } => {
+                let in_shape = self.shape_of(ins[0]).to_vec();
+                let input = self.materialize(ins[0], TEMP)?;
+                let out = self.new_slot(shape.iter().product(), dtype, TEMP);
+                let kernel = Kernel::ArgMax {
+                    input,
+                    outer: in_shape[..axis].iter().product(),
+                    len: in_shape[axis],
+                    inner: in_shape[axis + 1..].iter().product(),
+                    min,
+                    out,
+                };
+                self.push(kernel, vec![name]);
+                Val::Slot(out)
+            }
             _ => {
                 let slots: Vec<SlotId> = ins
                     .iter()
@@ -502,13 +535,37 @@ impl<'a> Lowering<'a> {
         })
     }
 
-    /// Reshape, permute and expand: a constant stays one, permute and
-    /// expand become strided views (no data moves), reshape needs a dense slot.
+    /// Reshape, permute, expand and narrow: a constant stays one; permute,
+    /// expand and narrow become strided views (no data moves; narrow adds
+    /// an offset), and so does a reshape of a view that only adds or drops
+    /// axes of size 1; any other reshape needs a dense slot. Narrowing
+    /// pending element-wise work narrows the views it reads, so the work
+    /// stays fusable and runs only over the slice.
     fn movement(&mut self, op: &Op, input: Ref, shape: &[usize]) -> Result<Val> {
         let in_shape = self.shape_of(input).to_vec();
         let val = self.val(input)?;
         if let Val::Const(v) = val {
             return Ok(Val::Const(v));
+        }
+        if let (Op::Reshape, Val::View(v)) = (op, &val)
+            && let Some(strides) = unit_axes_reshape(&v.strides, &in_shape, shape)
+        {
+            return Ok(Val::View(View {
+                slot: v.slot,
+                strides,
+                offset: v.offset,
+            }));
+        }
+        if let (Op::Narrow { axis, start }, Val::Pending(p)) = (op, &val)
+            && p.matmul.is_none()
+            && self.fuse
+        {
+            let mut p = p.clone();
+            for v in &mut p.inputs {
+                v.offset += start * v.strides[*axis];
+            }
+            p.fused.push(op.name().into_owned());
+            return Ok(Val::Pending(p));
         }
         let view = match val {
             Val::View(v) if !matches!(op, Op::Reshape) => v,
@@ -524,14 +581,21 @@ impl<'a> Lowering<'a> {
                 }
             }
         };
-        let strides = match op {
-            Op::Permute(perm) => perm.iter().map(|&p| view.strides[p]).collect(),
-            _ => broadcast_strides(&view.strides, &in_shape, shape),
+        let (strides, offset) = match op {
+            Op::Permute(perm) => (perm.iter().map(|&p| view.strides[p]).collect(), view.offset),
+            Op::Narrow { axis, start } => (
+                view.strides.clone(),
+                view.offset + start * view.strides[*axis],
+            ),
+            _ => (
+                broadcast_strides(&view.strides, &in_shape, shape),
+                view.offset,
+            ),
         };
         Ok(Val::View(View {
             slot: view.slot,
             strides,
-            offset: view.offset,
+            offset,
         }))
     }
 
@@ -562,6 +626,27 @@ impl<'a> Lowering<'a> {
             fused,
         }))
     }
+}
+
+/// The strides, over `shape`, of a view that has `strides` over
+/// `in_shape`, when the two shapes differ only by axes of size 1 (their
+/// stride never matters); `None` for any other reshape.
+fn unit_axes_reshape(strides: &[usize], in_shape: &[usize], shape: &[usize]) -> Option<Vec<usize>> {
+    let not_one = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+    if not_one(in_shape) != not_one(shape) {
+        return None;
+    }
+    let mut kept = in_shape
+        .iter()
+        .zip(strides)
+        .filter(|(d, _)| **d != 1)
+        .map(|(_, s)| *s);
+    Some(
+        shape
+            .iter()
+            .map(|&d| if d == 1 { 0 } else { kept.next().unwrap_or(0) })
+            .collect(),
+    )
 }
 
 /// The kernels that are neither element-wise, matmul nor reduce.

@@ -11,6 +11,9 @@ use crate::ir::{Epilogue, Float, Kernel, ReduceOp, Slot, View};
 type Reader<'a> = dyn Fn(usize) -> Result<&'a CpuBuffer> + 'a;
 
 pub(super) fn run(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<HostData> {
+    if let Kernel::ArgMax { .. } = k {
+        return argmax(k, read).map(HostData::U32);
+    }
     match out.dtype {
         DType::F32 => run_typed::<f32>(k, out, read).map(HostData::F32),
         DType::F64 => run_typed::<f64>(k, out, read).map(HostData::F64),
@@ -124,6 +127,21 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
         } => {
             borrow!(read, *input, "reduce input" => x_guard, x);
             reduce(*op, x, *outer, *len, *inner)?
+        }
+        Kernel::Pad {
+            input,
+            outer,
+            len,
+            inner,
+            before,
+            total,
+            ..
+        } => {
+            borrow!(read, *input, "pad input" => x_guard, x);
+            pad(x, *outer, *len, *inner, *before, *total)?
+        }
+        Kernel::ArgMax { .. } => {
+            return Err(Error::invalid("cpu execute", "argmax writes u32"));
         }
         Kernel::Gather {
             table,
@@ -462,4 +480,79 @@ fn reduce<T: Float>(
         }
     }
     Ok(o)
+}
+
+/// `[outer, len, inner]` placed at `before` inside zeros of
+/// `[outer, total, inner]`.
+fn pad<T: Float>(
+    x: &[T],
+    outer: usize,
+    len: usize,
+    inner: usize,
+    before: usize,
+    total: usize,
+) -> Result<Vec<T>> {
+    if x.len() != outer * len * inner || before + len > total {
+        return Err(Error::invalid("cpu pad", "input size mismatch"));
+    }
+    let mut o = vec![T::ZERO; outer * total * inner];
+    let (block, out_block) = (len * inner, total * inner);
+    for a in 0..outer {
+        let dst = a * out_block + before * inner;
+        o[dst..dst + block].copy_from_slice(&x[a * block..(a + 1) * block]);
+    }
+    Ok(o)
+}
+
+/// Index of the first extreme along the middle axis; NaN beats everything.
+fn arg_extreme<T: Float>(
+    x: &[T],
+    outer: usize,
+    len: usize,
+    inner: usize,
+    min: bool,
+) -> Result<Vec<u32>> {
+    if x.len() != outer * len * inner || len == 0 || u32::try_from(len).is_err() {
+        return Err(Error::invalid("cpu argmax", "input size mismatch"));
+    }
+    let mut o = Vec::with_capacity(outer * inner);
+    for a in 0..outer {
+        for i in 0..inner {
+            let at = |l: usize| x[(a * len + l) * inner + i];
+            let (mut best, mut arg) = (at(0), 0usize);
+            for l in 1..len {
+                let v = at(l);
+                if best.is_nan() {
+                    break;
+                }
+                let better = if min { v < best } else { v > best };
+                if better || v.is_nan() {
+                    best = v;
+                    arg = l;
+                }
+            }
+            o.push(arg as u32);
+        }
+    }
+    Ok(o)
+}
+
+fn argmax(k: &Kernel, read: &Reader<'_>) -> Result<Vec<u32>> {
+    let Kernel::ArgMax {
+        input,
+        outer,
+        len,
+        inner,
+        min,
+        ..
+    } = k
+    else {
+        return Err(Error::invalid("cpu execute", "not an argmax"));
+    };
+    let b = read(*input)?.read();
+    match &*b {
+        HostData::F32(x) => arg_extreme(x, *outer, *len, *inner, *min),
+        HostData::F64(x) => arg_extreme(x, *outer, *len, *inner, *min),
+        HostData::U32(_) => Err(Error::invalid("cpu argmax", "input is u32")),
+    }
 }

@@ -10,23 +10,27 @@ use crate::ir::{BinaryOp, Expr, ReduceOp, UnaryOp};
 /// missing source cannot compile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
+    ArgMax,
     Elementwise,
     ExprFns,
     Gather,
     Logistic,
     Matmul,
+    Pad,
     Reduce,
     Scatter,
     Softmax,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 10] = [
+        Shader::ArgMax,
         Shader::Elementwise,
         Shader::ExprFns,
         Shader::Gather,
         Shader::Logistic,
         Shader::Matmul,
+        Shader::Pad,
         Shader::Reduce,
         Shader::Scatter,
         Shader::Softmax,
@@ -35,11 +39,13 @@ impl Shader {
     /// The file name without `.wgsl`.
     pub fn name(self) -> &'static str {
         match self {
+            Shader::ArgMax => "argmax",
             Shader::Elementwise => "elementwise",
             Shader::ExprFns => "expr_fns",
             Shader::Gather => "gather",
             Shader::Logistic => "logistic",
             Shader::Matmul => "matmul",
+            Shader::Pad => "pad",
             Shader::Reduce => "reduce",
             Shader::Scatter => "scatter",
             Shader::Softmax => "softmax",
@@ -49,11 +55,13 @@ impl Shader {
     /// The file's text, embedded at build time.
     pub fn source(self) -> &'static str {
         match self {
+            Shader::ArgMax => include_str!("../../../shaders/argmax.wgsl"),
             Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             Shader::ExprFns => include_str!("../../../shaders/expr_fns.wgsl"),
             Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
             Shader::Logistic => include_str!("../../../shaders/logistic.wgsl"),
             Shader::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Shader::Pad => include_str!("../../../shaders/pad.wgsl"),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Shader::Scatter => include_str!("../../../shaders/scatter.wgsl"),
             Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
@@ -110,6 +118,12 @@ pub enum KernelId {
     LogSoftmax,
     LogisticLoss,
     LogisticGrad,
+    /// Zero padding along one axis.
+    Pad,
+    /// Index of the first largest (`min`: smallest) value along an axis.
+    ArgMax {
+        min: bool,
+    },
 }
 
 /// Elementwise templates read inputs through `view_offset`.
@@ -149,6 +163,8 @@ impl KernelId {
             KernelId::ScatterAdd | KernelId::IndexAdd => Shader::Scatter,
             KernelId::XentRows | KernelId::XentGrad | KernelId::LogSoftmax => Shader::Softmax,
             KernelId::LogisticLoss | KernelId::LogisticGrad => Shader::Logistic,
+            KernelId::Pad => Shader::Pad,
+            KernelId::ArgMax { .. } => Shader::ArgMax,
         }
     }
 
@@ -171,6 +187,8 @@ impl KernelId {
             KernelId::LogSoftmax => "log_softmax",
             KernelId::LogisticLoss => "logistic_loss",
             KernelId::LogisticGrad => "logistic_grad",
+            KernelId::Pad => "pad",
+            KernelId::ArgMax { .. } => "argmax",
         }
     }
 
@@ -191,6 +209,7 @@ impl KernelId {
                 ("VEC_B", b(*vec_b)),
             ],
             KernelId::Reduce { op, .. } => vec![("IS_MAX", b(*op == ReduceOp::Max))],
+            KernelId::ArgMax { min } => vec![("IS_MIN", b(*min))],
             _ => Vec::new(),
         }
     }
@@ -241,7 +260,11 @@ impl KernelId {
                 }
                 v
             }
-            KernelId::Reduce { .. } | KernelId::MeanAll | KernelId::LogSoftmax => {
+            KernelId::Reduce { .. }
+            | KernelId::MeanAll
+            | KernelId::LogSoftmax
+            | KernelId::Pad
+            | KernelId::ArgMax { .. } => {
                 vec![ReadWrite, Uniform, Read]
             }
             KernelId::Gather
@@ -314,6 +337,9 @@ impl KernelId {
             KernelId::LogSoftmax,
             KernelId::LogisticLoss,
             KernelId::LogisticGrad,
+            KernelId::Pad,
+            KernelId::ArgMax { min: false },
+            KernelId::ArgMax { min: true },
         ]);
         v
     }

@@ -17,6 +17,8 @@ impl Compiler<'_> {
             Kernel::Elementwise { .. } => self.elementwise(k),
             Kernel::Matmul { .. } => self.matmul(k),
             Kernel::Reduce { .. } => self.reduce(k),
+            Kernel::Pad { .. } => self.pad(k),
+            Kernel::ArgMax { .. } => self.argmax(k),
             Kernel::Gather { .. } => self.gather(k),
             Kernel::ScatterAdd { .. } => self.scatter_add(k),
             Kernel::IndexAddInPlace { .. } => self.index_add(k),
@@ -190,6 +192,77 @@ impl Compiler<'_> {
             vec![o, Bind::Params, i],
             p,
             groups,
+        )
+    }
+
+    fn pad(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::Pad {
+            input,
+            outer,
+            len,
+            inner,
+            before,
+            total,
+            out,
+        } = k
+        else {
+            return Err(invalid("not a pad".into()));
+        };
+        if before + len > *total {
+            return Err(invalid(format!(
+                "pad of {len} at {before} in an axis of {total}"
+            )));
+        }
+        let count = outer * total * inner;
+        let o = Bind::Buf(self.out(*out, count, "pad")?);
+        let i = self.need(*input, outer * len * inner, DType::F32, "pad input")?;
+        let p = words(&[
+            u32_of(*outer, "outer")?,
+            u32_of(*len, "len")?,
+            u32_of(*inner, "inner")?,
+            u32_of(*before, "before")?,
+            u32_of(*total, "total")?,
+            u32_of(count, "outputs")?,
+            0,
+            0,
+        ]);
+        self.dispatch(
+            KernelId::Pad,
+            vec![o, Bind::Params, i],
+            p,
+            (count as u64).div_ceil(64),
+        )
+    }
+
+    fn argmax(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::ArgMax {
+            input,
+            outer,
+            len,
+            inner,
+            min,
+            out,
+        } = k
+        else {
+            return Err(invalid("not an argmax".into()));
+        };
+        let count = outer * inner;
+        if *len == 0 {
+            return Err(invalid("argmax over an empty axis".into()));
+        }
+        let o = self.need(*out, count, DType::U32, "argmax output")?;
+        let i = self.need(*input, outer * len * inner, DType::F32, "argmax input")?;
+        let p = words(&[
+            u32_of(*outer, "outer")?,
+            u32_of(*len, "len")?,
+            u32_of(*inner, "inner")?,
+            u32_of(count, "outputs")?,
+        ]);
+        self.dispatch(
+            KernelId::ArgMax { min: *min },
+            vec![o, Bind::Params, i],
+            p,
+            (count as u64).div_ceil(64),
         )
     }
 
