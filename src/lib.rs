@@ -19,7 +19,7 @@
 
 // Layers, bottom first; each imports only the ones before it:
 // dtype, error, flags → ir → backend → device → schedule → graph →
-// tensor → ops → autograd, optim, gradcheck, model. ARCHITECTURE.md
+// tensor → ops → autograd, nn, optim, gradcheck, model. ARCHITECTURE.md
 // describes them.
 pub mod autograd;
 pub mod backend;
@@ -31,6 +31,7 @@ pub mod gradcheck;
 pub mod graph;
 pub mod ir;
 pub mod model;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod schedule;

@@ -426,3 +426,17 @@ fn argmax_argmin_on_the_gpu() {
     assert_eq!(rows.shape(), &[7, 2]);
     rows.to_vec_f32().unwrap();
 }
+
+#[test]
+fn nn_building_blocks() {
+    use deltagrad::nn::{cross_entropy, dropout, layer_norm};
+    check("layer_norm", &[&[7, 33], &[33], &[33]], false, |t, _| {
+        layer_norm(&t[0], Some(&t[1]), Some(&t[2]), 1e-5)
+    });
+    check("dropout", &[&[7, 33]], false, |t, _| {
+        dropout(&t[0], 0.25, &mut Tensor::rng(3), true)
+    });
+    check("cross_entropy", &[&[7, 5], &[5]], true, |t, d| {
+        cross_entropy(&t[0], &ids(&[0, 4, 2, 2, 1, 3, 0], d), Some(&t[1]), 0.1)
+    });
+}

@@ -508,3 +508,64 @@ fn argmax_and_argmin_ids_ties_and_nan() -> Result<()> {
     assert!(e.to_string().contains("argmax") && e.to_string().contains("[2, 0]"));
     Ok(())
 }
+
+#[test]
+fn layer_norm_dropout_and_cross_entropy() {
+    use deltagrad::nn::{cross_entropy, dropout, layer_norm};
+    let xwb = [input(&[5, 7], 110), input(&[7], 111), input(&[7], 112)];
+    gc("layer_norm", &xwb, |t| {
+        layer_norm(&t[0], Some(&t[1]), Some(&t[2]), 1e-5)
+    });
+    gc(
+        "layer_norm rank 3 no affine",
+        &[input(&[2, 3, 6], 113)],
+        |t| layer_norm(&t[0], None, None, 1e-3),
+    );
+    gc("dropout", &[input(&[6, 5], 114)], |t| {
+        let mut rng = Tensor::rng(7);
+        dropout(&t[0].tanh()?, 0.3, &mut rng, true)
+    });
+    let labels = || Tensor::ids(vec![0, 2, 1, 2, 4], &[5], &deltagrad::Device::cpu()).unwrap();
+    let lw = [input(&[5, 5], 115), positive(&[5], 116)];
+    for eps in [0.0, 0.1] {
+        gc("cross_entropy", &lw[..1], |t| {
+            cross_entropy(&t[0], &labels(), None, eps)
+        });
+        gc("cross_entropy weighted", &lw, |t| {
+            cross_entropy(&t[0], &labels(), Some(&t[1]), eps)
+        });
+    }
+}
+
+#[test]
+fn cross_entropy_matches_the_fused_loss_and_pytorch_formula() -> Result<()> {
+    use deltagrad::nn::cross_entropy;
+    let cpu = deltagrad::Device::cpu();
+    let (b, c) = (4, 3);
+    let (lv, _) = input(&[b, c], 120);
+    let logits = Tensor::from_vec(lv.clone(), &[b, c])?;
+    let y = vec![2u32, 0, 1, 2];
+    let labels = Tensor::ids(y.clone(), &[b], &cpu)?;
+    let fused = logits.softmax_cross_entropy(&labels)?.item()?;
+    let plain = cross_entropy(&logits, &labels, None, 0.0)?.item()?;
+    assert!((fused - plain).abs() < 1e-12, "{fused} vs {plain}");
+    // By hand, PyTorch's definition with weights and smoothing.
+    let w = [0.5, 2.0, 1.25];
+    let eps = 0.2;
+    let mut picked = 0.0;
+    let mut spread = 0.0;
+    let mut denom = 0.0;
+    for i in 0..b {
+        let row = &lv[i * c..(i + 1) * c];
+        let lse = row.iter().map(|v| v.exp()).sum::<f64>().ln();
+        let yi = y[i] as usize;
+        picked += w[yi] * (lse - row[yi]);
+        spread += (0..c).map(|k| w[k] * (lse - row[k])).sum::<f64>();
+        denom += w[yi];
+    }
+    let want = ((1.0 - eps) * picked + eps / c as f64 * spread) / denom;
+    let wt = Tensor::from_vec(w.to_vec(), &[c])?;
+    let got = cross_entropy(&logits, &labels, Some(&wt), eps)?.item()?;
+    assert!((want - got).abs() < 1e-12, "{want} vs {got}");
+    Ok(())
+}

@@ -16,6 +16,7 @@ const ORDER: &[&str] = &[
     "tensor",
     "ops",
     "autograd",
+    "nn",
     "optim",
     "gradcheck",
     "model",
