@@ -5,7 +5,6 @@
 use super::float;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::graph::no_grad;
 use crate::ir::Op;
 use crate::tensor::Tensor;
 
@@ -100,15 +99,38 @@ pub(crate) fn softmax_xent_backward(
     labels: &Tensor,
     g: &Tensor,
 ) -> Result<Vec<Option<Tensor>>> {
-    let d = no_grad(|| {
-        Tensor::op(
-            Op::SoftmaxXentGrad,
-            vec![logits.clone(), labels.clone(), g.clone()],
-            logits.shape().to_vec(),
-            logits.dtype(),
-        )
-    });
-    Ok(vec![Some(d), None])
+    Ok(vec![Some(softmax_xent_grad(logits, labels, g)), None])
+}
+
+/// The fused gradient node (p − y)·g/batch. It records the graph when
+/// recording is on (`autograd::grad` with `create_graph`), so it has a
+/// backward rule of its own.
+fn softmax_xent_grad(logits: &Tensor, labels: &Tensor, g: &Tensor) -> Tensor {
+    Tensor::op(
+        Op::SoftmaxXentGrad,
+        vec![logits.clone(), labels.clone(), g.clone()],
+        logits.shape().to_vec(),
+        logits.dtype(),
+    )
+}
+
+/// Second order of softmax cross-entropy: the gradient of
+/// d = (p − y)·g/B, p = softmax(x) by rows, for upstream G:
+/// ∂x = (g/B)·p ⊙ (G − Σ_c G ⊙ p) (the softmax Jacobian), ∂g = Σ G ⊙ (p − y)/B.
+pub(crate) fn softmax_xent_grad_backward(
+    logits: &Tensor,
+    labels: &Tensor,
+    g: &Tensor,
+    up: &Tensor,
+) -> Result<Vec<Option<Tensor>>> {
+    let batch = logits.shape()[0];
+    let p = logits.softmax()?;
+    let scale = g.mul_scalar(1.0 / batch.max(1) as f64)?;
+    let row = up.mul(&p)?.sum_axis(1)?.reshape(&[batch, 1])?;
+    let dx = p.mul(&up.sub(&row)?)?.mul(&scale)?;
+    let unit = softmax_xent_grad(logits, labels, &g.constant_like(1.0).reshape(g.shape())?);
+    let dg = up.mul(&unit)?.sum()?.reshape(g.shape())?;
+    Ok(vec![Some(dx), None, Some(dg)])
 }
 
 /// ∂/∂x log_softmax: g − softmax(x)·Σg.
@@ -123,18 +145,39 @@ pub(crate) fn logistic_loss_backward(
     targets: &Tensor,
     g: &Tensor,
 ) -> Result<Vec<Option<Tensor>>> {
-    let d = no_grad(|| {
-        Tensor::op(
-            Op::LogisticLossGrad,
-            vec![logits.clone(), targets.clone(), g.clone()],
-            logits.shape().to_vec(),
-            logits.dtype(),
-        )
-    });
+    // The fused node records the graph when recording is on (it has a
+    // backward rule of its own).
+    let d = Tensor::op(
+        Op::LogisticLossGrad,
+        vec![logits.clone(), targets.clone(), g.clone()],
+        logits.shape().to_vec(),
+        logits.dtype(),
+    );
     // The targets' gradient is −x/n·g; they are labels in practice, but a
     // soft target can be learned too.
     let dt = logits
         .mul(g)?
         .mul_scalar(-1.0 / logits.numel().max(1) as f64)?;
     Ok(vec![Some(d), Some(dt)])
+}
+
+/// Second order of the logistic loss: the gradient of d = (σ(x) − t)·g/n
+/// for upstream G: ∂x = G ⊙ σ(x)(1 − σ(x))·g/n, ∂t = −G·g/n,
+/// ∂g = Σ G ⊙ (σ(x) − t)/n.
+pub(crate) fn logistic_loss_grad_backward(
+    logits: &Tensor,
+    targets: &Tensor,
+    g: &Tensor,
+    up: &Tensor,
+) -> Result<Vec<Option<Tensor>>> {
+    let scale = g.mul_scalar(1.0 / logits.numel().max(1) as f64)?;
+    let s = logits.sigmoid()?;
+    let dx = up.mul(&s.mul(&s.rsub_scalar(1.0)?)?)?.mul(&scale)?;
+    let dt = up.neg()?.mul(&scale)?;
+    let dg = up
+        .mul(&s.sub(targets)?)?
+        .sum()?
+        .mul_scalar(1.0 / logits.numel().max(1) as f64)?
+        .reshape(g.shape())?;
+    Ok(vec![Some(dx), Some(dt), Some(dg)])
 }

@@ -35,10 +35,8 @@ pub(crate) fn backward(out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> 
         Op::SoftmaxXent => loss::softmax_xent_backward(&x[0], &x[1], g),
         Op::LogSoftmax => loss::log_softmax_backward(out, g).map(|t| vec![Some(t)]),
         Op::LogisticLoss => loss::logistic_loss_backward(&x[0], &x[1], g),
-        Op::SoftmaxXentGrad | Op::LogisticLossGrad => Err(Error::invalid(
-            "backward",
-            "second derivatives of the fused losses are not supported",
-        )),
+        Op::SoftmaxXentGrad => loss::softmax_xent_grad_backward(&x[0], &x[1], &x[2], g),
+        Op::LogisticLossGrad => loss::logistic_loss_grad_backward(&x[0], &x[1], &x[2], g),
         Op::Custom { op, backward_input } => match backward_input {
             None => custom::backward(op, x, g),
             Some(_) => Err(Error::invalid(
