@@ -19,14 +19,15 @@
 
 // Layers, bottom first; each imports only the ones before it:
 // dtype, error, flags → ir → backend → device → schedule → graph →
-// tensor → ops → autograd, nn, optim, gradcheck, model. ARCHITECTURE.md
-// describes them.
+// tensor → ops → autograd, functional, nn, optim, gradcheck, model.
+// ARCHITECTURE.md describes them.
 pub mod autograd;
 pub mod backend;
 pub mod device;
 pub mod dtype;
 pub mod error;
 mod flags;
+pub mod functional;
 pub mod gradcheck;
 pub mod graph;
 pub mod ir;

@@ -335,9 +335,37 @@ fn mlp_loss(p: &Tensor) -> Result<Tensor> {
 }
 
 #[test]
-fn mlp_loss_hessian_vector_products() -> Result<()> {
+fn mlp_loss_hessian_vector_products_and_hessian() -> Result<()> {
     let p = vals(26, 21);
     hvp_check("mlp loss", &mlp_loss, &p, &[26]);
+    // The full Hessian, column by column against differences of gradients.
+    let h = deltagrad::functional::hessian(mlp_loss, &t64(p.clone(), &[26]))?;
+    assert_eq!(h.shape(), &[26, 26]);
+    let hv = h.to_vec_f64()?;
+    let step = 1e-5;
+    for j in 0..26 {
+        let mut plus = p.clone();
+        plus[j] += step;
+        let mut minus = p.clone();
+        minus[j] -= step;
+        let (gp, gm) = (
+            gradient(&mlp_loss, &plus, &[26]),
+            gradient(&mlp_loss, &minus, &[26]),
+        );
+        let col: Vec<f64> = (0..26).map(|i| hv[i * 26 + j]).collect();
+        let fd: Vec<f64> = gp
+            .iter()
+            .zip(&gm)
+            .map(|(a, b)| (a - b) / (2.0 * step))
+            .collect();
+        close(&format!("H[:, {j}]"), &col, &fd, 1e-6);
+    }
+    // Symmetric, as a Hessian must be.
+    for i in 0..26 {
+        for j in 0..i {
+            assert!((hv[i * 26 + j] - hv[j * 26 + i]).abs() < 1e-12);
+        }
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@ const ORDER: &[&str] = &[
     "tensor",
     "ops",
     "autograd",
+    "functional",
     "nn",
     "optim",
     "gradcheck",
