@@ -95,3 +95,72 @@ fn bad_device_name_is_an_error() {
     let e = Device::parse("tpu").unwrap_err().to_string();
     assert!(e.contains("tpu"), "{e}");
 }
+
+/// The new ops' shape, dtype and range errors name the op and the shapes.
+#[test]
+fn new_op_errors_name_the_op_and_the_shapes() {
+    use deltagrad::functional::jacobian;
+    use deltagrad::nn::{cross_entropy, dropout, layer_norm};
+    let has = |m: &str, parts: &[&str]| {
+        assert!(parts.iter().all(|p| m.contains(p)), "{m} lacks {parts:?}");
+    };
+    let x = t(&[2, 3]);
+    has(&msg(x.narrow(1, 2, 2)), &["narrow", "[2, 3]", "axis 1"]);
+    has(&msg(x.narrow(2, 0, 1)), &["narrow", "[2, 3]", "axis 2"]);
+    has(&msg(x.slice(1, 2, 1)), &["slice", "[2, 3]"]);
+    has(&msg(x.select(0, 2)), &["select", "[2, 3]", "index 2"]);
+    has(&msg(x.pad_axis(3, 1, 1)), &["pad", "[2, 3]", "axis 3"]);
+    has(&msg(x.squeeze(0)), &["squeeze", "[2, 3]"]);
+    has(&msg(x.unsqueeze(3)), &["unsqueeze", "[2, 3]"]);
+    has(
+        &msg(Tensor::concat(&[&x, &t(&[3, 3])], 1)),
+        &["concat", "[2, 3]", "[3, 3]"],
+    );
+    has(&msg(Tensor::concat(&[], 0)), &["concat"]);
+    has(
+        &msg(Tensor::stack(&[&x, &t(&[3, 2])], 0)),
+        &["stack", "[2, 3]", "[3, 2]"],
+    );
+    let f64x = Tensor::from_vec(vec![1.0f64; 6], &[2, 3]).unwrap();
+    has(
+        &msg(Tensor::concat(&[&x, &f64x], 0)),
+        &["concat", "f32", "f64"],
+    );
+    has(&msg(x.pow(&f64x)), &["pow", "f32", "f64"]);
+    has(&msg(x.minimum(&t(&[4]))), &["minimum", "[2, 3]", "[4]"]);
+    has(&msg(x.clamp(1.0, 0.0)), &["clamp", "[2, 3]"]);
+    has(&msg(x.min_axis(2)), &["min", "axis 2"]);
+    has(&msg(x.logsumexp(5)), &["logsumexp", "[2, 3]"]);
+    has(&msg(x.log_softmax_axis(2)), &["log_softmax", "[2, 3]"]);
+    has(&msg(t(&[2, 0]).argmax(1)), &["argmax", "[2, 0]"]);
+    has(&msg(x.argmin(2)), &["argmin", "[2, 3]"]);
+    let ids = Tensor::ids(vec![0, 1], &[2], &Device::cpu()).unwrap();
+    has(&msg(ids.narrow(0, 0, 1)), &["narrow", "u32"]);
+    has(&msg(ids.argmax(0)), &["argmax", "u32"]);
+    has(
+        &msg(layer_norm(&x, Some(&t(&[2])), None, 1e-5)),
+        &["layer_norm", "[2, 3]", "[2]"],
+    );
+    has(
+        &msg(dropout(&x, 1.5, &mut Tensor::rng(0), true)),
+        &["dropout", "1.5", "[2, 3]"],
+    );
+    has(
+        &msg(cross_entropy(&x, &ids, Some(&t(&[2])), 0.0)),
+        &["cross_entropy", "[2, 3]", "[2]"],
+    );
+    has(
+        &msg(cross_entropy(&x, &ids, None, 2.0)),
+        &["cross_entropy", "label_smoothing"],
+    );
+    let bad = Tensor::ids(vec![0, 3], &[2], &Device::cpu()).unwrap();
+    has(
+        &msg(cross_entropy(&x, &bad, None, 0.0)),
+        &["cross_entropy", "id 3", "3 rows"],
+    );
+    has(
+        &msg(cross_entropy(&x, &t(&[2]), None, 0.0)),
+        &["cross_entropy", "u32"],
+    );
+    has(&msg(jacobian(|x| x.exp(), &ids)), &["jacobian", "u32"]);
+}
