@@ -108,11 +108,11 @@ impl Tensor {
     pub fn square(&self) -> Result<Tensor> {
         self.mul(self)
     }
-    /// `self - v`.
+    /// `self - v`. Gradient: g.
     pub fn sub_scalar(&self, v: f64) -> Result<Tensor> {
         self.sub(&self.constant_like(v))
     }
-    /// `self / v`.
+    /// `self / v`. Gradient: g / v.
     pub fn div_scalar(&self, v: f64) -> Result<Tensor> {
         self.div(&self.constant_like(v))
     }

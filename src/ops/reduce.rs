@@ -70,7 +70,8 @@ impl Tensor {
         check_axis("min", self, axis)?;
         self.neg()?.max_axis(axis)?.neg()
     }
-    /// Minimum of all elements, as a 0-d tensor.
+    /// Minimum of all elements, as a 0-d tensor. Gradient: g routed to
+    /// the minima, split evenly between ties.
     pub fn min(&self) -> Result<Tensor> {
         self.reshape(&[self.numel()])?.min_axis(0)
     }
