@@ -39,13 +39,21 @@ enum Node {
     LogSoftmax(usize),
     /// Softmax cross-entropy with these labels (a scalar).
     Xent(usize, Vec<u32>),
+    /// `narrow(axis, start, len)`.
+    Narrow(usize, usize, usize, usize),
+    /// Two nodes joined along an axis.
+    Concat(usize, usize, usize),
+    LogSumExp(usize, usize),
+    Min(usize, usize),
 }
 
 /// The ops the generator picks from; each has a reference below.
-const UNARY: &[&str] = &["neg", "exp", "tanh", "sigmoid", "relu", "softplus"];
+const UNARY: &[&str] = &[
+    "neg", "exp", "tanh", "sigmoid", "relu", "softplus", "abs", "expm1",
+];
 /// Unary ops that need positive inputs (their operand is made positive).
-const POSITIVE_UNARY: &[&str] = &["log", "sqrt", "recip"];
-const BINARY: &[&str] = &["add", "sub", "mul", "div", "maximum"];
+const POSITIVE_UNARY: &[&str] = &["log", "sqrt", "recip", "log1p"];
+const BINARY: &[&str] = &["add", "sub", "mul", "div", "maximum", "minimum", "pow"];
 
 struct Graph {
     inputs: Vec<(Vec<usize>, Vec<f64>)>,
@@ -156,8 +164,11 @@ impl Graph {
                 | Node::Expand(a, _)
                 | Node::Gather(a, _)
                 | Node::LogSoftmax(a)
-                | Node::Xent(a, _) => vec![*a],
-                Node::Binary(_, a, b) | Node::Matmul(a, b) => vec![*a, *b],
+                | Node::Xent(a, _)
+                | Node::Narrow(a, ..)
+                | Node::LogSumExp(a, _)
+                | Node::Min(a, _) => vec![*a],
+                Node::Binary(_, a, b) | Node::Matmul(a, b) | Node::Concat(a, b, _) => vec![*a, *b],
                 Node::Where(c, a, b) => vec![*c, *a, *b],
             };
             let v = ops.iter().any(|&o| d[o]);
@@ -168,7 +179,7 @@ impl Graph {
 
     fn grow(&mut self, rng: &mut StdRng, a: usize) {
         let s = self.shapes[a].clone();
-        match rng.random_range(0..14) {
+        match rng.random_range(0..17) {
             0 | 1 => {
                 let op = UNARY[rng.random_range(0..UNARY.len())];
                 self.push(Node::Unary(op, a), s);
@@ -194,8 +205,10 @@ impl Graph {
                     self.input(rng, ps)
                 };
                 let (x, y) = if rng.random_bool(0.5) { (a, b) } else { (b, a) };
-                // A divisor is made positive (softplus(y) + 0.1 ≥ 0.1).
+                // A divisor, and a power's base, are made positive
+                // (softplus(·) + 0.1 ≥ 0.1).
                 let y = if op == "div" { self.positive(y) } else { y };
+                let x = if op == "pow" { self.positive(x) } else { x };
                 let out = bshape(&self.shapes[x], &self.shapes[y]).expect("broadcasts");
                 self.push(Node::Binary(op, x, y), out);
             }
@@ -260,6 +273,34 @@ impl Graph {
                 let b = self.input(rng, s.clone());
                 let out = bshape(&bshape(&self.shapes[c], &s).unwrap(), &s).unwrap();
                 self.push(Node::Where(c, a, b), out);
+            }
+            14 if !s.is_empty() && s.iter().all(|&d| d > 1) => {
+                let axis = rng.random_range(0..s.len());
+                let start = rng.random_range(0..s[axis]);
+                let len = rng.random_range(1..=s[axis] - start);
+                let mut out = s.clone();
+                out[axis] = len;
+                if rng.random_bool(0.5) {
+                    self.push(Node::Narrow(a, axis, start, len), out);
+                } else {
+                    // Joined with a new input of another length there.
+                    let mut other = s.clone();
+                    other[axis] = rng.random_range(1..=3);
+                    let b = self.input(rng, other.clone());
+                    let mut joined = s.clone();
+                    joined[axis] += other[axis];
+                    self.push(Node::Concat(a, b, axis), joined);
+                }
+            }
+            15 if !s.is_empty() => {
+                let axis = rng.random_range(0..s.len());
+                let mut out = s.clone();
+                out.remove(axis);
+                if rng.random_bool(0.5) {
+                    self.push(Node::LogSumExp(a, axis), out);
+                } else {
+                    self.push(Node::Min(a, axis), out);
+                }
             }
             _ => {
                 let v = rng.random_range(-1.0..1.0);
@@ -330,6 +371,9 @@ fn unary_ref(op: &str, x: f64) -> f64 {
         "log" => x.ln(),
         "sqrt" => x.sqrt(),
         "recip" => 1.0 / x,
+        "abs" => x.abs(),
+        "expm1" => x.exp_m1(),
+        "log1p" => x.ln_1p(),
         other => panic!("no reference for {other}"),
     }
 }
@@ -341,6 +385,8 @@ fn binary_ref(op: &str, a: f64, b: f64) -> f64 {
         "mul" => a * b,
         "div" => a / b,
         "maximum" => a.max(b),
+        "minimum" => a.min(b),
+        "pow" => a.powf(b),
         other => panic!("no reference for {other}"),
     }
 }
@@ -436,6 +482,35 @@ impl Graph {
                     let (s, d) = get(*a);
                     d.chunks(s[1]).flat_map(log_softmax_row).collect()
                 }
+                Node::Narrow(a, axis, start, len) => {
+                    let (s, d) = get(*a);
+                    let (o, l, i) = split(s, *axis);
+                    let mut v = Vec::with_capacity(o * len * i);
+                    for x in 0..o {
+                        let row = &d[(x * l + start) * i..(x * l + start + len) * i];
+                        v.extend_from_slice(row);
+                    }
+                    let _ = l;
+                    v
+                }
+                Node::Concat(a, b, axis) => {
+                    let ((sa, da), (sb, db)) = (get(*a), get(*b));
+                    let (o, la, i) = split(sa, *axis);
+                    let lb = sb[*axis];
+                    let mut v = Vec::with_capacity(numel(&out));
+                    for x in 0..o {
+                        v.extend_from_slice(&da[x * la * i..(x + 1) * la * i]);
+                        v.extend_from_slice(&db[x * lb * i..(x + 1) * lb * i]);
+                    }
+                    v
+                }
+                Node::LogSumExp(a, axis) => reduce_ref(get(*a), *axis, |x| {
+                    let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+                }),
+                Node::Min(a, axis) => reduce_ref(get(*a), *axis, |x| {
+                    x.iter().cloned().fold(f64::INFINITY, f64::min)
+                }),
                 Node::Xent(a, labels) => {
                     let (s, d) = get(*a);
                     let total: f64 = d
@@ -494,6 +569,9 @@ fn build(g: &Graph, dev: &Device, dt: DType) -> Result<(Vec<Tensor>, Vec<Tensor>
                 "log" => t[*a].log()?,
                 "sqrt" => t[*a].sqrt()?,
                 "recip" => t[*a].recip()?,
+                "abs" => t[*a].abs()?,
+                "expm1" => t[*a].expm1()?,
+                "log1p" => t[*a].log1p()?,
                 other => panic!("no engine op {other}"),
             },
             Node::Binary(op, a, b) => match *op {
@@ -502,6 +580,8 @@ fn build(g: &Graph, dev: &Device, dt: DType) -> Result<(Vec<Tensor>, Vec<Tensor>
                 "mul" => t[*a].mul(&t[*b])?,
                 "div" => t[*a].div(&t[*b])?,
                 "maximum" => t[*a].maximum(&t[*b])?,
+                "minimum" => t[*a].minimum(&t[*b])?,
+                "pow" => t[*a].pow(&t[*b])?,
                 other => panic!("no engine op {other}"),
             },
             Node::Where(c, a, b) => t[*c].where_cond(&t[*a], &t[*b])?,
@@ -515,6 +595,10 @@ fn build(g: &Graph, dev: &Device, dt: DType) -> Result<(Vec<Tensor>, Vec<Tensor>
             Node::Gather(a, v) => t[*a].gather_rows(&ids(v)?)?,
             Node::LogSoftmax(a) => t[*a].log_softmax()?,
             Node::Xent(a, v) => t[*a].softmax_cross_entropy(&ids(v)?)?,
+            Node::Narrow(a, axis, start, len) => t[*a].narrow(*axis, *start, *len)?,
+            Node::Concat(a, b, axis) => Tensor::concat(&[&t[*a], &t[*b]], *axis)?,
+            Node::LogSumExp(a, axis) => t[*a].logsumexp(*axis)?,
+            Node::Min(a, axis) => t[*a].min_axis(*axis)?,
         };
         t.push(x);
     }
