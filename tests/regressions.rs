@@ -94,16 +94,15 @@ fn log_softmax_keeps_precision_at_large_logits() -> Result<()> {
             let row32: Vec<f64> = row.iter().map(|&v| v as f32 as f64).collect();
             let want = log_softmax_f64(&row32);
             want_loss -= want[labels[r] as usize] / 3.0;
-            for c in 0..4 {
+            for (c, &w) in want.iter().enumerate() {
                 let i = r * 4 + c;
                 assert!(
-                    (ls[i] - want[c]).abs() < 2e-6,
-                    "{d} log_softmax[{i}] {} vs {}",
+                    (ls[i] - w).abs() < 2e-6,
+                    "{d} log_softmax[{i}] {} vs {w}",
                     ls[i],
-                    want[c]
                 );
-                assert!((sm[i] - want[c].exp()).abs() < 1e-6, "{d} softmax[{i}]");
-                let g = (want[c].exp() - f64::from(c == labels[r] as usize)) / 3.0;
+                assert!((sm[i] - w.exp()).abs() < 1e-6, "{d} softmax[{i}]");
+                let g = (w.exp() - f64::from(c == labels[r] as usize)) / 3.0;
                 assert!(
                     (grad[i] - g).abs() < 1e-6,
                     "{d} xent grad[{i}] {} vs {g}",
