@@ -167,3 +167,113 @@ fn tuning_off_and_pinned_choices_are_reported() {
         }
     }
 }
+
+/// What tuning costs and picks for the window-NER steps on this adapter:
+/// time to the first step (tuning, pipeline builds and the step itself),
+/// time spent tuning, the plan with each matmul's choice, and every
+/// candidate's time on each of the step's matmul shapes.
+/// `cargo test --release --test gpu_tune -- --ignored --nocapture`; the
+/// large step too with `DELTAGRAD_TUNE_REPORT_LARGE=1` (minutes on
+/// lavapipe).
+#[test]
+#[ignore]
+fn ner_step_tuning_report() {
+    use deltagrad::backend::wgpu::variants::candidates;
+    use deltagrad::ir::Kernel;
+    use deltagrad::model::{Activation, WindowNetConfig};
+    let mut steps = vec![("small", 1024, 50, 100, 5)];
+    if std::env::var("DELTAGRAD_TUNE_REPORT_LARGE").as_deref() == Ok("1") {
+        steps.push(("large", 16384, 300, 1024, 9));
+    }
+    for (name, b, d, h, c) in steps {
+        let dir = scratch(&format!("tune-report-{name}"));
+        let start = std::time::Instant::now();
+        let Ok(g) = WgpuBackend::with_options(WgpuOptions {
+            tuning: Tuning::Auto,
+            tune_cache: Some(dir.clone()),
+            ..WgpuOptions::software_ok()
+        })
+        .map_err(common::no_gpu) else {
+            return;
+        };
+        let opened = start.elapsed();
+        println!(
+            "{name} step (B={b} d={d} H={h} C={c}) on {}",
+            g.adapter_summary()
+        );
+        println!(
+            "tuning budget per shape class: {:?}",
+            g.options().tune_budget
+        );
+        let g = Arc::new(g);
+        let dev = Device::new(g.clone(), DeviceKind::Gpu);
+        let cfg = WindowNetConfig {
+            vocab: 20_000,
+            dim: d,
+            window: 5,
+            cap_classes: 0,
+            cap_dim: 0,
+            hidden: vec![h],
+            classes: c,
+            activation: Activation::Tanh,
+        };
+        let mut rng = Tensor::rng(1);
+        let net = WindowNet::new(cfg.clone(), DType::F32, &dev, &mut rng).unwrap();
+        let mut sgd = Sgd::new(net.params(), 0.01);
+        let mut step = |rng: &mut rand::rngs::StdRng| {
+            let batch = random_batch(&cfg, b, &dev, rng).unwrap();
+            let t = std::time::Instant::now();
+            let loss = net.loss(&batch, None).unwrap();
+            loss.backward().unwrap();
+            sgd.step_with(&[&loss]).unwrap();
+            dev.sync().unwrap();
+            t.elapsed()
+        };
+        let first = step(&mut rng);
+        let (spent, classes) = g.tuning_stats();
+        let warm = step(&mut rng);
+        println!(
+            "adapter opened in {opened:?}; first step {first:?} (of which tuning {spent:?} for {classes} shape classes); second step {warm:?}"
+        );
+        // The plan, with each matmul's choice.
+        let cpu = Device::cpu();
+        let mut rng = Tensor::rng(1);
+        let net = WindowNet::new(cfg.clone(), DType::F32, &cpu, &mut rng).unwrap();
+        let batch = random_batch(&cfg, b, &cpu, &mut rng).unwrap();
+        let loss = net.loss(&batch, None).unwrap();
+        loss.backward().unwrap();
+        let sgd = Sgd::new(net.params(), 0.01);
+        let plan = plan_for(&[loss], &sgd.assigns().unwrap()).unwrap().unwrap();
+        print!("{}", explain_on(&plan, &dev));
+        // Every candidate on every matmul shape of the step.
+        for l in &plan.launches {
+            let Kernel::Matmul {
+                m,
+                k,
+                n,
+                trans_a,
+                trans_b,
+                ..
+            } = l.kernel
+            else {
+                continue;
+            };
+            let shape = MatmulShape {
+                m,
+                k,
+                n,
+                trans_a,
+                trans_b,
+            };
+            let cands = candidates(&shape, &g.limits());
+            let times = g.time_variants(&shape, &cands, Duration::from_secs(30));
+            let best = times.iter().map(|t| t.ms).fold(f64::INFINITY, f64::min);
+            let row: Vec<String> = times
+                .iter()
+                .map(|t| format!("{} {:.3} ms ({:.2}x)", t.variant, t.ms, t.ms / best))
+                .collect();
+            println!("{m}x{k}x{n} ta={trans_a} tb={trans_b}: {}", row.join("; "));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
