@@ -231,9 +231,17 @@ fn ner_step_tuning_report() {
         };
         let first = step(&mut rng);
         let (spent, classes) = g.tuning_stats();
+        let before = dev.backend().counters();
         let warm = step(&mut rng);
+        let after = dev.backend().counters();
         println!(
             "adapter opened in {opened:?}; first step {first:?} (of which tuning {spent:?} for {classes} shape classes); second step {warm:?}"
+        );
+        println!(
+            "per warm step: {} launches, {} dispatches, {} submissions",
+            after.launches - before.launches,
+            after.dispatches - before.dispatches,
+            after.submissions - before.submissions
         );
         // The plan, with each matmul's choice.
         let cpu = Device::cpu();
