@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
-use crate::backend::wgpu::WgpuBackend;
+use crate::backend::wgpu::{WgpuBackend, WgpuOptions};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,11 +84,24 @@ impl Device {
     }
 
     fn gpu_with(allow_software: bool) -> Result<Device> {
+        Device::gpu_with_options(WgpuOptions {
+            allow_software,
+            ..WgpuOptions::default()
+        })
+    }
+
+    /// The process's GPU device for `opts.allow_software` (the one
+    /// `gpu()` or `hardware_gpu()` returns), opened with `opts` if it is
+    /// not open yet; an open one is returned as it is. Tests open it first
+    /// with `WgpuOptions::software_ok()` (a fixed matmul variant choice,
+    /// no tuning cache written).
+    pub fn gpu_with_options(opts: WgpuOptions) -> Result<Device> {
+        let allow_software = opts.allow_software;
         let mut cache = GPU.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, d)) = cache.iter().find(|(s, _)| *s == allow_software) {
             return Ok(d.clone());
         }
-        let backend = WgpuBackend::new(allow_software)?;
+        let backend = WgpuBackend::with_options(opts)?;
         let d = Device::new(Arc::new(backend), DeviceKind::Gpu);
         eprintln!("deltagrad: using {d}");
         cache.push((allow_software, d.clone()));

@@ -13,7 +13,7 @@ fn backend(timeout: Duration) -> Option<WgpuBackend> {
     let opts = WgpuOptions {
         allow_software: true,
         poll_timeout: timeout,
-        ..WgpuOptions::default()
+        ..WgpuOptions::software_ok()
     };
     WgpuBackend::with_options(opts).map_err(common::no_gpu).ok()
 }

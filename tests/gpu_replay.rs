@@ -40,8 +40,8 @@ fn warmed_up_gpu_step_allocates_nothing_and_submits_once() -> Result<()> {
     );
     assert_eq!(
         after.launches - before.launches,
-        4 * 14,
-        "fourteen launches per step"
+        4 * 11,
+        "eleven launches per step"
     );
     Ok(())
 }

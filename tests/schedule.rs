@@ -2,7 +2,7 @@
 
 mod common;
 use common::{gpu, ner_config};
-use deltagrad::ir::{BinaryOp, Expr, Kernel, Plan};
+use deltagrad::ir::{BinaryOp, Expr, Kernel, Plan, SlotKind};
 use deltagrad::model::{WindowNet, random_batch};
 use deltagrad::plan_for;
 use deltagrad::schedule::{self, explain::explain, with_fusion};
@@ -37,18 +37,72 @@ fn has_tanh_grad(e: &Expr) -> bool {
 }
 
 #[test]
-fn ner_step_plan_has_fourteen_launches() -> Result<()> {
-    // gather; matmul+bias+tanh; matmul+bias; loss; loss grad (δ₂);
-    // ∂U+SGD; ∂b₂; b₂ SGD; Wᵀδ₂ ⊙ (1−h²) (δ₁); ∂W₁+SGD; ∂b₁; b₁ SGD;
-    // ∂x = δ₁W₁ᵀ; sparse row update of L. (A hand-fused sequence: 15.)
+fn ner_step_plan_has_eleven_launches() -> Result<()> {
+    // gather; matmul+bias+tanh; matmul+bias; loss and its gradient (δ₂) in
+    // one launch; Uᵀ product ⊙ (1−h²) (δ₁); ∂x = δ₁W₁ᵀ; ∂W₁+SGD; ∂b₁+SGD;
+    // ∂U+SGD; ∂b₂+SGD; sparse row update of L. (A hand-fused sequence: 15.)
     let plan = ner_step_plan()?;
-    assert_eq!(plan.launches.len(), 14, "{}", explain(&plan));
+    assert_eq!(plan.launches.len(), 11, "{}", explain(&plan));
     let matmuls = plan
         .launches
         .iter()
         .filter(|l| matches!(l.kernel, Kernel::Matmul { .. }))
         .count();
     assert_eq!(matmuls, 6, "{}", explain(&plan));
+    // The loss and its gradient: one launch, two outputs.
+    let xent: Vec<&Kernel> = plan
+        .launches
+        .iter()
+        .map(|l| &l.kernel)
+        .filter(|k| k.name().starts_with("softmax_xent"))
+        .collect();
+    assert_eq!(xent.len(), 1, "{}", explain(&plan));
+    assert!(
+        matches!(xent[0], Kernel::SoftmaxXentWithGrad { .. }) && xent[0].outputs().len() == 2,
+        "{}",
+        explain(&plan)
+    );
+    // Each bias gradient is a reduction whose epilogue is the SGD update,
+    // written straight to the new parameter (an output).
+    let biases: Vec<&Kernel> = plan
+        .launches
+        .iter()
+        .map(|l| &l.kernel)
+        .filter(|k| matches!(k, Kernel::Reduce { .. }))
+        .collect();
+    assert_eq!(biases.len(), 2, "{}", explain(&plan));
+    for k in biases {
+        let Kernel::Reduce {
+            epilogue: Some(e),
+            out,
+            ..
+        } = k
+        else {
+            panic!("a bias gradient without its update\n{}", explain(&plan));
+        };
+        assert!(
+            matches!(e.expr, Expr::Binary(BinaryOp::Sub, _, _)),
+            "{}",
+            e.expr
+        );
+        assert!(matches!(plan.slots[*out].kind, SlotKind::Output(_)));
+    }
+    Ok(())
+}
+
+#[test]
+fn unfused_plan_runs_one_launch_per_primitive_op() -> Result<()> {
+    let plan = with_fusion(false, ner_step_plan)?;
+    for l in &plan.launches {
+        let one_op = match &l.kernel {
+            Kernel::Matmul { epilogue, .. } | Kernel::Reduce { epilogue, .. } => epilogue.is_none(),
+            Kernel::Elementwise { expr, .. } => expr.op_count() <= 1,
+            Kernel::SoftmaxXentWithGrad { .. } => false,
+            _ => true,
+        };
+        assert!(one_op && l.fused.len() <= 1, "{}", explain(&plan));
+    }
+    assert_eq!(plan.launches.len(), 26, "{}", explain(&plan));
     Ok(())
 }
 
@@ -92,6 +146,33 @@ fn delta_is_produced_once_by_a_fused_matmul_and_read_three_times() -> Result<()>
     sorted.sort();
     assert_eq!(
         sorted,
+        vec!["matmul", "matmul", "reduce"],
+        "{}",
+        explain(&plan)
+    );
+    // δ₂, the loss gradient, comes from the loss's own launch (its second
+    // output) and is read by ∂U = hᵀδ₂, ∂b₂ = Σδ₂ and δ₂Uᵀ.
+    let (at, delta2) = plan
+        .launches
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| match l.kernel {
+            Kernel::SoftmaxXentWithGrad { grad_out, .. } => Some((i, grad_out)),
+            _ => None,
+        })
+        .expect("a fused loss launch");
+    let mut readers: Vec<(usize, &str)> = plan
+        .launches
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.kernel.reads().contains(&delta2))
+        .map(|(i, l)| (i, l.kernel.name()))
+        .collect();
+    assert!(readers.iter().all(|(i, _)| *i > at), "{}", explain(&plan));
+    readers.sort_by_key(|r| r.1);
+    let names: Vec<&str> = readers.iter().map(|r| r.1).collect();
+    assert_eq!(
+        names,
         vec!["matmul", "matmul", "reduce"],
         "{}",
         explain(&plan)
@@ -302,5 +383,35 @@ fn fused_kernels_stay_within_the_binding_limit() -> Result<()> {
     assert!(plan.launches.len() >= 2);
     let want = with_fusion(false, || total.detach().to_vec_f32())?;
     assert_eq!(total.to_vec_f32()?, want);
+    Ok(())
+}
+
+/// A reduction absorbs its element-wise consumer when every view the
+/// consumer reads flattens to [outer, inner]; otherwise the two stay
+/// separate launches. Either way the values are the unfused plan's, on the
+/// CPU (f64) and on the GPU (f32).
+#[test]
+fn reductions_take_their_consumer_as_epilogue_when_its_views_flatten() -> Result<()> {
+    let mut devices = vec![(Device::cpu(), DType::F64)];
+    devices.extend(gpu().map(|g| (g, DType::F32)));
+    for (device, dtype) in devices {
+        let mut rng = Tensor::rng(7);
+        let mut randn = |shape: &[usize]| Tensor::randn(shape, 1.0, dtype, &device, &mut rng);
+        let x = randn(&[2, 3, 4, 5])?;
+        let dense = randn(&[2, 4, 5])?;
+        // [2, 4, 5] read through strides (20, 1, 4): the last two
+        // dimensions do not flatten into one stride.
+        let swapped = randn(&[2, 5, 4])?.permute(&[0, 2, 1])?;
+        for (other, launches) in [(&dense, 1), (&swapped, 2)] {
+            let y = x.sum_axis(1)?.mul_scalar(0.5)?.sub(other)?;
+            let plan = plan_for(std::slice::from_ref(&y), &[])?.expect("a plan");
+            assert_eq!(plan.launches.len(), launches, "{}", explain(&plan));
+            let fused = y.to_vec_f64()?;
+            let unfused = with_fusion(false, || {
+                x.sum_axis(1)?.mul_scalar(0.5)?.sub(other)?.to_vec_f64()
+            })?;
+            assert_eq!(fused, unfused, "{device:?}");
+        }
+    }
     Ok(())
 }

@@ -11,14 +11,32 @@ use deltagrad::backend::wgpu::{KernelId, shader_sources};
 use deltagrad::ir::{BinaryOp, Expr, UnaryOp};
 
 fn validate(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    validate_with(name, src, false)
+}
+
+/// Validates with the default capabilities, or with `subgroups` those of
+/// a device created with `Features::SUBGROUP` (compute stage).
+fn validate_with(
+    name: &str,
+    src: &str,
+    subgroups: bool,
+) -> (naga::Module, naga::valid::ModuleInfo) {
+    use naga::valid::{Capabilities, ShaderStages, SubgroupOperationSet, ValidationFlags};
     let module = naga::front::wgsl::parse_str(src)
         .unwrap_or_else(|e| panic!("{name}: parse error:\n{}\n{src}", e.emit_to_string(src)));
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{name}: invalid:\n{}\n{src}", e.emit_to_string(src)));
+    let caps = if subgroups {
+        Capabilities::SUBGROUP
+    } else {
+        Capabilities::default()
+    };
+    let mut v = naga::valid::Validator::new(ValidationFlags::all(), caps);
+    if subgroups {
+        v.subgroup_stages(ShaderStages::COMPUTE)
+            .subgroup_operations(SubgroupOperationSet::all());
+    }
+    let info = v
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: invalid:\n{}\n{src}", e.emit_to_string(src)));
     (module, info)
 }
 
@@ -48,8 +66,8 @@ fn every_shader_file_is_embedded_and_validates() {
         let disk = std::fs::read_to_string(shader_dir().join(format!("{name}.wgsl"))).unwrap();
         assert_eq!(&disk, src, "{name}.wgsl differs from the embedded copy");
         // Bare templates are valid WGSL too (placeholders are comments or
-        // have a default).
-        let _ = validate(name, src);
+        // have a default); the subgroup reductions need subgroups.
+        let _ = validate_with(name, src, name == "subgroup");
     }
 }
 
@@ -60,7 +78,13 @@ fn every_kernel_id_compiles_with_its_entry_point_and_bindings() {
     for id in examples {
         let label = format!("{id:?}");
         let src = id.source().unwrap_or_else(|e| panic!("{label}: {e}"));
-        let (m, info) = validate(&label, &src);
+        // Only the ids that use subgroups may need them.
+        let (m, info) = validate_with(&label, &src, id.uses_subgroups());
+        assert_eq!(
+            id.uses_subgroups(),
+            src.contains("subgroupAdd"),
+            "{label}: subgroup use"
+        );
         let (ep_index, ep) = m
             .entry_points
             .iter()

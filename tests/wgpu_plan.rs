@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use deltagrad::backend::cpu::CpuBackend;
-use deltagrad::backend::wgpu::{WgpuBackend, WgpuOptions};
+use deltagrad::backend::wgpu::{MatmulVariant, Tuning, WgpuBackend, WgpuOptions};
 use deltagrad::backend::{Backend, Storage};
 use deltagrad::ir::*;
 use deltagrad::{CustomOp, DType, Error, HostData, Result};
@@ -612,6 +612,7 @@ fn reduce_sum_and_max_serial_and_tree() {
                 outer,
                 len,
                 inner,
+                epilogue: None,
                 out,
             });
             let x = data(outer * len * inner, 31, -2.0, 2.0);
@@ -650,6 +651,7 @@ fn reduce_max_propagates_nan() {
             outer: 1,
             len,
             inner: 1,
+            epilogue: None,
             out,
         });
         let (gv, cv) = both(g, &pb.build(), &[f32s(x)]);
@@ -1206,6 +1208,7 @@ fn step_plan() -> (Plan, Vec<HostData>) {
         outer: 1,
         len: b,
         inner: c,
+        epilogue: None,
         out: s,
     });
     let ins = vec![
@@ -1517,4 +1520,556 @@ fn views_with_offsets_read_slices() {
     check("slice", &gv[0], &cv[0], |_| 0.0);
     check("slice transposed", &gv[1], &cv[1], |_| 0.0);
     check("matmul with a sliced epilogue", &gv[2], &cv[2], |_| 1e-5);
+}
+
+// ------------------------------------------------ variants, guarded runs
+
+/// A backend with `opts` changed from the tests' defaults, or `None`
+/// (skip) without an adapter.
+fn gpu_with(f: impl FnOnce(&mut WgpuOptions)) -> Option<WgpuBackend> {
+    let mut opts = WgpuOptions::software_ok();
+    f(&mut opts);
+    match WgpuBackend::with_options(opts) {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var("DELTAGRAD_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("DELTAGRAD_REQUIRE_GPU=1 but no GPU backend: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
+/// Elements after each guarded slot that must keep their value.
+const PAD: usize = 4096;
+/// What the padding after a guarded output holds.
+const SENTINEL: f32 = 7.0;
+
+/// A plan whose kernel reads every f32 input through a copy in a buffer
+/// that continues with NaN past the copy's end, and writes every output
+/// into a buffer whose tail holds `SENTINEL`: a read past a slot shows up
+/// as NaN in the results, a write past it as a changed sentinel. (Both
+/// happen inside the buffer, where no bounds check would catch them.)
+struct Guarded {
+    pb: PlanBuilder,
+    buffers: usize,
+    /// (kernel output slot, its companion slot over the whole buffer).
+    outs: Vec<(SlotId, SlotId, usize)>,
+}
+
+impl Guarded {
+    fn new() -> Guarded {
+        Guarded {
+            pb: PlanBuilder::default(),
+            buffers: 0,
+            outs: vec![],
+        }
+    }
+
+    fn buffer(&mut self) -> usize {
+        self.buffers += 1;
+        self.buffers - 1
+    }
+
+    fn fill(&mut self, slot: SlotId, len: usize, v: f32) {
+        self.pb.launch(Kernel::Elementwise {
+            shape: vec![len],
+            inputs: vec![],
+            expr: Expr::constant(v as f64),
+            out: slot,
+        });
+    }
+
+    /// An f32 input of `len`, read by the kernel from a NaN-tailed copy.
+    fn input(&mut self, len: usize) -> SlotId {
+        let src = self.pb.input(len, DType::F32);
+        let b = self.buffer();
+        let whole = self.pb.temp(len + PAD, b);
+        self.fill(whole, len + PAD, f32::NAN);
+        let copy = self.pb.temp(len, b);
+        self.pb.launch(Kernel::Elementwise {
+            shape: vec![len],
+            inputs: vec![View::dense(src, &[len])],
+            expr: Expr::Input(0),
+            out: copy,
+        });
+        copy
+    }
+
+    /// A u32 input (ids must be plan inputs; their reads are bounded by
+    /// the counts, and gathers clamp them).
+    fn ids(&mut self, len: usize) -> SlotId {
+        self.pb.input(len, DType::U32)
+    }
+
+    /// An output of `len` for the kernel, in a sentinel-tailed buffer.
+    fn output(&mut self, len: usize) -> SlotId {
+        let b = self.buffer();
+        let whole = self.pb.temp(len + PAD, b);
+        self.fill(whole, len + PAD, SENTINEL);
+        let out = self.pb.temp(len, b);
+        self.outs.push((out, whole, len));
+        out
+    }
+
+    /// The plan: the kernel, then each output and each output's whole
+    /// buffer copied out (outputs 2j and 2j + 1).
+    fn build(mut self, kernel: Kernel) -> Plan {
+        self.pb.launch(kernel);
+        for (out, whole, len) in std::mem::take(&mut self.outs) {
+            for (slot, n) in [(out, len), (whole, len + PAD)] {
+                let o = self.pb.output(n);
+                self.pb.launch(Kernel::Elementwise {
+                    shape: vec![n],
+                    inputs: vec![View::dense(slot, &[n])],
+                    expr: Expr::Input(0),
+                    out: o,
+                });
+            }
+        }
+        self.pb.build()
+    }
+}
+
+/// Runs a guarded plan on `g` and the CPU; returns (gpu, cpu) kernel
+/// outputs after checking every sentinel on the GPU.
+fn guarded_run(
+    g: &WgpuBackend,
+    what: &str,
+    plan: &Plan,
+    inputs: &[HostData],
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let (gv, cv) = both(g, plan, inputs);
+    let mut gk = vec![];
+    let mut ck = vec![];
+    for j in 0..gv.len() / 2 {
+        let (out, whole) = (&gv[2 * j], &gv[2 * j + 1]);
+        let tail = &whole[out.len()..];
+        if let Some(p) = tail.iter().position(|&x| x != SENTINEL) {
+            panic!(
+                "{what}: output {j} written past its end: element {} is {}",
+                out.len() + p,
+                tail[p]
+            );
+        }
+        gk.push(out.clone());
+        ck.push(cv[2 * j].clone());
+    }
+    (gk, ck)
+}
+
+fn matmul_tolerance<'a>(
+    a: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    (ta, tb): (bool, bool),
+    extra: f64,
+) -> impl Fn(usize) -> f64 + 'a {
+    let s = abs_products(a, b, m, k, n, ta, tb);
+    move |i| 2.0 * k as f64 * U * (s[i] + extra) + 1e-6
+}
+
+/// The variants a test runs: every tiling, and splits of K (into an odd
+/// number of ranges, and into more ranges than K has steps).
+fn all_variants() -> Vec<MatmulVariant> {
+    let mut v = MatmulVariant::TILINGS.to_vec();
+    for name in ["32x32/4x4/k16/s3", "64x16/4x4/k16/s32"] {
+        v.push(name.parse().unwrap());
+    }
+    v
+}
+
+#[test]
+fn every_matmul_variant_matches_the_cpu_for_every_transpose_and_epilogue() {
+    // Odd everywhere (scalar loads), then one element, then sizes that are
+    // multiples of 4 (vector loads) with K long enough to split. (K = 0
+    // and more shapes run with the default variant in
+    // `matmul_shapes_transposes_and_epilogue`.) Each transpose runs with
+    // an epilogue on one of the odd and the aligned shape, without on the
+    // other: every variant builds eight pipelines.
+    let shapes = [(33, 70, 29), (1, 1, 1), (20, 300, 12)];
+    for v in all_variants() {
+        let Some(g) = gpu_with(|o| o.tuning = Tuning::Fixed(v)) else {
+            return;
+        };
+        for (i, &(m, k, n)) in shapes.iter().enumerate() {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                // The epilogue reads the bias through a broadcast view and
+                // a residual through a transposed one.
+                let epi = (ta ^ tb) == (i < 2);
+                let mut gd = Guarded::new();
+                let a = gd.input(m * k);
+                let b = gd.input(k * n);
+                let epilogue = epi.then(|| {
+                    let bias = gd.input(n);
+                    let resid = gd.input(n * m);
+                    Epilogue {
+                        inputs: vec![
+                            View {
+                                slot: bias,
+                                strides: vec![0, 1],
+                                offset: 0,
+                            },
+                            View {
+                                slot: resid,
+                                strides: vec![1, m],
+                                offset: 0,
+                            },
+                        ],
+                        expr: Expr::binary(
+                            BinaryOp::Add,
+                            Expr::unary(
+                                UnaryOp::Relu,
+                                Expr::binary(BinaryOp::Add, Expr::Acc, Expr::Input(0)),
+                            ),
+                            Expr::Input(1),
+                        ),
+                    }
+                });
+                let out = gd.output(m * n);
+                let plan = gd.build(Kernel::Matmul {
+                    m,
+                    k,
+                    n,
+                    a,
+                    b,
+                    trans_a: ta,
+                    trans_b: tb,
+                    epilogue,
+                    out,
+                });
+                let av = data(m * k, 11, -1.0, 1.0);
+                let bv = data(k * n, 12, -1.0, 1.0);
+                let mut ins = vec![f32s(av.clone()), f32s(bv.clone())];
+                if epi {
+                    ins.push(f32s(data(n, 13, -0.5, 0.5)));
+                    ins.push(f32s(data(n * m, 14, -0.5, 0.5)));
+                }
+                let what = format!("{v}: matmul {m}x{k}x{n} ta={ta} tb={tb} epilogue={epi}");
+                let (gv, cv) = guarded_run(&g, &what, &plan, &ins);
+                let tol = matmul_tolerance(&av, &bv, (m, k, n), (ta, tb), 1.0);
+                check(&what, &gv[0], &cv[0], tol);
+            }
+        }
+    }
+}
+
+#[test]
+fn split_k_is_bit_identical_from_run_to_run() {
+    let v: MatmulVariant = "32x32/4x4/k16/s8".parse().unwrap();
+    let Some(g) = gpu_with(|o| o.tuning = Tuning::Fixed(v)) else {
+        return;
+    };
+    let (m, k, n) = (17, 1000, 9);
+    let plan = matmul_plan(m, k, n, true, false, true);
+    let ins = [
+        f32s(data(m * k, 1, -1.0, 1.0)),
+        f32s(data(k * n, 2, -1.0, 1.0)),
+        f32s(data(n, 3, -1.0, 1.0)),
+    ];
+    let first = run(&g, &plan, &ins).unwrap();
+    for _ in 0..3 {
+        assert_eq!(run(&g, &plan, &ins).unwrap(), first);
+    }
+    // Two dispatches (partial products, then their sum), one launch.
+    let before = g.counters();
+    run(&g, &plan, &ins).unwrap();
+    let after = g.counters();
+    assert_eq!(after.launches - before.launches, 1);
+    assert_eq!(after.dispatches - before.dispatches, 2);
+}
+
+/// Both reduction paths: subgroup operations (where the adapter offers
+/// them; lavapipe does) and the workgroup-memory tree.
+fn reduction_backends() -> Vec<(String, WgpuBackend)> {
+    let mut v = vec![];
+    for subgroups in [true, false] {
+        let Some(g) = gpu_with(|o| o.subgroups = subgroups) else {
+            return v;
+        };
+        if subgroups && !g.has_subgroups() {
+            eprintln!("the adapter offers no subgroups: testing the tree only");
+            continue;
+        }
+        assert!(subgroups || !g.has_subgroups());
+        let name = if subgroups { "subgroups" } else { "tree" };
+        v.push((name.to_string(), g));
+    }
+    v
+}
+
+#[test]
+fn reductions_with_an_sgd_epilogue_match_the_cpu_on_both_paths() {
+    // serial, tree (count < 1024), tree (long), serial (one element).
+    let shapes = [
+        (129, 7, 1),
+        (3, 33, 5),
+        (2, 1000, 3),
+        (1, 1, 1),
+        (1, 300, 100),
+    ];
+    for (path, g) in reduction_backends() {
+        for &(outer, len, inner) in &shapes {
+            for op in [ReduceOp::Sum, ReduceOp::Max] {
+                let mut gd = Guarded::new();
+                let input = gd.input(outer * len * inner);
+                let param = gd.input(outer * inner);
+                let scale = gd.input(1);
+                // p - 0.1·acc with p dense over [outer, inner], the
+                // learning rate broadcast from one element.
+                let expr = Expr::binary(
+                    BinaryOp::Sub,
+                    Expr::Input(0),
+                    Expr::binary(BinaryOp::Mul, Expr::Input(1), Expr::Acc),
+                );
+                let out = gd.output(outer * inner);
+                let plan = gd.build(Kernel::Reduce {
+                    op,
+                    input,
+                    outer,
+                    len,
+                    inner,
+                    epilogue: Some(Epilogue {
+                        inputs: vec![
+                            View::dense(param, &[outer, inner]),
+                            View {
+                                slot: scale,
+                                strides: vec![0, 0],
+                                offset: 0,
+                            },
+                        ],
+                        expr,
+                    }),
+                    out,
+                });
+                let x = data(outer * len * inner, 31, -2.0, 2.0);
+                let p = data(outer * inner, 32, -1.0, 1.0);
+                let ins = [f32s(x.clone()), f32s(p.clone()), f32s(vec![0.1])];
+                let what = format!("{path}: {op:?} + SGD over ({outer}, {len}, {inner})");
+                let (gv, cv) = guarded_run(&g, &what, &plan, &ins);
+                let abs = |i: usize| -> f64 {
+                    let (o, c) = (i / inner, i % inner);
+                    (0..len)
+                        .map(|l| x[(o * len + l) * inner + c].abs() as f64)
+                        .sum()
+                };
+                check(&what, &gv[0], &cv[0], |i| {
+                    2.0 * len as f64 * U * abs(i) + 4.0 * U * (p[i].abs() as f64 + abs(i)) + 1e-6
+                });
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_softmax_xent_equals_its_two_kernels_on_both_paths() {
+    // Narrow rows (a thread per row) and wide ones (a workgroup per row).
+    for (path, g) in reduction_backends() {
+        for &(batch, classes) in &[(7, 3), (1, 1), (300, 5), (33, 129), (4, 1000)] {
+            let mut gd = Guarded::new();
+            let logits = gd.input(batch * classes);
+            let labels = gd.ids(batch);
+            let grad = gd.input(1);
+            let loss = gd.output(1);
+            let dx = gd.output(batch * classes);
+            let plan = gd.build(Kernel::SoftmaxXentWithGrad {
+                logits,
+                labels,
+                grad,
+                batch,
+                classes,
+                out: loss,
+                grad_out: dx,
+            });
+            let ins = [
+                f32s(data(batch * classes, 81, -8.0, 8.0)),
+                HostData::U32(ids(batch, classes, 82)),
+                f32s(vec![1.5]),
+            ];
+            let what = format!("{path}: xent with grad ({batch}, {classes})");
+            let (gv, cv) = guarded_run(&g, &what, &plan, &ins);
+            check(&what, &gv[0], &cv[0], rel(2e-5, 2e-6, &cv[0]));
+            check(&what, &gv[1], &cv[1], rel(2e-5, 2e-6, &cv[1]));
+            // The separate kernels on the same backend: the same bits (the
+            // same row statistics, the same ordered mean).
+            let mut pb = PlanBuilder::default();
+            let x = pb.input(batch * classes, DType::F32);
+            let y = pb.input(batch, DType::U32);
+            let gr = pb.input(1, DType::F32);
+            let l = pb.output(1);
+            let d = pb.output(batch * classes);
+            pb.launch(Kernel::SoftmaxXent {
+                logits: x,
+                labels: y,
+                batch,
+                classes,
+                out: l,
+            });
+            pb.launch(Kernel::SoftmaxXentGrad {
+                logits: x,
+                labels: y,
+                grad: gr,
+                batch,
+                classes,
+                out: d,
+            });
+            let sep = run(&g, &pb.build(), &ins).unwrap();
+            assert_eq!(sep[0].to_f32(), gv[0], "{what}: loss");
+            assert_eq!(sep[1].to_f32(), gv[1], "{what}: gradient");
+        }
+    }
+}
+
+/// Every other kernel whose module is trusted (no runtime bounds checks)
+/// at odd sizes, in guarded buffers; those that reduce across a workgroup
+/// on both reduction paths.
+#[test]
+fn trusted_kernels_stay_inside_their_slots() {
+    for (round, (path, g)) in reduction_backends().into_iter().enumerate() {
+        // Softmax kernels on narrow and wide rows.
+        for &(rows, cols) in &[(7, 3), (33, 129), (2, 33)] {
+            let kernels: [&dyn Fn(SlotId, SlotId, SlotId, SlotId) -> Kernel; 3] = [
+                &|x, y, _, o| Kernel::SoftmaxXent {
+                    logits: x,
+                    labels: y,
+                    batch: rows,
+                    classes: cols,
+                    out: o,
+                },
+                &|x, y, gr, o| Kernel::SoftmaxXentGrad {
+                    logits: x,
+                    labels: y,
+                    grad: gr,
+                    batch: rows,
+                    classes: cols,
+                    out: o,
+                },
+                &|x, _, _, o| Kernel::LogSoftmax {
+                    input: x,
+                    rows,
+                    cols,
+                    out: o,
+                },
+            ];
+            for (j, make) in kernels.iter().enumerate() {
+                let mut gd = Guarded::new();
+                let x = gd.input(rows * cols);
+                let y = gd.ids(rows);
+                let gr = gd.input(1);
+                let out = gd.output(if j == 0 { 1 } else { rows * cols });
+                let plan = gd.build(make(x, y, gr, out));
+                let ins = [
+                    f32s(data(rows * cols, 71, -5.0, 5.0)),
+                    HostData::U32(ids(rows, cols, 72)),
+                    f32s(vec![0.75]),
+                ];
+                let what = format!("{path}: softmax kernel {j} ({rows}, {cols})");
+                let (gv, cv) = guarded_run(&g, &what, &plan, &ins);
+                check(&what, &gv[0], &cv[0], rel(2e-5, 2e-6, &cv[0]));
+            }
+        }
+        if round > 0 {
+            continue;
+        }
+        // The rest does not depend on the reduction path.
+        // Element-wise: contiguous, broadcast, transposed and sliced reads.
+        let (r, c) = (7, 13);
+        let mut gd = Guarded::new();
+        let x = gd.input(r * c);
+        let s = gd.input(1);
+        let t = gd.input(c * r);
+        let w = gd.input(r * c + 3);
+        let out = gd.output(r * c);
+        let xi = Expr::Input;
+        let plan = gd.build(Kernel::Elementwise {
+            shape: vec![r, c],
+            inputs: vec![
+                View::dense(x, &[r, c]),
+                View {
+                    slot: s,
+                    strides: vec![0, 0],
+                    offset: 0,
+                },
+                View {
+                    slot: t,
+                    strides: vec![1, r],
+                    offset: 0,
+                },
+                View {
+                    slot: w,
+                    strides: vec![c, 1],
+                    offset: 3,
+                },
+            ],
+            expr: xi(0) * xi(1) + xi(2).tanh() - xi(3),
+            out,
+        });
+        let ins: Vec<HostData> = [r * c, 1, c * r, r * c + 3]
+            .iter()
+            .enumerate()
+            .map(|(j, &n)| f32s(data(n, 90 + j as u64, -1.0, 1.0)))
+            .collect();
+        let what = format!("{path}: elementwise");
+        let (gv, cv) = guarded_run(&g, &what, &plan, &ins);
+        check(&what, &gv[0], &cv[0], rel(2e-5, 2e-6, &cv[0]));
+
+        // Gather (ids clamp on the device; checked on the host).
+        for &(rows, dim, n) in &[(7, 3, 33), (33, 129, 7), (1, 1, 1)] {
+            let mut gd = Guarded::new();
+            let table = gd.input(rows * dim);
+            let idv = gd.ids(n);
+            let out = gd.output(n * dim);
+            let plan = gd.build(Kernel::Gather {
+                table,
+                ids: idv,
+                rows,
+                dim,
+                n,
+                out,
+            });
+            let ins = [
+                f32s(data(rows * dim, 51, -1.0, 1.0)),
+                HostData::U32(ids(n, rows, 52)),
+            ];
+            let what = format!("{path}: gather {rows}x{dim} n={n}");
+            let (gv, cv) = guarded_run(&g, &what, &plan, &ins);
+            check(&what, &gv[0], &cv[0], |_| 0.0);
+        }
+
+        // The logistic loss and its gradient.
+        for n in [1, 129, 300] {
+            for grad in [false, true] {
+                let mut gd = Guarded::new();
+                let x = gd.input(n);
+                let t = gd.input(n);
+                let gr = gd.input(1);
+                let out = gd.output(if grad { n } else { 1 });
+                let k = if grad {
+                    Kernel::LogisticLossGrad {
+                        logits: x,
+                        targets: t,
+                        grad: gr,
+                        n,
+                        out,
+                    }
+                } else {
+                    Kernel::LogisticLoss {
+                        logits: x,
+                        targets: t,
+                        n,
+                        out,
+                    }
+                };
+                let ins = [
+                    f32s(data(n, 91, -20.0, 20.0)),
+                    f32s(data(n, 92, 0.0, 1.0)),
+                    f32s(vec![0.5]),
+                ];
+                let what = format!("{path}: logistic n={n} grad={grad}");
+                let (gv, cv) = guarded_run(&g, &what, &gd.build(k), &ins);
+                check(&what, &gv[0], &cv[0], rel(2e-5, 2e-6, &cv[0]));
+            }
+        }
+    }
 }

@@ -129,7 +129,7 @@ fn explain_prints_the_fused_step() {
     let text = run(bin().args([
         "explain", "--batch", "16", "--vocab", "100", "--dim", "4", "--hidden", "8",
     ]));
-    assert!(text.contains("plan: 14 launches"), "{text}");
+    assert!(text.contains("plan: 11 launches"), "{text}");
     assert!(text.contains("index_add_in_place"), "{text}");
 }
 

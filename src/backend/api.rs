@@ -138,4 +138,12 @@ pub trait Backend: Send + Sync {
     fn kernel_times(&self) -> Option<Vec<(String, f64)>> {
         None
     }
+    /// One note per launch of `plan` on what this backend runs for it
+    /// (a matmul's variant and how it was chosen, a reduction's strategy),
+    /// for `explain`; empty strings where there is nothing to say. May
+    /// tune or compile. Backends with one way to run each kernel return
+    /// nothing.
+    fn launch_notes(&self, _plan: &Plan) -> Vec<String> {
+        Vec::new()
+    }
 }

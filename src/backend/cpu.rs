@@ -124,6 +124,13 @@ impl Backend for CpuBackend {
                 kernels::index_add_in_place(k, &mut data, &read)?;
                 continue;
             }
+            if let Kernel::SoftmaxXentWithGrad { grad_out, .. } = *k {
+                // Two outputs: the loss and the gradient.
+                let (loss, grad) = kernels::softmax_xent_with_grad(k, out_slot, &read)?;
+                slots[out] = Some(self.new_buffer(loss));
+                slots[grad_out] = Some(self.new_buffer(grad));
+                continue;
+            }
             let result = kernels::run(k, out_slot, &read)?;
             match (&slots[out], out_slot.kind) {
                 // In place: the kernel read this input; overwrite its buffer.

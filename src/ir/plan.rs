@@ -91,16 +91,20 @@ impl ReduceOp {
     }
 }
 
-/// Element-wise work applied to a matmul's result before it is stored:
-/// `out[r, c] = expr(acc = (A·B)[r, c], inputs viewed over [m, n])`.
+/// Element-wise work applied to a matmul's or a reduction's result before
+/// it is stored: `out[r, c] = expr(acc = (A·B)[r, c], inputs viewed over
+/// [m, n])`; for a reduction, `acc` is the reduced value and the views are
+/// over `[outer, inner]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Epilogue {
     pub inputs: Vec<View>,
     pub expr: Expr,
 }
 
-/// One kernel launch. Every kernel writes exactly one slot, `out`, and
-/// reads no slot it writes, except the in-place updates flagged below.
+/// One kernel launch. Every kernel writes the slot `out`; a few also write
+/// a second one (`SoftmaxXentWithGrad`'s `grad_out`: see
+/// [`Kernel::outputs`]). A kernel reads no slot it writes, except the
+/// in-place updates flagged below.
 #[derive(Clone, Debug)]
 pub enum Kernel {
     /// `out[idx] = expr(inputs[j] at idx)` for every multi-index over `shape`.
@@ -126,13 +130,18 @@ pub enum Kernel {
         epilogue: Option<Epilogue>,
         out: SlotId,
     },
-    /// Input seen as `[outer, len, inner]`; `out[o, i] = reduce_l in[o, l, i]`.
+    /// Input seen as `[outer, len, inner]`;
+    /// `out[o, i] = epilogue(reduce_l in[o, l, i])` (no epilogue: the
+    /// reduced value itself). An epilogue reads its views over
+    /// `[outer, inner]`; that is how a bias gradient and its SGD update are
+    /// one launch.
     Reduce {
         op: ReduceOp,
         input: SlotId,
         outer: usize,
         len: usize,
         inner: usize,
+        epilogue: Option<Epilogue>,
         out: SlotId,
     },
     /// Zero padding: input seen as `[outer, len, inner]`, output as
@@ -209,6 +218,19 @@ pub enum Kernel {
         classes: usize,
         out: SlotId,
     },
+    /// `SoftmaxXent` and `SoftmaxXentGrad` over the same logits in one
+    /// launch: `out` gets the mean loss (one element), `grad_out` the
+    /// gradient `(softmax - onehot) · grad / batch`. `grad` must be written
+    /// before this launch (the scheduler fuses only then).
+    SoftmaxXentWithGrad {
+        logits: SlotId,
+        labels: SlotId,
+        grad: SlotId,
+        batch: usize,
+        classes: usize,
+        out: SlotId,
+        grad_out: SlotId,
+    },
     /// Row-wise log-softmax of a `[rows, cols]` slot.
     LogSoftmax {
         input: SlotId,
@@ -258,6 +280,7 @@ impl Kernel {
             | Kernel::IndexAddInPlace { out, .. }
             | Kernel::SoftmaxXent { out, .. }
             | Kernel::SoftmaxXentGrad { out, .. }
+            | Kernel::SoftmaxXentWithGrad { out, .. }
             | Kernel::LogSoftmax { out, .. }
             | Kernel::LogisticLoss { out, .. }
             | Kernel::LogisticLossGrad { out, .. }
@@ -265,25 +288,41 @@ impl Kernel {
         }
     }
 
+    /// Every slot this kernel writes: `out` first, then any second output.
+    pub fn outputs(&self) -> Vec<SlotId> {
+        match self {
+            Kernel::SoftmaxXentWithGrad { out, grad_out, .. } => vec![*out, *grad_out],
+            k => vec![k.out()],
+        }
+    }
+
     /// Slots this kernel reads.
     pub fn reads(&self) -> Vec<SlotId> {
+        let epilogue_reads = |first: Vec<SlotId>, e: &Option<Epilogue>| {
+            let mut r = first;
+            if let Some(e) = e {
+                r.extend(e.inputs.iter().map(|v| v.slot));
+            }
+            r
+        };
         match self {
             Kernel::Elementwise { inputs, .. } => inputs.iter().map(|v| v.slot).collect(),
-            Kernel::Matmul { a, b, epilogue, .. } => {
-                let mut r = vec![*a, *b];
-                if let Some(e) = epilogue {
-                    r.extend(e.inputs.iter().map(|v| v.slot));
-                }
-                r
-            }
-            Kernel::Reduce { input, .. }
-            | Kernel::Pad { input, .. }
-            | Kernel::ArgMax { input, .. } => vec![*input],
+            Kernel::Matmul { a, b, epilogue, .. } => epilogue_reads(vec![*a, *b], epilogue),
+            Kernel::Reduce {
+                input, epilogue, ..
+            } => epilogue_reads(vec![*input], epilogue),
+            Kernel::Pad { input, .. } | Kernel::ArgMax { input, .. } => vec![*input],
             Kernel::Gather { table, ids, .. } => vec![*table, *ids],
             Kernel::ScatterAdd { src, ids, .. } => vec![*src, *ids],
             Kernel::IndexAddInPlace { src, ids, out, .. } => vec![*src, *ids, *out],
             Kernel::SoftmaxXent { logits, labels, .. } => vec![*logits, *labels],
             Kernel::SoftmaxXentGrad {
+                logits,
+                labels,
+                grad,
+                ..
+            }
+            | Kernel::SoftmaxXentWithGrad {
                 logits,
                 labels,
                 grad,
@@ -317,6 +356,7 @@ impl Kernel {
             Kernel::IndexAddInPlace { .. } => "index_add_in_place",
             Kernel::SoftmaxXent { .. } => "softmax_xent",
             Kernel::SoftmaxXentGrad { .. } => "softmax_xent_grad",
+            Kernel::SoftmaxXentWithGrad { .. } => "softmax_xent_with_grad",
             Kernel::LogSoftmax { .. } => "log_softmax",
             Kernel::LogisticLoss { .. } => "logistic_loss",
             Kernel::LogisticLossGrad { .. } => "logistic_loss_grad",

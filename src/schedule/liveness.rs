@@ -14,16 +14,20 @@ pub(crate) fn assign_buffers(slots: &mut [Slot], launches: &[Launch]) -> usize {
         for r in l.kernel.reads() {
             last_use[r] = i;
         }
-        let o = l.kernel.out();
-        last_use[o] = last_use[o].max(i);
+        for o in l.kernel.outputs() {
+            last_use[o] = last_use[o].max(i);
+        }
     }
     // (dtype, len) of each buffer; free list of buffer numbers.
     let mut buffers: Vec<(crate::dtype::DType, usize)> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let mut assigned = vec![usize::MAX; slots.len()];
     for (i, l) in launches.iter().enumerate() {
-        let o = l.kernel.out();
-        if matches!(slots[o].kind, SlotKind::Temp { .. }) && assigned[o] == usize::MAX {
+        let outs = l.kernel.outputs();
+        for &o in &outs {
+            if !matches!(slots[o].kind, SlotKind::Temp { .. }) || assigned[o] != usize::MAX {
+                continue;
+            }
             let want = (slots[o].dtype, slots[o].len);
             // Best fit: the smallest free buffer of the dtype that is large
             // enough, else the largest one (it grows), else a new one.
@@ -51,9 +55,9 @@ pub(crate) fn assign_buffers(slots: &mut [Slot], launches: &[Launch]) -> usize {
             };
             assigned[o] = b;
         }
-        // Release the buffers whose slots die at this launch (not the one
-        // just written, unless nothing reads it later).
-        for r in l.kernel.reads().into_iter().chain([o]) {
+        // Release the buffers whose slots die at this launch (not the ones
+        // just written, unless nothing reads them later).
+        for r in l.kernel.reads().into_iter().chain(outs) {
             if last_use[r] == i && assigned[r] != usize::MAX && !free.contains(&assigned[r]) {
                 free.push(assigned[r]);
             }

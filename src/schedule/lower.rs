@@ -5,9 +5,12 @@
 //! constant, or a *pending* element-wise expression that its single consumer
 //! may absorb. A matmul is pending too, with its accumulator as `acc`, so the
 //! element-wise ops after it (bias, activation, the backward Hadamard
-//! product, an SGD update) become its epilogue. A node read by several
+//! product, an SGD update) become its epilogue; so is a reduction (a bias
+//! gradient and its SGD update are one launch). A node read by several
 //! consumers is materialized once — that is how each δ is computed once and
-//! shared by ∂W, ∂b and ∂x.
+//! shared by ∂W, ∂b and ∂x. With fusion on, the softmax cross-entropy's
+//! gradient joins the launch of its forward (same logits and labels): one
+//! kernel, two outputs.
 
 use super::{Goal, NodeDesc, Ref};
 use crate::dtype::DType;
@@ -15,14 +18,15 @@ use crate::error::{Error, Result};
 use crate::ir::{Epilogue, Expr, Kernel, Launch, Op, Plan, Slot, SlotId, SlotKind, View};
 
 /// Element-wise work not yet emitted, so that its one consumer can absorb
-/// it; with `matmul`, the work is that matmul's epilogue (`Expr::Acc` is
-/// its accumulator).
+/// it; with a `producer`, the work is that kernel's epilogue (`Expr::Acc`
+/// is its accumulator).
 #[derive(Clone, Debug)]
 struct Pending {
     expr: Expr,
     inputs: Vec<View>,
-    /// A `Kernel::Matmul` whose epilogue and output are filled when emitted.
-    matmul: Option<Kernel>,
+    /// A `Kernel::Matmul` or `Kernel::Reduce` whose epilogue and output are
+    /// filled when emitted.
+    producer: Option<Kernel>,
     fused: Vec<String>,
 }
 
@@ -31,7 +35,7 @@ impl Pending {
         Pending {
             expr: Expr::Acc,
             inputs: vec![],
-            matmul: None,
+            producer: None,
             fused: vec![],
         }
     }
@@ -350,7 +354,11 @@ impl<'a> Lowering<'a> {
     ) -> SlotId {
         let out = self.new_slot(shape.iter().product(), dtype, kind);
         let (expr, inputs) = dedupe_inputs(p.expr, p.inputs);
-        let kernel = match p.matmul {
+        let epilogue = (expr != Expr::Acc).then_some(Epilogue {
+            inputs: inputs.clone(),
+            expr: expr.clone(),
+        });
+        let kernel = match p.producer {
             Some(Kernel::Matmul {
                 m,
                 k,
@@ -368,9 +376,62 @@ impl<'a> Lowering<'a> {
                 b,
                 trans_a,
                 trans_b,
-                epilogue: (expr != Expr::Acc).then_some(Epilogue { inputs, expr }),
+                epilogue,
                 out,
             },
+            Some(Kernel::Reduce {
+                op,
+                input,
+                outer,
+                len,
+                inner,
+                ..
+            }) => {
+                // The epilogue reads its views over [outer, inner]; a view
+                // that no two strides describe keeps the work separate.
+                let flat: Option<Vec<View>> = inputs
+                    .iter()
+                    .map(|v| view_2d(v, shape, outer, inner))
+                    .collect();
+                match (epilogue, flat) {
+                    (Some(_), None) => {
+                        let acc = self.new_slot(outer * inner, dtype, TEMP);
+                        let reduce = Kernel::Reduce {
+                            op,
+                            input,
+                            outer,
+                            len,
+                            inner,
+                            epilogue: None,
+                            out: acc,
+                        };
+                        self.push(reduce, vec![op.name().to_string()]);
+                        let mut inputs = inputs;
+                        inputs.push(View::dense(acc, shape));
+                        let expr = replace_acc(expr, &Expr::Input(inputs.len() - 1));
+                        let ew = Kernel::Elementwise {
+                            shape: shape.to_vec(),
+                            inputs,
+                            expr,
+                            out,
+                        };
+                        self.push(ew, p.fused);
+                        return out;
+                    }
+                    (epilogue, flat) => Kernel::Reduce {
+                        op,
+                        input,
+                        outer,
+                        len,
+                        inner,
+                        epilogue: epilogue.map(|e| Epilogue {
+                            inputs: flat.unwrap_or_default(),
+                            expr: e.expr,
+                        }),
+                        out,
+                    },
+                }
+            }
             _ => Kernel::Elementwise {
                 shape: shape.to_vec(),
                 inputs,
@@ -396,14 +457,14 @@ impl<'a> Lowering<'a> {
             Val::Const(v) => return Ok(Expr::constant(v)),
             Val::Pending(p)
                 if shape == target
-                    && !(p.matmul.is_some() && acc.matmul.is_some())
+                    && !(p.producer.is_some() && acc.producer.is_some())
                     && fits(acc, &p, reserve) =>
             {
                 let base = acc.inputs.len();
                 acc.inputs.extend(p.inputs);
                 acc.fused.extend(p.fused);
-                if p.matmul.is_some() {
-                    acc.matmul = p.matmul;
+                if p.producer.is_some() {
+                    acc.producer = p.producer;
                 }
                 return Ok(p.expr.map_inputs(&|i| i + base));
             }
@@ -477,17 +538,22 @@ impl<'a> Lowering<'a> {
             Op::Reduce(rop, axis) => {
                 let in_shape = self.shape_of(ins[0]).to_vec();
                 let input = self.materialize(ins[0], TEMP)?;
-                let out = self.new_slot(shape.iter().product(), dtype, TEMP);
-                let kernel = Kernel::Reduce {
-                    op: rop,
-                    input,
-                    outer: in_shape[..axis].iter().product(),
-                    len: in_shape[axis],
-                    inner: in_shape[axis + 1..].iter().product(),
-                    out,
-                };
-                self.push(kernel, vec![name]);
-                Val::Slot(out)
+                // Pending, so that an element-wise consumer (an SGD update)
+                // becomes its epilogue.
+                Val::Pending(Pending {
+                    expr: Expr::Acc,
+                    inputs: vec![],
+                    producer: Some(Kernel::Reduce {
+                        op: rop,
+                        input,
+                        outer: in_shape[..axis].iter().product(),
+                        len: in_shape[axis],
+                        inner: in_shape[axis + 1..].iter().product(),
+                        epilogue: None,
+                        out: 0,
+                    }),
+                    fused: vec![name],
+                })
             }
             Op::Pad { axis, before } => {
                 let in_shape = self.shape_of(ins[0]).to_vec();
@@ -529,10 +595,64 @@ impl<'a> Lowering<'a> {
                     ins.iter().map(|&r| self.shape_of(r).to_vec()).collect();
                 let out = self.new_slot(shape.iter().product(), dtype, TEMP);
                 let kernel = special_kernel(&op, &slots, &in_shapes, &shape, out)?;
+                if self.fuse && self.join_xent_forward(&kernel, &name) {
+                    return Ok(Val::Slot(out));
+                }
                 self.push(kernel, vec![name]);
                 Val::Slot(out)
             }
         })
+    }
+
+    /// A softmax cross-entropy gradient joins the launch of its forward
+    /// when that launch reads the same logits and labels and the upstream
+    /// gradient is already written there: the launch becomes one
+    /// `SoftmaxXentWithGrad` writing both. Returns whether it did.
+    fn join_xent_forward(&mut self, k: &Kernel, name: &str) -> bool {
+        let Kernel::SoftmaxXentGrad {
+            logits,
+            labels,
+            grad,
+            batch,
+            classes,
+            out: grad_out,
+        } = *k
+        else {
+            return false;
+        };
+        let written_at = |launches: &[Launch], slot: SlotId| {
+            launches
+                .iter()
+                .position(|l| l.kernel.outputs().contains(&slot))
+        };
+        let Some(at) = self.launches.iter().position(|l| {
+            matches!(l.kernel, Kernel::SoftmaxXent { logits: x, labels: y, .. }
+                if x == logits && y == labels)
+        }) else {
+            return false;
+        };
+        let grad_ready = match self.slots[grad].kind {
+            SlotKind::Input(_) => true,
+            _ => written_at(&self.launches, grad).is_some_and(|w| w < at),
+        };
+        if !grad_ready {
+            return false;
+        }
+        let Kernel::SoftmaxXent { out, .. } = self.launches[at].kernel else {
+            return false;
+        };
+        let l = &mut self.launches[at];
+        l.kernel = Kernel::SoftmaxXentWithGrad {
+            logits,
+            labels,
+            grad,
+            batch,
+            classes,
+            out,
+            grad_out,
+        };
+        l.fused.push(name.to_string());
+        true
     }
 
     /// Reshape, permute, expand and narrow: a constant stays one; permute,
@@ -557,7 +677,7 @@ impl<'a> Lowering<'a> {
             }));
         }
         if let (Op::Narrow { axis, start }, Val::Pending(p)) = (op, &val)
-            && p.matmul.is_none()
+            && p.producer.is_none()
             && self.fuse
         {
             let mut p = p.clone();
@@ -612,7 +732,7 @@ impl<'a> Lowering<'a> {
         Ok(Val::Pending(Pending {
             expr: Expr::Acc,
             inputs: vec![],
-            matmul: Some(Kernel::Matmul {
+            producer: Some(Kernel::Matmul {
                 m: shape[0],
                 k,
                 n: shape[1],
@@ -740,7 +860,7 @@ const MAX_EPILOGUE_INPUTS: usize = 4;
 /// Whether absorbing `p` into `acc` keeps the kernel within the binding
 /// limits, with `reserve` more inputs still to come.
 fn fits(acc: &Pending, p: &Pending, reserve: usize) -> bool {
-    let limit = if acc.matmul.is_some() || p.matmul.is_some() {
+    let limit = if acc.producer.is_some() || p.producer.is_some() {
         MAX_EPILOGUE_INPUTS
     } else {
         MAX_FUSED_INPUTS
@@ -762,4 +882,54 @@ fn dedupe_inputs(e: Expr, inputs: Vec<View>) -> (Expr, Vec<View>) {
         }
     }
     (e.map_inputs(&|i| map[i]), unique)
+}
+
+/// `e` with the accumulator replaced by `with`.
+fn replace_acc(e: Expr, with: &Expr) -> Expr {
+    match e {
+        Expr::Acc => with.clone(),
+        Expr::Unary(op, a) => Expr::unary(op, replace_acc(*a, with)),
+        Expr::Binary(op, a, b) => Expr::binary(op, replace_acc(*a, with), replace_acc(*b, with)),
+        Expr::Select(c, a, b) => Expr::select(
+            replace_acc(*c, with),
+            replace_acc(*a, with),
+            replace_acc(*b, with),
+        ),
+        other => other,
+    }
+}
+
+/// `v`, a view over `shape` (which holds `outer · inner` elements, row
+/// major), as a view over `[outer, inner]`: the dimensions up to the first
+/// point where their product is `outer` must collapse into one stride, and
+/// the rest into another. `None` when they do not.
+fn view_2d(v: &View, shape: &[usize], outer: usize, inner: usize) -> Option<View> {
+    if outer * inner == 0 {
+        return Some(View {
+            slot: v.slot,
+            strides: vec![0, 0],
+            offset: v.offset,
+        });
+    }
+    let mut prefix = 1;
+    let mut split = 0;
+    while prefix != outer {
+        prefix *= *shape.get(split)?;
+        split += 1;
+    }
+    // The stride of a run of dimensions read as one, if they collapse.
+    let collapse = |dims: std::ops::Range<usize>| -> Option<usize> {
+        let live: Vec<usize> = dims.filter(|&d| shape[d] > 1).collect();
+        for w in live.windows(2) {
+            if v.strides[w[0]] != v.strides[w[1]] * shape[w[1]] {
+                return None;
+            }
+        }
+        Some(live.last().map_or(0, |&d| v.strides[d]))
+    };
+    Some(View {
+        slot: v.slot,
+        strides: vec![collapse(0..split)?, collapse(split..shape.len())?],
+        offset: v.offset,
+    })
 }

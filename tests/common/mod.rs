@@ -49,9 +49,13 @@ pub fn no_gpu(e: impl std::fmt::Display) {
     });
 }
 
-/// The GPU device (software adapters allowed), or `None` to skip.
+/// The GPU device (software adapters allowed), or `None` to skip. Opened
+/// with the tests' options (the fixed heuristic's matmul variants, nothing
+/// written to the tuning cache); `Device::gpu()` returns it from then on.
 pub fn gpu() -> Option<Device> {
-    Device::gpu().map_err(no_gpu).ok()
+    Device::gpu_with_options(deltagrad::backend::wgpu::WgpuOptions::software_ok())
+        .map_err(no_gpu)
+        .ok()
 }
 
 /// A small window-NER model configuration.

@@ -123,10 +123,17 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             outer,
             len,
             inner,
+            epilogue,
             ..
         } => {
             borrow!(read, *input, "reduce input" => x_guard, x);
-            reduce(*op, x, *outer, *len, *inner)?
+            let r = reduce(*op, x, *outer, *len, *inner)?;
+            match epilogue {
+                None => r,
+                Some(Epilogue { inputs, expr }) => {
+                    with_views(&[*outer, *inner], inputs, expr, Some(&r), read)?
+                }
+            }
         }
         Kernel::Pad {
             input,
@@ -180,6 +187,9 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
         Kernel::Custom { .. } => custom(k, read)?,
         Kernel::IndexAddInPlace { .. } => {
             return Err(Error::invalid("cpu execute", "index_add runs in place"));
+        }
+        Kernel::SoftmaxXentWithGrad { .. } => {
+            return Err(Error::invalid("cpu execute", "two outputs"));
         }
     };
     if r.len() != out.len {
@@ -326,6 +336,51 @@ fn softmax_xent<T: Typed>(k: &Kernel, read: &Reader<'_>) -> Result<Vec<T>> {
         }
     }
     Ok(o)
+}
+
+/// The loss and the gradient of a `SoftmaxXentWithGrad`: the same two
+/// computations as `SoftmaxXent` and `SoftmaxXentGrad`, so fused and
+/// unfused plans agree exactly.
+pub(super) fn softmax_xent_with_grad(
+    k: &Kernel,
+    out: &Slot,
+    read: &Reader<'_>,
+) -> Result<(HostData, HostData)> {
+    let Kernel::SoftmaxXentWithGrad {
+        logits,
+        labels,
+        grad,
+        batch,
+        classes,
+        out: loss_out,
+        grad_out,
+    } = *k
+    else {
+        return Err(Error::invalid(
+            "cpu execute",
+            "not a softmax_xent_with_grad",
+        ));
+    };
+    let forward = Kernel::SoftmaxXent {
+        logits,
+        labels,
+        batch,
+        classes,
+        out: loss_out,
+    };
+    let backward = Kernel::SoftmaxXentGrad {
+        logits,
+        labels,
+        grad,
+        batch,
+        classes,
+        out: grad_out,
+    };
+    let grad_slot = Slot {
+        len: batch * classes,
+        ..out.clone()
+    };
+    Ok((run(&forward, out, read)?, run(&backward, &grad_slot, read)?))
 }
 
 /// Mean binary cross-entropy with logits, or its gradient.

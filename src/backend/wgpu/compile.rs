@@ -7,6 +7,8 @@ use std::sync::Arc;
 use super::buffer::{GpuBuffer, Raw};
 use super::emit::Access;
 use super::kernels::KernelId;
+use super::tune::Choice;
+use super::variants::MatmulShape;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ir::{Plan, Slot, SlotId, SlotKind, View};
@@ -75,6 +77,20 @@ pub(super) struct Compiled {
     /// Per step: the launch it belongs to (a launch may take several
     /// dispatches, or none), so profiles can be reported per launch.
     pub launch_of: Vec<usize>,
+    /// Per launch: how it runs, where there is a choice (a matmul's
+    /// variant and how it was chosen; a reduction's strategy), for
+    /// `explain` and the profile's labels. Empty where there is none.
+    pub notes: Vec<String>,
+}
+
+/// What compiling needs to know of the device.
+pub(super) struct Env<'a> {
+    /// The adapter's workgroups per grid dimension.
+    pub max_groups: u32,
+    /// Whether the device runs subgroup operations.
+    pub subgroups: bool,
+    /// The variant of each matmul (tuned, cached, heuristic or pinned).
+    pub choose: &'a dyn Fn(&MatmulShape) -> Choice,
 }
 
 const OP: &str = "wgpu execute";
@@ -130,11 +146,14 @@ impl<'a> Bufs<'a> {
 pub(super) struct Compiler<'a> {
     pub(super) plan: &'a Plan,
     pub(super) max_groups: u32,
+    pub(super) env: &'a Env<'a>,
     pub(super) steps: Vec<Step>,
     pub(super) scratch: Vec<u64>,
+    /// The note of the launch being compiled.
+    pub(super) note: String,
 }
 
-pub(super) fn compile(plan: &Plan, max_groups: u32) -> Result<Compiled> {
+pub(super) fn compile(plan: &Plan, env: &Env<'_>) -> Result<Compiled> {
     let mut temp_bytes = vec![0u64; plan.n_temp_buffers];
     let mut outputs = vec![None; plan.n_outputs];
     for (i, s) in plan.slots.iter().enumerate() {
@@ -175,20 +194,26 @@ pub(super) fn compile(plan: &Plan, max_groups: u32) -> Result<Compiled> {
         .collect::<Result<Vec<_>>>()?;
     let mut c = Compiler {
         plan,
-        max_groups,
+        max_groups: env.max_groups,
+        env,
         steps: Vec::new(),
         scratch: Vec::new(),
+        note: String::new(),
     };
     let mut written = vec![false; plan.slots.len()];
     let mut launch_of = Vec::new();
+    let mut notes = Vec::with_capacity(plan.launches.len());
     for (li, launch) in plan.launches.iter().enumerate() {
         let k = &launch.kernel;
-        for s in k.reads().into_iter().chain([k.out()]) {
+        for s in k.reads().into_iter().chain(k.outputs()) {
             c.slot(s)?;
         }
         c.launch(li, k)?;
+        notes.push(std::mem::take(&mut c.note));
         launch_of.resize(c.steps.len(), li);
-        written[k.out()] = true;
+        for o in k.outputs() {
+            written[o] = true;
+        }
     }
     for (i, s) in plan.slots.iter().enumerate() {
         if matches!(s.kind, SlotKind::Output(_)) && !written[i] {
@@ -201,6 +226,7 @@ pub(super) fn compile(plan: &Plan, max_groups: u32) -> Result<Compiled> {
         scratch_bytes: c.scratch,
         outputs,
         launch_of,
+        notes,
     })
 }
 

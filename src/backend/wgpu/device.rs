@@ -1,8 +1,10 @@
 //! Adapter choice, device creation, error capture and bounded waiting.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::tune::{self, Tuning};
 use crate::error::{Error, Result};
 
 /// How to pick and drive the device.
@@ -21,6 +23,27 @@ pub struct WgpuOptions {
     /// distinct fused expression has its own, so a process that keeps
     /// building new graph structures would otherwise grow without bound.
     pub max_cached_pipelines: usize,
+    /// How each matmul's variant (tiling, split-K) is chosen: tuned on
+    /// first use of a shape class, the fixed heuristic, or one variant for
+    /// all. Default: `DELTAGRAD_TUNE` (unset or `auto`: tune; `off`: the
+    /// heuristic; a variant name such as `64x64/4x4/k16`: that variant).
+    pub tuning: Tuning,
+    /// Folder of the on-disk tuning cache, one file per adapter and
+    /// driver; `None` keeps choices in memory only. Default:
+    /// `DELTAGRAD_TUNE_CACHE` (empty or `off`: none), else
+    /// `$XDG_CACHE_HOME/deltagrad`, else `$HOME/.cache/deltagrad`.
+    pub tune_cache: Option<PathBuf>,
+    /// Wall-clock time the tuner may spend on one shape class (pipeline
+    /// builds included); at least the first candidate is always timed.
+    /// Default: `DELTAGRAD_TUNE_BUDGET_MS`, else 120 ms.
+    pub tune_budget: Duration,
+    /// Use subgroup operations for workgroup reductions where the adapter
+    /// offers them (else, and when off, a workgroup-memory tree).
+    pub subgroups: bool,
+    /// Create the modules of kernels whose every index is bounded by the
+    /// checked launch sizes without runtime bounds checks
+    /// (`KernelId::trusted`). Off: every module is checked.
+    pub trusted_shaders: bool,
 }
 
 impl Default for WgpuOptions {
@@ -30,15 +53,24 @@ impl Default for WgpuOptions {
             poll_timeout: Duration::from_secs(60),
             max_cached_plans: 64,
             max_cached_pipelines: 256,
+            tuning: Tuning::from_env(),
+            tune_cache: tune::cache_dir_from_env(),
+            tune_budget: tune::budget_from_env(),
+            subgroups: true,
+            trusted_shaders: true,
         }
     }
 }
 
 impl WgpuOptions {
-    /// Defaults, but accepting software adapters (what tests use).
+    /// What tests use: defaults, but accepting software adapters, and the
+    /// matmul variants of the fixed heuristic (deterministic, no timing,
+    /// nothing written to the tuning cache).
     pub fn software_ok() -> Self {
         WgpuOptions {
             allow_software: true,
+            tuning: Tuning::Heuristic,
+            tune_cache: None,
             ..Self::default()
         }
     }
@@ -61,6 +93,11 @@ pub(super) struct Gpu {
     /// queries (requested whenever the adapter offers them: they cost
     /// nothing until a pass asks for timestamp writes).
     pub timestamp_period: Option<f64>,
+    /// Whether the device was created with subgroup operations (the
+    /// adapter offers them and the options allow them).
+    pub subgroups: bool,
+    /// `WgpuOptions::trusted_shaders`.
+    pub trusted_shaders: bool,
     sink: Arc<Mutex<ErrorSink>>,
     timeout: Duration,
 }
@@ -122,9 +159,14 @@ impl Gpu {
         // to its maximum binding size fit.
         let limits = adapter.limits();
         let timestamps = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let subgroups = if opts.subgroups {
+            adapter.features() & wgpu::Features::SUBGROUP
+        } else {
+            wgpu::Features::empty()
+        };
         let desc = wgpu::DeviceDescriptor {
             label: Some("deltagrad"),
-            required_features: timestamps,
+            required_features: timestamps | subgroups,
             required_limits: limits.clone(),
             ..Default::default()
         };
@@ -150,6 +192,8 @@ impl Gpu {
             info,
             limits,
             timestamp_period,
+            subgroups: !subgroups.is_empty(),
+            trusted_shaders: opts.trusted_shaders,
             sink,
             timeout: opts.poll_timeout,
         })

@@ -191,6 +191,50 @@ pub fn fill(template: &str, fns: &str, bindings: &str, loads: &str, expr: &str) 
     Ok(format!("{}{}{}", &out[..start], expr, &rest[end..]))
 }
 
+/// Replaces the text between the lines `//@{name}_BEGIN` and
+/// `//@{name}_END` (markers included) with `with`.
+fn replace_region(s: &str, name: &str, with: &str) -> Result<String> {
+    let (begin, end) = (format!("//@{name}_BEGIN"), format!("//@{name}_END"));
+    if s.matches(&begin).count() != 1 || s.matches(&end).count() != 1 {
+        return Err(missing(&begin));
+    }
+    let a = s.find(&begin).ok_or_else(|| missing(&begin))?;
+    let b = s.find(&end).ok_or_else(|| missing(&end))? + end.len();
+    if b < a {
+        return Err(missing(&end));
+    }
+    Ok(format!("{}{}{}", &s[..a], with, &s[b..]))
+}
+
+/// The matmul template with a variant's tiling constants (the text
+/// between `//@TILING_BEGIN` and `//@TILING_END`).
+pub fn tiling(template: &str, constants: &str) -> Result<String> {
+    replace_region(template, "TILING", constants)
+}
+
+/// Subgroup builtins each entry point that reduces across the workgroup
+/// takes when its module uses subgroups, and what it does with them first.
+const SG_ARGS: &str = "@builtin(subgroup_id) sg_id: u32, @builtin(num_subgroups) sg_count: u32, \
+                       @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32,";
+const SG_INIT: &str = "SG = vec4<u32>(sg_id, sg_count, sg_lane, sg_size);";
+
+/// A module with workgroup reductions (reduce.wgsl, softmax.wgsl) as is,
+/// or, with `subgroups`, with `subgroup` (shaders/subgroup.wgsl) over its
+/// `WG_REDUCE` region and the subgroup builtins at every `/*@SG_ARGS*/`
+/// and `//@SG_INIT`.
+pub fn reductions(src: &str, subgroups: bool, subgroup: &str) -> Result<String> {
+    let args = src.matches("/*@SG_ARGS*/").count();
+    if args == 0 || args != src.matches("//@SG_INIT").count() {
+        return Err(missing("/*@SG_ARGS*/ with //@SG_INIT"));
+    }
+    if !subgroups {
+        return Ok(src.to_string());
+    }
+    Ok(replace_region(src, "WG_REDUCE", subgroup)?
+        .replace("/*@SG_ARGS*/", SG_ARGS)
+        .replace("//@SG_INIT", SG_INIT))
+}
+
 fn replace_once(s: &str, marker: &str, with: &str) -> Result<String> {
     if s.matches(marker).count() != 1 {
         return Err(missing(marker));
@@ -276,6 +320,19 @@ mod tests {
             "    let x0 = in0[i];\n    let x1 = out[i];\n    \
              let x2 = in2[view_offset(2u, i)];\n    let x3 = in3[0];\n"
         );
+    }
+
+    #[test]
+    fn regions_and_subgroup_markers() {
+        let t = "a\n//@TILING_BEGIN\nconst X = 1;\n//@TILING_END\nb";
+        assert_eq!(tiling(t, "const X = 2;\n").unwrap(), "a\nconst X = 2;\n\nb");
+        assert!(tiling("no markers", "").is_err());
+        let src = "//@WG_REDUCE_BEGIN\ntree\n//@WG_REDUCE_END\nfn f(/*@SG_ARGS*/) {\n//@SG_INIT\n}";
+        assert_eq!(reductions(src, false, "sg").unwrap(), src);
+        let with = reductions(src, true, "sg").unwrap();
+        assert!(with.starts_with("sg\nfn f(@builtin(subgroup_id)"), "{with}");
+        assert!(with.contains("SG = vec4<u32>(sg_id"), "{with}");
+        assert!(reductions("fn f() {}", true, "sg").is_err());
     }
 
     #[test]

@@ -7,12 +7,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use super::buffer::{GpuBuffer, Pool, Raw, create_raw, gpu_buffer};
-use super::compile::{self, Bind, Bufs, Compiled, Dispatch, Step};
+use super::compile::{self, Bind, Bufs, Compiled, Dispatch, Env, Step};
 use super::ctx::Ctx;
 use super::host;
 use super::pipelines::{Pipeline, Pipelines};
 use super::profile::{self, Timer};
 use super::record::{self, Recorder};
+use super::tune::Tuner;
+use super::variants::MatmulShape;
 use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::ir::Plan;
@@ -79,16 +81,28 @@ pub(super) struct Exec {
     tick: u64,
     /// Per launch of the last profiled execution: label and milliseconds.
     pub last_times: Option<Vec<(String, f64)>>,
+    /// Each matmul's variant.
+    pub tuner: Tuner,
 }
 
 impl Exec {
-    pub fn new(max_pipelines: usize) -> Exec {
+    pub fn new(max_pipelines: usize, tuner: Tuner) -> Exec {
         Exec {
             pipelines: Pipelines::new(max_pipelines),
             plans: HashMap::new(),
             tick: 0,
             last_times: None,
+            tuner,
         }
+    }
+
+    /// The per-launch notes of `plan` as it would run now (tuning its
+    /// matmuls first if needed), for `explain`.
+    pub fn notes(&mut self, cx: &Ctx, plan: &Plan) -> Result<Vec<String>> {
+        self.tuner.prepare(cx, plan);
+        let tuner = &self.tuner;
+        let choose = |s: &MatmulShape| tuner.choose(s);
+        Ok(compile::compile(plan, &env(cx, &choose))?.notes)
     }
 
     pub fn forget(&mut self, id: u64) {
@@ -96,9 +110,17 @@ impl Exec {
     }
 }
 
-fn new_state(cx: &Ctx, plan: &Plan, tick: u64) -> Result<PlanState> {
+fn env<'a>(cx: &Ctx, choose: &'a dyn Fn(&MatmulShape) -> super::tune::Choice) -> Env<'a> {
+    Env {
+        max_groups: cx.gpu.limits.max_compute_workgroups_per_dimension,
+        subgroups: cx.gpu.subgroups,
+        choose,
+    }
+}
+
+fn new_state(cx: &Ctx, plan: &Plan, tick: u64, env: &Env<'_>) -> Result<PlanState> {
     let gpu = &cx.gpu;
-    let compiled = compile::compile(plan, gpu.limits.max_compute_workgroups_per_dimension)?;
+    let compiled = compile::compile(plan, env)?;
     let acquire = |sizes: &[u64]| -> Result<Vec<Raw>> {
         sizes
             .iter()
@@ -159,10 +181,15 @@ fn state_for<'a>(
     plan: &Plan,
     tick: u64,
     max_plans: usize,
+    tuner: &mut Tuner,
 ) -> Result<&'a mut PlanState> {
     let sig = (plan.slots.len(), plan.launches.len());
     if plans.get(&plan.id).is_none_or(|s| s.sig != sig) {
-        let st = new_state(cx, plan, tick)?;
+        // First run of this plan: tune its matmuls' shape classes now.
+        tuner.prepare(cx, plan);
+        let tuner = &*tuner;
+        let choose = |s: &MatmulShape| tuner.choose(s);
+        let st = new_state(cx, plan, tick, &env(cx, &choose))?;
         if plans.len() >= max_plans.max(1)
             && let Some(&old) = plans
                 .iter()
@@ -201,8 +228,9 @@ pub(super) fn execute(
         plans,
         last_times,
         tick,
+        tuner,
     } = ex;
-    let st = state_for(plans, cx, plan, *tick, max_plans)?;
+    let st = state_for(plans, cx, plan, *tick, max_plans, tuner)?;
     let outputs = acquire_outputs(cx, st)?;
     let PlanState {
         fixed,
@@ -243,9 +271,21 @@ pub(super) fn execute(
     cx.gpu.check("execute")?;
     if profile {
         *last_times = match (timing, period) {
-            (Some(t), Some(p)) => Some(profile::per_launch(plan, &owners, &t.read_spans(cx)?, p)),
+            (Some(t), Some(p)) => Some(profile::per_launch(
+                plan,
+                &fixed.compiled.notes,
+                &owners,
+                &t.read_spans(cx)?,
+                p,
+            )),
             // A plan dispatching nothing took no GPU time.
-            (None, Some(p)) if owners.is_empty() => Some(profile::per_launch(plan, &[], &[], p)),
+            (None, Some(p)) if owners.is_empty() => Some(profile::per_launch(
+                plan,
+                &fixed.compiled.notes,
+                &[],
+                &[],
+                p,
+            )),
             _ => None,
         };
     }

@@ -3,6 +3,7 @@
 //! cache.
 
 use super::emit::{self, Access, Site};
+use super::variants::MatmulVariant;
 use crate::error::Result;
 use crate::ir::{BinaryOp, Expr, ReduceOp, UnaryOp};
 
@@ -20,10 +21,13 @@ pub enum Shader {
     Reduce,
     Scatter,
     Softmax,
+    /// Not a module: the subgroup reductions spliced into `Reduce` and
+    /// `Softmax` where the adapter offers subgroups.
+    Subgroup,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 10] = [
+    pub const ALL: [Shader; 11] = [
         Shader::ArgMax,
         Shader::Elementwise,
         Shader::ExprFns,
@@ -34,6 +38,7 @@ impl Shader {
         Shader::Reduce,
         Shader::Scatter,
         Shader::Softmax,
+        Shader::Subgroup,
     ];
 
     /// The file name without `.wgsl`.
@@ -49,6 +54,7 @@ impl Shader {
             Shader::Reduce => "reduce",
             Shader::Scatter => "scatter",
             Shader::Softmax => "softmax",
+            Shader::Subgroup => "subgroup",
         }
     }
 
@@ -65,13 +71,16 @@ impl Shader {
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Shader::Scatter => include_str!("../../../shaders/scatter.wgsl"),
             Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
+            Shader::Subgroup => include_str!("../../../shaders/subgroup.wgsl"),
         }
     }
 }
 
 /// Every shader file as `(name, source)`, templates unfilled. Used by the
-/// shader validation tests; `elementwise` and `matmul` are templates
-/// (see [`emit`]), `expr_fns` holds their helper functions.
+/// shader validation tests; `elementwise`, `matmul`, `reduce` and
+/// `softmax` are templates (see [`emit`]), `expr_fns` holds their helper
+/// functions and `subgroup` the subgroup reductions (valid only with
+/// subgroup support).
 pub fn shader_sources() -> Vec<(&'static str, &'static str)> {
     Shader::ALL.iter().map(|s| (s.name(), s.source())).collect()
 }
@@ -100,22 +109,40 @@ pub enum KernelId {
         /// A's contiguous dimension is a multiple of 4.
         vec_a: bool,
         vec_b: bool,
+        /// The tiling (its `split` is always 1 here: splits are a launch
+        /// parameter).
+        tile: MatmulVariant,
+        /// Writes split-K partial products instead of the epilogue's result.
+        partial: bool,
         epilogue: Option<(Expr, Vec<Access>)>,
     },
-    /// `tree`: one workgroup per output (long reductions).
+    /// Split-K's second pass: sums the partial products in order, applies
+    /// the epilogue.
+    SplitSum {
+        epilogue: Option<(Expr, Vec<Access>)>,
+    },
+    /// `tree`: one workgroup per output (long reductions). The epilogue
+    /// reads views over [outer, inner].
     Reduce {
         op: ReduceOp,
         tree: bool,
+        subgroups: bool,
+        epilogue: Option<(Expr, Vec<Access>)>,
     },
     /// Mean of a vector into one element (mean losses' last step).
-    MeanAll,
+    MeanAll {
+        subgroups: bool,
+    },
     Gather,
     ScatterAdd,
     IndexAdd,
-    /// Per-row softmax cross entropy, before the mean.
-    XentRows,
-    XentGrad,
-    LogSoftmax,
+    /// Row-wise softmax kernels: a workgroup per row, or a thread per row
+    /// (`serial`, for narrow rows).
+    Softmax {
+        kind: SoftmaxKind,
+        serial: bool,
+        subgroups: bool,
+    },
     LogisticLoss,
     LogisticGrad,
     /// Zero padding along one axis.
@@ -124,6 +151,17 @@ pub enum KernelId {
     ArgMax {
         min: bool,
     },
+}
+
+/// The entry points of `softmax.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SoftmaxKind {
+    /// Per-row cross-entropy loss, before the mean.
+    XentRows,
+    XentGrad,
+    /// The gradient and the per-row losses in one pass.
+    XentBoth,
+    LogSoftmax,
 }
 
 /// Elementwise templates read inputs through `view_offset`.
@@ -144,6 +182,15 @@ const EPI_SITE: Site = Site {
     first_binding: 4,
 };
 
+/// Reduction epilogues read inputs at (row, col) of [outer, inner].
+const REDUCE_EPI_SITE: Site = Site {
+    prefix: "e",
+    linear: "row * P.inner + col",
+    offset_fn: "epi_offset",
+    offset_args: "row, col",
+    first_binding: 3,
+};
+
 /// Most inputs an elementwise kernel or epilogue takes (the size of the
 /// stride arrays in the templates' Params).
 pub const MAX_EW_INPUTS: usize = 16;
@@ -157,11 +204,11 @@ impl KernelId {
     pub fn module(&self) -> Shader {
         match self {
             KernelId::Elementwise { .. } => Shader::Elementwise,
-            KernelId::Matmul { .. } => Shader::Matmul,
-            KernelId::Reduce { .. } | KernelId::MeanAll => Shader::Reduce,
+            KernelId::Matmul { .. } | KernelId::SplitSum { .. } => Shader::Matmul,
+            KernelId::Reduce { .. } | KernelId::MeanAll { .. } => Shader::Reduce,
             KernelId::Gather => Shader::Gather,
             KernelId::ScatterAdd | KernelId::IndexAdd => Shader::Scatter,
-            KernelId::XentRows | KernelId::XentGrad | KernelId::LogSoftmax => Shader::Softmax,
+            KernelId::Softmax { .. } => Shader::Softmax,
             KernelId::LogisticLoss | KernelId::LogisticGrad => Shader::Logistic,
             KernelId::Pad => Shader::Pad,
             KernelId::ArgMax { .. } => Shader::ArgMax,
@@ -176,15 +223,23 @@ impl KernelId {
     pub fn entry_point(&self) -> &'static str {
         match self {
             KernelId::Elementwise { .. } | KernelId::Matmul { .. } => "main",
+            KernelId::SplitSum { .. } => "reduce_splits",
             KernelId::Reduce { tree: false, .. } => "serial",
             KernelId::Reduce { tree: true, .. } => "tree",
-            KernelId::MeanAll => "mean_all",
+            KernelId::MeanAll { .. } => "mean_all",
             KernelId::Gather => "gather",
             KernelId::ScatterAdd => "scatter_add",
             KernelId::IndexAdd => "index_add",
-            KernelId::XentRows => "xent_rows",
-            KernelId::XentGrad => "xent_grad",
-            KernelId::LogSoftmax => "log_softmax",
+            KernelId::Softmax { kind, serial, .. } => match (kind, serial) {
+                (SoftmaxKind::XentRows, false) => "xent_rows",
+                (SoftmaxKind::XentGrad, false) => "xent_grad",
+                (SoftmaxKind::XentBoth, false) => "xent_both",
+                (SoftmaxKind::LogSoftmax, false) => "log_softmax",
+                (SoftmaxKind::XentRows, true) => "xent_rows_serial",
+                (SoftmaxKind::XentGrad, true) => "xent_grad_serial",
+                (SoftmaxKind::XentBoth, true) => "xent_both_serial",
+                (SoftmaxKind::LogSoftmax, true) => "log_softmax_serial",
+            },
             KernelId::LogisticLoss => "logistic_loss",
             KernelId::LogisticGrad => "logistic_grad",
             KernelId::Pad => "pad",
@@ -201,12 +256,14 @@ impl KernelId {
                 trans_b,
                 vec_a,
                 vec_b,
+                partial,
                 ..
             } => vec![
                 ("TRANS_A", b(*trans_a)),
                 ("TRANS_B", b(*trans_b)),
                 ("VEC_A", b(*vec_a)),
                 ("VEC_B", b(*vec_b)),
+                ("PARTIAL", b(*partial)),
             ],
             KernelId::Reduce { op, .. } => vec![("IS_MAX", b(*op == ReduceOp::Max))],
             KernelId::ArgMax { min } => vec![("IS_MIN", b(*min))],
@@ -214,10 +271,48 @@ impl KernelId {
         }
     }
 
+    /// Whether the module uses subgroup operations (the device must have
+    /// been created with `Features::SUBGROUP`).
+    pub fn uses_subgroups(&self) -> bool {
+        match self {
+            KernelId::Reduce {
+                subgroups, tree, ..
+            } => *subgroups && *tree,
+            KernelId::MeanAll { subgroups } => *subgroups,
+            KernelId::Softmax {
+                subgroups, serial, ..
+            } => *subgroups && !*serial,
+            _ => false,
+        }
+    }
+
+    /// Whether every index the kernel uses is bounded by the sizes the
+    /// backend checks against the slots before any launch (the element
+    /// counts, shapes and views in its parameters), so that its module may
+    /// be created without runtime bounds checks (a "trusted" module).
+    /// Scatter-add and index-add index through host-built tables read from
+    /// a buffer, so they keep the checks.
+    pub fn trusted(&self) -> bool {
+        !matches!(self, KernelId::ScatterAdd | KernelId::IndexAdd)
+    }
+
     /// The module's WGSL, with templates filled by the emitter.
     pub fn source(&self) -> Result<String> {
         let fns = format!("{}\n{}", Shader::ExprFns.source(), emit::op_functions());
         let fns = fns.as_str();
+        let epilogue = |e: &Option<(Expr, Vec<Access>)>, site: &Site, template: &str| {
+            let (access, text): (&[Access], String) = match e {
+                Some((expr, access)) => (access, emit::expr(expr, access.len(), true)?),
+                None => (&[], "acc".to_string()),
+            };
+            emit::fill(
+                template,
+                fns,
+                &emit::bindings(access, site),
+                &emit::loads(access, site),
+                &text,
+            )
+        };
         match self {
             KernelId::Elementwise { expr, access } => emit::fill(
                 Shader::Elementwise.source(),
@@ -226,19 +321,26 @@ impl KernelId {
                 &emit::loads(access, &EW_SITE),
                 &emit::expr(expr, access.len(), false)?,
             ),
-            KernelId::Matmul { epilogue, .. } => {
-                let (access, e): (&[Access], String) = match epilogue {
-                    Some((expr, access)) => (access, emit::expr(expr, access.len(), true)?),
-                    None => (&[], "acc".to_string()),
-                };
-                emit::fill(
-                    Shader::Matmul.source(),
-                    fns,
-                    &emit::bindings(access, &EPI_SITE),
-                    &emit::loads(access, &EPI_SITE),
-                    &e,
-                )
+            KernelId::Matmul {
+                epilogue: e, tile, ..
+            } => {
+                let template = emit::tiling(Shader::Matmul.source(), &tile.wgsl_constants())?;
+                epilogue(e, &EPI_SITE, &template)
             }
+            KernelId::SplitSum { epilogue: e } => epilogue(e, &EPI_SITE, Shader::Matmul.source()),
+            KernelId::Reduce { epilogue: e, .. } => {
+                let src = epilogue(e, &REDUCE_EPI_SITE, Shader::Reduce.source())?;
+                emit::reductions(&src, self.uses_subgroups(), Shader::Subgroup.source())
+            }
+            KernelId::MeanAll { .. } => {
+                let src = epilogue(&None, &REDUCE_EPI_SITE, Shader::Reduce.source())?;
+                emit::reductions(&src, self.uses_subgroups(), Shader::Subgroup.source())
+            }
+            KernelId::Softmax { .. } => emit::reductions(
+                Shader::Softmax.source(),
+                self.uses_subgroups(),
+                Shader::Subgroup.source(),
+            ),
             other => Ok(other.module().source().to_string()),
         }
     }
@@ -247,34 +349,37 @@ impl KernelId {
     pub fn bindings(&self) -> Vec<Binding> {
         use Binding::{Read, ReadWrite, Uniform};
         let own = |access: &[Access]| access.iter().filter(|a| **a != Access::InPlace).count();
+        let with_epilogue = |mut v: Vec<Binding>, e: &Option<(Expr, Vec<Access>)>| {
+            if let Some((_, access)) = e {
+                v.extend(std::iter::repeat_n(Read, own(access)));
+            }
+            v
+        };
         match self {
             KernelId::Elementwise { access, .. } => {
                 let mut v = vec![ReadWrite, Uniform];
                 v.extend(std::iter::repeat_n(Read, own(access)));
                 v
             }
-            KernelId::Matmul { epilogue, .. } => {
-                let mut v = vec![ReadWrite, Uniform, Read, Read];
-                if let Some((_, access)) = epilogue {
-                    v.extend(std::iter::repeat_n(Read, own(access)));
-                }
-                v
+            KernelId::Matmul { epilogue, .. } | KernelId::SplitSum { epilogue } => {
+                with_epilogue(vec![ReadWrite, Uniform, Read, Read], epilogue)
             }
-            KernelId::Reduce { .. }
-            | KernelId::MeanAll
-            | KernelId::LogSoftmax
-            | KernelId::Pad
-            | KernelId::ArgMax { .. } => {
-                vec![ReadWrite, Uniform, Read]
+            KernelId::Reduce { epilogue, .. } => {
+                with_epilogue(vec![ReadWrite, Uniform, Read], epilogue)
             }
+            KernelId::Pad | KernelId::ArgMax { .. } => vec![ReadWrite, Uniform, Read],
+            KernelId::MeanAll { .. } => vec![ReadWrite, Uniform, Read],
+            KernelId::Softmax { kind, .. } => match kind {
+                SoftmaxKind::LogSoftmax => vec![ReadWrite, Uniform, Read],
+                SoftmaxKind::XentRows => vec![ReadWrite, Uniform, Read, Read],
+                SoftmaxKind::XentGrad => vec![ReadWrite, Uniform, Read, Read, Read],
+                SoftmaxKind::XentBoth => vec![ReadWrite, Uniform, Read, Read, Read, ReadWrite],
+            },
             KernelId::Gather
             | KernelId::ScatterAdd
             | KernelId::IndexAdd
-            | KernelId::XentRows
             | KernelId::LogisticLoss => vec![ReadWrite, Uniform, Read, Read],
-            KernelId::XentGrad | KernelId::LogisticGrad => {
-                vec![ReadWrite, Uniform, Read, Read, Read]
-            }
+            KernelId::LogisticGrad => vec![ReadWrite, Uniform, Read, Read, Read],
         }
     }
 
@@ -305,36 +410,70 @@ impl KernelId {
                 access: vec![],
             },
         ];
-        for bits in 0..16u32 {
+        let tiles = MatmulVariant::TILINGS;
+        for bits in 0..32u32 {
             let f = |i: u32| bits & (1 << i) != 0;
+            let epilogue = (bits % 3 == 0).then(|| {
+                let access = if f(0) {
+                    Access::Broadcast
+                } else {
+                    Access::InPlace
+                };
+                (bias_relu.clone(), vec![access])
+            });
             v.push(KernelId::Matmul {
                 trans_a: f(0),
                 trans_b: f(1),
                 vec_a: f(2),
                 vec_b: f(3),
-                epilogue: (bits % 3 == 0).then(|| {
-                    let access = if f(0) {
-                        Access::Broadcast
-                    } else {
-                        Access::InPlace
-                    };
-                    (bias_relu.clone(), vec![access])
-                }),
+                tile: tiles[bits as usize % tiles.len()],
+                partial: f(4),
+                epilogue: if f(4) { None } else { epilogue.clone() },
             });
+            if bits < 2 {
+                v.push(KernelId::SplitSum { epilogue });
+            }
         }
         for op in [ReduceOp::Sum, ReduceOp::Max] {
             for tree in [false, true] {
-                v.push(KernelId::Reduce { op, tree });
+                for subgroups in [false, true] {
+                    v.push(KernelId::Reduce {
+                        op,
+                        tree,
+                        subgroups,
+                        epilogue: (op == ReduceOp::Sum && tree).then(|| {
+                            let sgd = Expr::binary(
+                                BinaryOp::Sub,
+                                Expr::Input(0),
+                                Expr::binary(BinaryOp::Mul, Expr::constant(0.1), Expr::Acc),
+                            );
+                            (sgd, vec![Access::Contiguous])
+                        }),
+                    });
+                }
+            }
+        }
+        for subgroups in [false, true] {
+            v.push(KernelId::MeanAll { subgroups });
+            for kind in [
+                SoftmaxKind::XentRows,
+                SoftmaxKind::XentGrad,
+                SoftmaxKind::XentBoth,
+                SoftmaxKind::LogSoftmax,
+            ] {
+                for serial in [false, true] {
+                    v.push(KernelId::Softmax {
+                        kind,
+                        serial,
+                        subgroups,
+                    });
+                }
             }
         }
         v.extend([
-            KernelId::MeanAll,
             KernelId::Gather,
             KernelId::ScatterAdd,
             KernelId::IndexAdd,
-            KernelId::XentRows,
-            KernelId::XentGrad,
-            KernelId::LogSoftmax,
             KernelId::LogisticLoss,
             KernelId::LogisticGrad,
             KernelId::Pad,

@@ -4,11 +4,20 @@
 use super::compile::{
     Bind, Buf, Compiler, Dispatch, HostPrep, Step, Views, invalid, u32_of, words,
 };
-use super::kernels::{KernelId, MAX_EPI_INPUTS, MAX_EW_INPUTS, MAX_RANK};
+use super::emit::Access;
+use super::kernels::{KernelId, MAX_EPI_INPUTS, MAX_EW_INPUTS, MAX_RANK, SoftmaxKind};
 use super::segments;
+use super::variants::MatmulShape;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::ir::Kernel;
+use crate::ir::{Epilogue, Expr, Kernel};
+
+/// Rows at most this wide are handled by one thread each; wider ones by a
+/// workgroup each.
+const SERIAL_COLS: usize = 32;
+
+/// An epilogue's part of a kernel id.
+type EpilogueId = Option<(Expr, Vec<Access>)>;
 
 impl Compiler<'_> {
     /// The dispatch steps of launch `li`, one method per kernel kind.
@@ -24,6 +33,7 @@ impl Compiler<'_> {
             Kernel::IndexAddInPlace { .. } => self.index_add(k),
             Kernel::SoftmaxXent { .. } => self.softmax_xent(k),
             Kernel::SoftmaxXentGrad { .. } => self.softmax_xent_grad(k),
+            Kernel::SoftmaxXentWithGrad { .. } => self.softmax_xent_with_grad(k),
             Kernel::LogSoftmax { .. } => self.log_softmax(k),
             Kernel::LogisticLoss { .. } => self.logistic_loss(k),
             Kernel::LogisticLossGrad { .. } => self.logistic_grad(k),
@@ -80,6 +90,42 @@ impl Compiler<'_> {
         self.dispatch(kernel, binds, words(&p), (n as u64).div_ceil(64))
     }
 
+    /// Epilogue views over `shape`: their bindings, the per-input words
+    /// (row stride, column stride, offset, 0) and the kernel id's part.
+    fn epilogue(
+        &self,
+        e: &Option<Epilogue>,
+        shape: [usize; 2],
+        out: Buf,
+    ) -> Result<(Vec<Bind>, Vec<u32>, EpilogueId)> {
+        let Some(e) = e else {
+            return Ok((vec![], vec![0; 4 * MAX_EPI_INPUTS], None));
+        };
+        if e.inputs.len() > MAX_EPI_INPUTS {
+            return Err(invalid(format!(
+                "epilogue with {} inputs (max {MAX_EPI_INPUTS})",
+                e.inputs.len()
+            )));
+        }
+        let Views {
+            access,
+            binds,
+            strides,
+            offsets,
+        } = self.views(&e.inputs, &shape, out)?;
+        let mut p = Vec::with_capacity(4 * MAX_EPI_INPUTS);
+        for (s, off) in strides.iter().zip(offsets) {
+            p.extend([s[0], s[1], off, 0]);
+        }
+        p.resize(4 * MAX_EPI_INPUTS, 0);
+        Ok((binds, p, Some((e.expr.clone(), access))))
+    }
+
+    /// One launch of the matmul template with the variant the tuner (or
+    /// the heuristic, or a pin) chose for its shape class: one dispatch,
+    /// or with split-K a layer of workgroups per range of K writing
+    /// partial products and a second dispatch summing them in order into
+    /// the epilogue.
     fn matmul(&mut self, k: &Kernel) -> Result<()> {
         let Kernel::Matmul {
             m,
@@ -97,67 +143,92 @@ impl Compiler<'_> {
         };
         let (m, kk, n) = (*m, *kk, *n);
         let ob = self.out(*out, m * n, "matmul")?;
-        let o = Bind::Buf(ob);
-        let mut binds = vec![
-            o,
-            Bind::Params,
+        let (ab, bb) = (
             self.need(*a, m * kk, DType::F32, "matmul a")?,
             self.need(*b, kk * n, DType::F32, "matmul b")?,
-        ];
-        let mut p = vec![u32_of(m, "m")?, u32_of(kk, "k")?, u32_of(n, "n")?, 0];
-        let epi = match epilogue {
-            None => None,
-            Some(e) => {
-                if e.inputs.len() > MAX_EPI_INPUTS {
-                    return Err(invalid(format!(
-                        "matmul epilogue with {} inputs (max {MAX_EPI_INPUTS})",
-                        e.inputs.len()
-                    )));
-                }
-                let Views {
-                    access,
-                    binds: ins,
-                    strides,
-                    offsets,
-                } = self.views(&e.inputs, &[m, n], ob)?;
-                binds.extend(ins);
-                for (s, off) in strides.iter().zip(offsets) {
-                    p.extend([s[0], s[1], off, 0]);
-                }
-                Some((e.expr.clone(), access))
-            }
-        };
-        p.resize(4 + 4 * MAX_EPI_INPUTS, 0);
-        let kernel = KernelId::Matmul {
+        );
+        let (epi_binds, epi_words, epi) = self.epilogue(epilogue, [m, n], ob)?;
+        let shape = MatmulShape {
+            m,
+            k: kk,
+            n,
             trans_a: *trans_a,
             trans_b: *trans_b,
-            vec_a: if *trans_a {
-                m.is_multiple_of(4)
-            } else {
-                kk.is_multiple_of(4)
-            },
-            vec_b: if *trans_b {
-                kk.is_multiple_of(4)
-            } else {
-                n.is_multiple_of(4)
-            },
-            epilogue: epi,
         };
-        let (gx, gy) = (n.div_ceil(64) as u64, m.div_ceil(64) as u64);
-        if gx > self.max_groups as u64 || gy > self.max_groups as u64 {
+        let choice = (self.env.choose)(&shape);
+        let v = choice.variant;
+        let (chunk, splits) = v.k_chunks(kk);
+        self.note = format!("{} ({})", v.with_split(splits as u32), choice.how);
+        let vec_a = if *trans_a {
+            m.is_multiple_of(4)
+        } else {
+            kk.is_multiple_of(4)
+        };
+        let vec_b = if *trans_b {
+            kk.is_multiple_of(4)
+        } else {
+            n.is_multiple_of(4)
+        };
+        let (gx, gy) = v.groups(m, n);
+        let max = self.max_groups as u64;
+        if gx > max || gy > max || splits as u64 > max {
             return Err(Error::Gpu(format!(
-                "matmul {m}x{n} needs a {gx}x{gy} grid, over the adapter's limit"
+                "matmul {m}x{n} needs a {gx}x{gy}x{splits} grid with variant {v}, over the adapter's limit"
             )));
         }
-        if m * n > 0 {
+        if m * n == 0 {
+            return Ok(());
+        }
+        let dims = |w: usize| -> Result<Vec<u32>> {
+            Ok(vec![
+                u32_of(m, "m")?,
+                u32_of(kk, "k")?,
+                u32_of(n, "n")?,
+                u32_of(w, "k chunk")?,
+            ])
+        };
+        let id = |partial: bool, epilogue| KernelId::Matmul {
+            trans_a: *trans_a,
+            trans_b: *trans_b,
+            vec_a,
+            vec_b,
+            tile: v.tile(),
+            partial,
+            epilogue,
+        };
+        if splits == 1 {
+            let mut p = dims(chunk)?;
+            p.extend(&epi_words);
+            let mut binds = vec![Bind::Buf(ob), Bind::Params, ab, bb];
+            binds.extend(epi_binds);
             self.steps.push(Step::Dispatch(Box::new(Dispatch {
-                kernel,
+                kernel: id(false, epi),
                 binds,
                 params: words(&p),
                 groups: [gx as u32, gy as u32, 1],
             })));
+            return Ok(());
         }
-        Ok(())
+        let parts = u32_of(splits * m * n, "split-K partial products")? as usize;
+        let scratch = Bind::Buf(Buf::Scratch(self.new_scratch(4 * parts)));
+        let mut p = dims(chunk)?;
+        p.resize(4 + 4 * MAX_EPI_INPUTS, 0);
+        self.steps.push(Step::Dispatch(Box::new(Dispatch {
+            kernel: id(true, None),
+            binds: vec![scratch, Bind::Params, ab, bb],
+            params: words(&p),
+            groups: [gx as u32, gy as u32, splits as u32],
+        })));
+        let mut p = dims(splits)?;
+        p.extend(&epi_words);
+        let mut binds = vec![Bind::Buf(ob), Bind::Params, scratch, scratch];
+        binds.extend(epi_binds);
+        self.dispatch(
+            KernelId::SplitSum { epilogue: epi },
+            binds,
+            words(&p),
+            ((m * n) as u64).div_ceil(64),
+        )
     }
 
     fn reduce(&mut self, k: &Kernel) -> Result<()> {
@@ -167,30 +238,85 @@ impl Compiler<'_> {
             outer,
             len,
             inner,
+            epilogue,
             out,
         } = k
         else {
             return Err(invalid("not a reduce".into()));
         };
         let count = outer * inner;
-        let o = Bind::Buf(self.out(*out, count, "reduce")?);
+        let ob = self.out(*out, count, "reduce")?;
         let i = self.need(*input, outer * len * inner, DType::F32, "reduce input")?;
+        let (epi_binds, epi_words, epi) = self.epilogue(epilogue, [*outer, *inner], ob)?;
         let tree = *len >= 256 || (*len >= 32 && count < 1024);
-        let p = words(&[
+        let subgroups = tree && self.env.subgroups;
+        self.note = match (tree, subgroups) {
+            (false, _) => "a thread per output".into(),
+            (true, false) => "a workgroup per output, tree".into(),
+            (true, true) => "a workgroup per output, subgroups".into(),
+        };
+        let mut p = vec![
             u32_of(*outer, "outer")?,
             u32_of(*len, "len")?,
             u32_of(*inner, "inner")?,
             u32_of(count, "outputs")?,
-        ]);
+        ];
+        p.extend(epi_words);
         let groups = if tree {
             count as u64
         } else {
             (count as u64).div_ceil(64)
         };
+        let mut binds = vec![Bind::Buf(ob), Bind::Params, i];
+        binds.extend(epi_binds);
         self.dispatch(
-            KernelId::Reduce { op: *op, tree },
-            vec![o, Bind::Params, i],
-            p,
+            KernelId::Reduce {
+                op: *op,
+                tree,
+                subgroups,
+                epilogue: epi,
+            },
+            binds,
+            words(&p),
+            groups,
+        )
+    }
+
+    /// The mean of `rows` values of a scratch buffer into `out`.
+    fn mean_all(&mut self, out: Bind, rows: Bind, n: usize) -> Result<()> {
+        let mut p = vec![0, u32_of(n, "rows")?, 0, u32_of(n, "rows")?];
+        p.resize(4 + 4 * MAX_EPI_INPUTS, 0);
+        let subgroups = self.env.subgroups;
+        self.dispatch(
+            KernelId::MeanAll { subgroups },
+            vec![out, Bind::Params, rows],
+            words(&p),
+            1,
+        )
+    }
+
+    /// A softmax kernel: a thread per row for narrow rows, else a
+    /// workgroup per row.
+    fn softmax_kernel(&mut self, kind: SoftmaxKind, rows: usize, cols: usize) -> (KernelId, u64) {
+        let serial = cols <= SERIAL_COLS;
+        let subgroups = !serial && self.env.subgroups;
+        let how = match (serial, subgroups) {
+            (true, _) => "a thread per row",
+            (false, false) => "a workgroup per row, tree",
+            (false, true) => "a workgroup per row, subgroups",
+        };
+        self.note = how.into();
+        let groups = match (cols, serial) {
+            (0, _) => 0,
+            (_, true) => (rows as u64).div_ceil(64),
+            (_, false) => rows as u64,
+        };
+        (
+            KernelId::Softmax {
+                kind,
+                serial,
+                subgroups,
+            },
             groups,
         )
     }
@@ -397,14 +523,9 @@ impl Compiler<'_> {
         }));
         let rows = Bind::Buf(Buf::Scratch(self.new_scratch(4 * batch)));
         let p = words(&[u32_of(*batch, "batch")?, u32_of(*classes, "classes")?, 0, 0]);
-        self.dispatch(
-            KernelId::XentRows,
-            vec![rows, Bind::Params, x, l],
-            p,
-            *batch as u64,
-        )?;
-        let p = words(&[0, *batch as u32, 0, *batch as u32]);
-        self.dispatch(KernelId::MeanAll, vec![o, Bind::Params, rows], p, 1)
+        let (id, groups) = self.softmax_kernel(SoftmaxKind::XentRows, *batch, *classes);
+        self.dispatch(id, vec![rows, Bind::Params, x, l], p, groups)?;
+        self.mean_all(o, rows, *batch)
     }
 
     fn softmax_xent_grad(&mut self, k: &Kernel) -> Result<()> {
@@ -434,13 +555,46 @@ impl Compiler<'_> {
             bound: *classes,
         }));
         let p = words(&[u32_of(*batch, "batch")?, u32_of(*classes, "classes")?, 0, 0]);
-        let groups = if *classes == 0 { 0 } else { *batch as u64 };
-        self.dispatch(
-            KernelId::XentGrad,
-            vec![o, Bind::Params, x, l, g],
-            p,
-            groups,
-        )
+        let (id, groups) = self.softmax_kernel(SoftmaxKind::XentGrad, *batch, *classes);
+        self.dispatch(id, vec![o, Bind::Params, x, l, g], p, groups)
+    }
+
+    /// The loss and its gradient from one pass over the logits (the
+    /// gradient and per-row losses), then the mean of the row losses.
+    fn softmax_xent_with_grad(&mut self, k: &Kernel) -> Result<()> {
+        let Kernel::SoftmaxXentWithGrad {
+            logits,
+            labels,
+            grad,
+            batch,
+            classes,
+            out,
+            grad_out,
+        } = k
+        else {
+            return Err(invalid("not a softmax_xent_with_grad".into()));
+        };
+        let what = "softmax_xent_with_grad";
+        let o = Bind::Buf(self.out(*out, 1, what)?);
+        let og = Bind::Buf(self.out(*grad_out, batch * classes, what)?);
+        if o == og {
+            return Err(invalid(format!(
+                "{what} writes its two outputs to one buffer"
+            )));
+        }
+        let x = self.need(*logits, batch * classes, DType::F32, "softmax_xent logits")?;
+        let (l, input) = self.ids(*labels, *batch, "softmax_xent labels")?;
+        let g = self.need(*grad, 1, DType::F32, "softmax_xent grad")?;
+        self.steps.push(Step::Host(HostPrep::CheckIds {
+            input,
+            n: *batch,
+            bound: *classes,
+        }));
+        let rows = Bind::Buf(Buf::Scratch(self.new_scratch(4 * batch)));
+        let p = words(&[u32_of(*batch, "batch")?, u32_of(*classes, "classes")?, 0, 0]);
+        let (id, groups) = self.softmax_kernel(SoftmaxKind::XentBoth, *batch, *classes);
+        self.dispatch(id, vec![og, Bind::Params, x, l, g, rows], p, groups)?;
+        self.mean_all(o, rows, *batch)
     }
 
     fn log_softmax(&mut self, k: &Kernel) -> Result<()> {
@@ -456,8 +610,8 @@ impl Compiler<'_> {
         let o = Bind::Buf(self.out(*out, rows * cols, "log_softmax")?);
         let x = self.need(*input, rows * cols, DType::F32, "log_softmax input")?;
         let p = words(&[u32_of(*rows, "rows")?, u32_of(*cols, "cols")?, 0, 0]);
-        let groups = if *cols == 0 { 0 } else { *rows as u64 };
-        self.dispatch(KernelId::LogSoftmax, vec![o, Bind::Params, x], p, groups)
+        let (id, groups) = self.softmax_kernel(SoftmaxKind::LogSoftmax, *rows, *cols);
+        self.dispatch(id, vec![o, Bind::Params, x], p, groups)
     }
 
     fn logistic_loss(&mut self, k: &Kernel) -> Result<()> {

@@ -21,6 +21,8 @@ mod pipelines;
 mod profile;
 mod record;
 mod segments;
+pub mod tune;
+pub mod variants;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,11 +30,14 @@ use std::sync::{Arc, Mutex};
 pub use buffer::GpuBuffer;
 pub use device::{WgpuOptions, list_adapters};
 pub use kernels::{KernelId, Shader, shader_sources};
+pub use tune::Tuning;
+pub use variants::{MatmulShape, MatmulVariant};
 
 use self::buffer::{Pool, Stats, gpu_buffer};
 use self::ctx::{Ctx, f64_unsupported, host_data, lock};
 use self::device::Gpu;
 use self::exec::Exec;
+use self::tune::Tuner;
 use super::{Backend, Counters, DeviceBuffer, Storage};
 use crate::dtype::HostData;
 use crate::error::Result;
@@ -61,6 +66,13 @@ impl WgpuBackend {
     /// `Error::Gpu` listing the adapters seen.
     pub fn with_options(opts: WgpuOptions) -> Result<WgpuBackend> {
         let gpu = Gpu::open(&opts)?;
+        let tuner = Tuner::new(
+            opts.tuning.clone(),
+            opts.tune_budget,
+            gpu.limits.clone(),
+            opts.tune_cache.as_deref(),
+            &gpu.info,
+        );
         let stats = Arc::new(Stats::default());
         let storage = wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
@@ -74,7 +86,7 @@ impl WgpuBackend {
                 stats,
                 last: Mutex::new(None),
             },
-            exec: Mutex::new(Exec::new(opts.max_cached_pipelines)),
+            exec: Mutex::new(Exec::new(opts.max_cached_pipelines, tuner)),
             opts,
             profiling: AtomicBool::new(false),
         })
@@ -110,6 +122,42 @@ impl WgpuBackend {
 
     pub fn options(&self) -> &WgpuOptions {
         &self.opts
+    }
+
+    /// Whether the device runs subgroup operations (the adapter offers
+    /// them and `WgpuOptions::subgroups` is on): workgroup reductions then
+    /// use them.
+    pub fn has_subgroups(&self) -> bool {
+        self.cx.gpu.subgroups
+    }
+
+    /// The variant a matmul of `shape` runs with now, and how it was
+    /// chosen (this tunes its shape class if that was not done yet).
+    pub fn matmul_choice(&self, shape: &MatmulShape) -> tune::Choice {
+        let mut ex = lock(&self.exec);
+        let plan = tune::one_matmul(shape);
+        ex.tuner.prepare(&self.cx, &plan);
+        ex.tuner.choose(shape)
+    }
+
+    /// Time spent tuning so far and the number of shape classes timed
+    /// (not read from the cache).
+    pub fn tuning_stats(&self) -> (std::time::Duration, usize) {
+        let ex = lock(&self.exec);
+        (ex.tuner.spent, ex.tuner.tuned)
+    }
+
+    /// Times `candidates` for `shape` now, each within an equal share of
+    /// `budget` (the first always), without choosing or caching anything:
+    /// what the tuner sees. For measurements and tests.
+    pub fn time_variants(
+        &self,
+        shape: &MatmulShape,
+        candidates: &[MatmulVariant],
+        budget: std::time::Duration,
+    ) -> Vec<tune::Timing> {
+        let _ex = lock(&self.exec);
+        tune::time_candidates(&self.cx, shape, candidates, budget)
     }
 
     /// Frees pooled buffers no tensor or cached plan is using.
@@ -199,5 +247,11 @@ impl Backend for WgpuBackend {
 
     fn kernel_times(&self) -> Option<Vec<(String, f64)>> {
         lock(&self.exec).last_times.clone()
+    }
+
+    fn launch_notes(&self, plan: &Plan) -> Vec<String> {
+        lock(&self.exec)
+            .notes(&self.cx, plan)
+            .unwrap_or_else(|e| vec![format!("not compiled: {e}")])
     }
 }

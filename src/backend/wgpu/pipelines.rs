@@ -64,6 +64,12 @@ impl Pipelines {
 }
 
 fn build(gpu: &Gpu, id: &KernelId, uid: u64) -> Result<Pipeline> {
+    if id.uses_subgroups() && !gpu.subgroups {
+        return Err(Error::Gpu(format!(
+            "{} uses subgroup operations, which the device was not created with",
+            id.module_name()
+        )));
+    }
     let source = id.source()?;
     let bindings = id.bindings();
     let storage = bindings.iter().filter(|b| **b != Binding::Uniform).count() as u32;
@@ -98,12 +104,27 @@ fn build(gpu: &Gpu, id: &KernelId, uid: u64) -> Result<Pipeline> {
         id.entry_point()
     );
     gpu.scoped(&what, || {
-        let module = gpu
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(id.module_name()),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(id.module_name()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        };
+        let module = if gpu.trusted_shaders && id.trusted() {
+            // No runtime bounds checks: every index of a trusted kernel is
+            // bounded by the sizes `compile` checked against the slots the
+            // launch binds (tests/wgpu_plan.rs runs each at odd sizes with
+            // poisoned padding). Every loop has a bounded trip count.
+            // Integer division checks stay on.
+            let checks = wgpu::ShaderRuntimeChecks {
+                bounds_checks: false,
+                force_loop_bounding: false,
+                ..wgpu::ShaderRuntimeChecks::checked()
+            };
+            // SAFETY: see above; the kernel ids that may not be trusted
+            // (indices read from buffers) are excluded by `trusted()`.
+            unsafe { gpu.device.create_shader_module_trusted(desc, checks) }
+        } else {
+            gpu.device.create_shader_module(desc)
+        };
         let layout = gpu
             .device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {

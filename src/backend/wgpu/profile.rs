@@ -65,10 +65,10 @@ impl Timer {
     }
 }
 
-/// The kernel, with a matmul's sizes, and what it fused, e.g.
-/// `matmul 1024x250x100: matmul + add + tanh`.
-pub(super) fn label(l: &Launch) -> String {
-    let name = match &l.kernel {
+/// The kernel, with a matmul's sizes and variant, and what it fused, e.g.
+/// `matmul 1024x250x100 [64x64/4x4/k16 (heuristic)]: matmul + add + tanh`.
+pub(super) fn label(l: &Launch, note: &str) -> String {
+    let mut name = match &l.kernel {
         Kernel::Matmul {
             m,
             k,
@@ -83,6 +83,9 @@ pub(super) fn label(l: &Launch) -> String {
         ),
         k => k.name().to_string(),
     };
+    if !note.is_empty() {
+        name = format!("{name} [{note}]");
+    }
     if l.fused.is_empty() {
         name
     } else {
@@ -95,6 +98,7 @@ pub(super) fn label(l: &Launch) -> String {
 /// `owners[i]` is the launch of the i-th dispatch; `period` is ns per tick.
 pub(super) fn per_launch(
     plan: &Plan,
+    notes: &[String],
     owners: &[usize],
     spans: &[u64],
     period: f64,
@@ -105,5 +109,10 @@ pub(super) fn per_launch(
             *t += ticks as f64 * period / 1e6;
         }
     }
-    plan.launches.iter().map(label).zip(ms).collect()
+    plan.launches
+        .iter()
+        .enumerate()
+        .map(|(i, l)| label(l, notes.get(i).map_or("", String::as_str)))
+        .zip(ms)
+        .collect()
 }
