@@ -12,7 +12,8 @@
 //! 2. `tokenize`, `fetch`, `datadir`, `features`, `decode`: raw text to
 //!    tokens, the CoNLL-2003 download, which data folder is read (and
 //!    checked) how, words and tags to ids and windows, tag decoding.
-//! 3. `data`, `eval`: a corpus as engine batches; scoring a model.
+//! 3. `data`, `eval`, `tag`: a corpus as engine batches; scoring a model;
+//!    tagging raw text with it.
 //! 4. `options`, `checkpoint`, `model_io`, `plot`, `rundir`: a run's
 //!    settings, what it saves, and the run folder it saves into.
 //! 5. `train`.
@@ -37,5 +38,6 @@ pub mod model_io;
 pub mod options;
 pub mod plot;
 pub mod rundir;
+pub mod tag;
 pub mod tokenize;
 pub mod train;

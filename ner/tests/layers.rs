@@ -17,6 +17,7 @@ const ORDER: &[&str] = &[
     "decode",
     "data",
     "eval",
+    "tag",
     "options",
     "checkpoint",
     "model_io",
