@@ -170,6 +170,8 @@ fn a_trained_model_is_replaced_only_when_told() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// Interrupted with SIGINT, as Ctrl-C would (hence Unix only).
+#[cfg(unix)]
 #[test]
 fn an_interrupted_run_leaves_the_earlier_model_and_can_resume() {
     let (root, out) = trained_run("interrupt");
