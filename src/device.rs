@@ -103,18 +103,20 @@ impl Device {
         }
         let backend = WgpuBackend::with_options(opts)?;
         let d = Device::new(Arc::new(backend), DeviceKind::Gpu);
-        eprintln!("deltagrad: using {d}");
+        eprintln!("deltagrad: device {d}");
         cache.push((allow_software, d.clone()));
         Ok(d)
     }
 
     /// A hardware GPU if there is one, else the CPU backend (a software
-    /// GPU adapter is slower than the CPU backend on the same cores).
+    /// GPU adapter is slower than the CPU backend on the same cores). Says
+    /// which on one line of stderr; `Device::gpu()`'s error lists the
+    /// adapters seen.
     pub fn best() -> Device {
         match Device::hardware_gpu() {
             Ok(d) => d,
-            Err(e) => {
-                eprintln!("deltagrad: no hardware GPU ({e}); using the CPU backend");
+            Err(_) => {
+                eprintln!("deltagrad: device cpu (no hardware GPU found)");
                 Device::cpu()
             }
         }

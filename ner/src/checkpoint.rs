@@ -36,6 +36,15 @@ pub fn save(dir: &Path, name: &str, weights: &StateDict, mut meta: Value) -> Res
     write_atomic(&meta_path(dir, name), &json)
 }
 
+/// A whole-file error (about binary weights, or a check across the file:
+/// no line to point at) as `file: msg`, not `file:0: msg`.
+pub fn without_line_zero(e: Error) -> Error {
+    match e {
+        Error::Parse { file, line: 0, msg } => Error::Other(format!("{file}: {msg}")),
+        other => other,
+    }
+}
+
 /// Reads a checkpoint written by `save` onto `device`, verifying the
 /// weights' checksum first.
 pub fn load(dir: &Path, name: &str, device: &Device) -> Result<(StateDict, Value)> {

@@ -62,6 +62,10 @@ pub fn parse_tag(tag: &str) -> Option<Tag<'_>> {
     }
 }
 
+/// The UTF-8 encoding of U+FEFF, which some editors write at the start of
+/// a file.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Reads and parses a CoNLL file. Bytes are checked for UTF-8 line by line
 /// so that an error can point at the offending line.
 pub fn read_conll(path: impl AsRef<Path>) -> Result<Vec<Sentence>> {
@@ -77,13 +81,33 @@ pub fn parse_conll(text: &str, file_name: &str) -> Result<Vec<Sentence>> {
 }
 
 /// Parses CoNLL bytes, rejecting non-UTF-8 lines with their line number.
+/// A UTF-8 byte-order mark at the start is skipped.
 pub fn parse_conll_bytes(bytes: &[u8], file_name: &str) -> Result<Vec<Sentence>> {
+    parse_conll_lines(bytes, file_name).map(|(s, _)| s)
+}
+
+/// A CoNLL file's sentences and the line each starts on (1-based): token
+/// `i` of sentence `k` is on line `lines[k] + i`, since a sentence is a run
+/// of consecutive token lines.
+pub fn read_conll_lines(path: impl AsRef<Path>) -> Result<(Vec<Sentence>, Vec<usize>)> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::io(format!("reading CoNLL file {}", path.display()), e))?;
+    parse_conll_lines(&bytes, &path.display().to_string())
+}
+
+/// [`parse_conll_bytes`], also returning each sentence's first line.
+pub fn parse_conll_lines(bytes: &[u8], file_name: &str) -> Result<(Vec<Sentence>, Vec<usize>)> {
     let err = |line: usize, msg: String| Error::Parse {
         file: file_name.to_string(),
         line,
         msg,
     };
+    // Editors on Windows start UTF-8 files with a byte-order mark; it is
+    // not part of the first token.
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     let mut sentences = Vec::new();
+    let mut starts = Vec::new();
     let mut current = Sentence::default();
     // Fixed by the first token line, so that a stray 3-column line in a
     // 4-column file is caught rather than silently read.
@@ -116,6 +140,9 @@ pub fn parse_conll_bytes(bytes: &[u8], file_name: &str) -> Result<Vec<Sentence>>
             }
             continue;
         }
+        if current.is_empty() {
+            starts.push(line_no);
+        }
         check_columns(&mut n_columns, cols.len(), line_no).map_err(|m| err(line_no, m))?;
         let tag = cols.last().copied().unwrap_or_default();
         if parse_tag(tag).is_none() {
@@ -137,7 +164,7 @@ pub fn parse_conll_bytes(bytes: &[u8], file_name: &str) -> Result<Vec<Sentence>>
                 .to_string(),
         ));
     }
-    Ok(sentences)
+    Ok((sentences, starts))
 }
 
 /// Checks a token line's column count: 2 or 4 on the first token line
@@ -302,6 +329,28 @@ mod tests {
         let s = parse_conll("John\tB-PER\nsaid\tO", "t").unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].tags, tags("B-PER O"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_token() {
+        let plain = "Ann B-PER\nsaid O\n\nRome B-LOC\n";
+        let with_bom = [UTF8_BOM, plain.as_bytes()].concat();
+        let (s, lines) = parse_conll_lines(&with_bom, "t").unwrap();
+        assert_eq!(s, parse_conll(plain, "t").unwrap());
+        assert_eq!(s[0].tokens[0], "Ann");
+        assert_eq!(lines, vec![1, 4]);
+        // Only at the start: elsewhere U+FEFF is text like any other.
+        let mid = [plain.as_bytes(), UTF8_BOM, b"x O\n"].concat();
+        let s = parse_conll_bytes(&mid, "t").unwrap();
+        assert_eq!(s[1].tokens[1], "\u{FEFF}x");
+    }
+
+    #[test]
+    fn sentence_start_lines_skip_blank_and_docstart_lines() {
+        let text = "-DOCSTART- O\n\na O\nb O\n\n\nc O\n-DOCSTART- O\nd O\n";
+        let (s, lines) = parse_conll_lines(text.as_bytes(), "t").unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(lines, vec![3, 7, 9]);
     }
 
     #[test]

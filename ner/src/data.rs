@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use deltagrad::model::Batch;
-use deltagrad::{Device, Error, Result, Tensor};
+use deltagrad::{Device, Result, Tensor};
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use crate::conll::{Sentence, read_conll, to_iob2};
+use crate::conll::Sentence;
+use crate::datadir;
 use crate::features::{PAD_ID, TagSet, Vocab, Windows, windows_for_sentences};
-use crate::fetch::{bad_splits, fetch_conll2003};
 use crate::glove::Embeddings;
 
 /// The three splits of a CoNLL-style corpus, tags converted to IOB2.
@@ -20,36 +20,12 @@ pub struct Corpus {
     pub test: Vec<Sentence>,
 }
 
-/// Reads `dir/{train,valid,test}.txt`. When `fetch` is set and the folder
-/// lacks the CoNLL-2003 files, downloads them first.
+/// Reads `dir/{train,valid,test}.txt` (see `datadir`: only the default
+/// folder is fetched into, when `fetch` is set and it lacks the files).
 pub fn load_corpus(dir: &Path, fetch: bool) -> Result<Corpus> {
-    let missing = ["train.txt", "valid.txt", "test.txt"]
-        .iter()
-        .any(|f| !dir.join(f).exists());
-    if missing {
-        if fetch && !bad_splits(dir).is_empty() {
-            eprintln!("fetching CoNLL-2003 into {} ...", dir.display());
-            fetch_conll2003(dir)?;
-        } else {
-            return Err(Error::invalid(
-                "data",
-                format!(
-                    "{} lacks train.txt, valid.txt or test.txt; run `deltagrad data fetch` or pass --data DIR",
-                    dir.display()
-                ),
-            ));
-        }
-    }
-    let read = |name: &str| -> Result<Vec<Sentence>> {
-        let mut s = read_conll(dir.join(name))?;
-        to_iob2(&mut s);
-        Ok(s)
-    };
-    Ok(Corpus {
-        train: read("train.txt")?,
-        valid: read("valid.txt")?,
-        test: read("test.txt")?,
-    })
+    datadir::ensure_splits(dir, fetch)?;
+    let [train, valid, test] = datadir::read_splits(dir)?;
+    Ok(Corpus { train, valid, test })
 }
 
 /// The embedding matrix for `vocab`: GloVe rows where the word has one,

@@ -396,7 +396,7 @@ pub fn windows_for_sentences(
                 Error::invalid(
                     OP,
                     format!(
-                        "sentence {si}: tag {t:?} is not in the tag set {:?} (IOB1 data needs conll::to_iob2 first)",
+                        "sentence {si}: tag {t:?} is not in the tag set {:?}",
                         tagset.tags()
                     ),
                 )

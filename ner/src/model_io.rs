@@ -127,6 +127,10 @@ pub fn take_moments(rest: &mut StateDict, net: &WindowNet) -> Result<(Vec<Tensor
 
 /// Loads a model and returns the checkpoint's other tensors too.
 pub fn load_with(dir: &Path, name: &str, device: &Device) -> Result<(WindowNet, Meta, StateDict)> {
+    read_checked(dir, name, device).map_err(checkpoint::without_line_zero)
+}
+
+fn read_checked(dir: &Path, name: &str, device: &Device) -> Result<(WindowNet, Meta, StateDict)> {
     let (mut stored, json) = checkpoint::load(dir, name, device)?;
     let mp = checkpoint::meta_path(dir, name);
     let meta: Meta = serde_json::from_value(json).map_err(|e| {

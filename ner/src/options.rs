@@ -11,18 +11,28 @@ use serde::{Deserialize, Serialize};
 /// Hyper-parameters and paths of a training run (also saved in checkpoints).
 #[derive(Clone, Debug, Serialize, Deserialize, clap::Args)]
 pub struct TrainOptions {
-    /// Folder with train.txt, valid.txt, test.txt (CoNLL format).
-    #[arg(long, default_value = "data/conll2003")]
+    /// Folder with train.txt, valid.txt, test.txt (CoNLL format). Only
+    /// ever read; CoNLL-2003 is fetched only into the default folder.
+    #[arg(long, default_value = crate::datadir::DEFAULT_DATA)]
     pub data: PathBuf,
-    /// Do not download CoNLL-2003 when the data folder lacks it.
+    /// Do not download CoNLL-2003 when the default data folder lacks it.
     #[arg(long)]
     pub no_fetch: bool,
-    /// GloVe-format vectors (.txt or .txt.gz); default: the embedded GloVe 6B 50d.
+    /// GloVe-format vectors (.txt or .txt.gz; a word2vec/fastText `count
+    /// dim` first line is read as a header); default: the embedded GloVe
+    /// 6B 50d.
     #[arg(long)]
     pub vectors: Option<PathBuf>,
-    /// Where checkpoints, metrics and the plot go.
+    /// Where checkpoints, metrics and the plot go. A folder that already
+    /// holds a model is refused unless --force or --resume; the run writes
+    /// into OUT/unfinished/ and replaces OUT's files only when it finishes.
     #[arg(long, default_value = "runs/ner")]
     pub out: PathBuf,
+    /// Train a new model even though --out holds one; it replaces that
+    /// model (and its metrics and plot) only once this run finishes.
+    #[arg(long, conflicts_with = "resume")]
+    #[serde(default)]
+    pub force: bool,
     #[arg(long, default_value_t = 12)]
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
@@ -75,8 +85,10 @@ pub struct TrainOptions {
     /// Log per-parameter gradient norms every N steps (0: never).
     #[arg(long, default_value_t = 200)]
     pub grad_norm_every: usize,
-    /// Continue the run saved in --out (its `last` checkpoint) exactly where
-    /// it stopped.
+    /// Continue the run saved in --out (its `last` checkpoint; an
+    /// unfinished run's if there is one) exactly where it stopped. The
+    /// settings must be the saved run's; --epochs, --patience, --device,
+    /// --quiet and the paths may change.
     #[arg(long)]
     pub resume: bool,
     /// No progress bar or per-epoch lines.
@@ -101,7 +113,33 @@ pub struct EpochMetrics {
     pub grad_norms: Vec<(String, f64)>,
 }
 
+/// Parses `train`'s flags alone (for [`TrainOptions::defaults`]).
+#[derive(clap::Parser)]
+struct TrainFlags {
+    #[command(flatten)]
+    opts: TrainOptions,
+}
+
 impl TrainOptions {
+    /// The options of `deltagrad train` without flags: what other commands
+    /// (`explain`) take as "the model train builds".
+    pub fn defaults() -> TrainOptions {
+        <TrainFlags as clap::Parser>::parse_from(["train"]).opts
+    }
+
+    /// The options with `data`, `vectors` and `out` as absolute paths, as
+    /// a model records them, so that `eval` and `tag` find its data from
+    /// any working directory.
+    pub fn with_absolute_paths(&self) -> TrainOptions {
+        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        TrainOptions {
+            data: abs(&self.data),
+            vectors: self.vectors.as_ref().map(abs),
+            out: abs(&self.out),
+            ..self.clone()
+        }
+    }
+
     /// Rejects settings that cannot train, before any data is read.
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid("train", m));

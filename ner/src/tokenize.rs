@@ -7,10 +7,14 @@
 //! `10:30`), words and numbers keep internal hyphens (`1996-08-22`,
 //! `German-based`), initials and dotted abbreviations keep their periods
 //! (`U.S.`, `J.`, `Mr.`), clitics split off (`don't` → `do` `n't`,
-//! `Smith's` → `Smith` `'s`), and URLs and e-mail addresses stay whole.
-//! Every token is a substring of the input and carries its byte offsets.
+//! `Smith's` → `Smith` `'s`). URLs (with their trailing `/`), e-mail
+//! addresses, `@handles`, `#hashtags` and emoji sequences (ZWJ sequences,
+//! flags, skin tones) stay whole. Every token is a substring of the input
+//! and carries its byte offsets. A byte-order mark separates tokens like
+//! whitespace.
 //!
-//! Sentences end at a blank line, or after `.`/`!`/`?` (plus closing quotes
+//! Sentences end at a line break (with [`Breaks::Lines`]) or a blank line
+//! (with [`Breaks::Paragraphs`]), or after `.`/`!`/`?` (plus closing quotes
 //! or brackets) followed by whitespace and a capitalised word. A sentence
 //! ending in an abbreviation (`... in the U.S. The ...`) is not split: the
 //! period belongs to the abbreviation.
@@ -66,11 +70,120 @@ fn is_punct(c: char) -> bool {
     !c.is_whitespace() && !is_word(c)
 }
 
-/// URLs and e-mail addresses stay whole.
+/// URLs (`https://…`, `www.…`, `example.com/…`) and e-mail addresses
+/// stay whole.
 fn is_address(s: &str) -> bool {
     s.contains("://")
+        || s.get(..4).is_some_and(|w| w.eq_ignore_ascii_case("www."))
+            && s.chars().skip(4).any(char::is_alphanumeric)
         || s.split_once('@')
             .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+        || s.split_once('/').is_some_and(|(host, _)| is_domain(host))
+}
+
+/// `example.com`, `news.bbc.co.uk`: dot-separated labels of letters,
+/// digits and hyphens, the last (the top-level domain) at least two
+/// letters.
+fn is_domain(s: &str) -> bool {
+    let labels: Vec<&str> = s.split('.').collect();
+    labels.len() >= 2
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        && labels
+            .last()
+            .is_some_and(|t| t.len() >= 2 && t.chars().all(|c| c.is_ascii_alphabetic()))
+}
+
+/// Whether a URL keeps `c` as its last character: a path's `/`, a query's
+/// `=`, and the like; `)` when it closes a `(` of the URL (`s` is the URL
+/// up to and including `c`). Other punctuation after a URL is the
+/// sentence's.
+fn url_keeps_end(c: char, s: &str) -> bool {
+    match c {
+        '/' | '=' | '_' | '-' | '#' | '~' | '+' | '&' | '*' => true,
+        ')' => s.matches('(').count() >= s.matches(')').count(),
+        _ => false,
+    }
+}
+
+/// The byte length of a `@handle` or `#hashtag` at the start of `s`: the
+/// sign, then letters, digits and `_` (a hashtag needs a letter or `_`, so
+/// `#1` is not one).
+fn handle_len(s: &str) -> Option<usize> {
+    let mut chars = s.chars();
+    let sign = chars.next().filter(|&c| c == '@' || c == '#')?;
+    let body: String = chars.take_while(|&c| is_word(c) || c == '_').collect();
+    let named = match sign {
+        '#' => body.chars().any(|c| c.is_alphabetic() || c == '_'),
+        _ => !body.is_empty(),
+    };
+    named.then(|| sign.len_utf8() + body.len())
+}
+
+/// Emoji that can start a sequence: the blocks holding Unicode's
+/// Extended_Pictographic characters (an approximation that needs no
+/// tables), regional indicators included.
+fn is_pictographic(c: char) -> bool {
+    matches!(
+        c,
+        '\u{1F000}'..='\u{1FAFF}'
+            | '\u{1FC00}'..='\u{1FFFD}'
+            | '\u{2600}'..='\u{27BF}'
+            | '\u{2300}'..='\u{23FF}'
+            | '\u{2B00}'..='\u{2BFF}'
+            | '\u{2194}'..='\u{21AA}'
+            | '\u{00A9}'
+            | '\u{00AE}'
+            | '\u{203C}'
+            | '\u{2049}'
+            | '\u{2122}'
+            | '\u{2139}'
+            | '\u{3030}'
+            | '\u{303D}'
+            | '\u{3297}'
+            | '\u{3299}'
+    )
+}
+
+fn is_regional_indicator(c: char) -> bool {
+    ('\u{1F1E6}'..='\u{1F1FF}').contains(&c)
+}
+
+/// What may follow an emoji within its sequence: skin tones, variation
+/// selectors, the keycap mark, tag characters (subdivision flags).
+fn is_emoji_modifier(c: char) -> bool {
+    matches!(
+        c,
+        '\u{1F3FB}'..='\u{1F3FF}' | '\u{FE0E}' | '\u{FE0F}' | '\u{20E3}' | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// The byte length of the emoji sequence at the start of `s`: an emoji (or
+/// a flag: two regional indicators) with its modifiers, and further emoji
+/// joined to it by zero-width joiners (`👨‍👩‍👧`).
+fn emoji_len(s: &str) -> Option<usize> {
+    let mut it = s.char_indices().peekable();
+    let (_, first) = it.next().filter(|&(_, c)| is_pictographic(c))?;
+    let mut end = first.len_utf8();
+    if is_regional_indicator(first)
+        && let Some((i, c)) = it.next_if(|&(_, c)| is_regional_indicator(c))
+    {
+        end = i + c.len_utf8();
+    }
+    loop {
+        while let Some((i, c)) = it.next_if(|&(_, c)| is_emoji_modifier(c)) {
+            end = i + c.len_utf8();
+        }
+        let mut ahead = it.clone();
+        match (ahead.next(), ahead.next()) {
+            (Some((_, '\u{200D}')), Some((i, c))) if is_pictographic(c) => {
+                end = i + c.len_utf8();
+                it = ahead;
+            }
+            _ => return Some(end),
+        }
+    }
 }
 
 /// The text of a file (or stdin) to tag. Non-UTF-8 input is an error that
@@ -95,14 +208,49 @@ pub fn text_from_bytes(bytes: Vec<u8>, file_name: &str) -> Result<String> {
     })
 }
 
-/// Tokenizes and splits into sentences; empty sentences are dropped.
+/// What ends a sentence besides end punctuation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Breaks {
+    /// Every line break (one sentence, or more, per line).
+    #[default]
+    Lines,
+    /// Blank lines only: a sentence may run across line breaks, as in
+    /// wrapped prose.
+    Paragraphs,
+}
+
+/// Tokenizes and splits into sentences, a blank line ending one
+/// ([`Breaks::Paragraphs`]); empty sentences are dropped.
 pub fn tokenize(text: &str) -> Vec<Vec<Token>> {
+    tokenize_by(text, Breaks::Paragraphs)
+}
+
+/// Tokenizes and splits into sentences, `breaks` saying whether every
+/// line break ends one; empty sentences are dropped.
+pub fn tokenize_by(text: &str, breaks: Breaks) -> Vec<Vec<Token>> {
     let mut sentences = Vec::new();
-    for (start, end) in paragraphs(text) {
+    let units = match breaks {
+        Breaks::Lines => lines(text),
+        Breaks::Paragraphs => paragraphs(text),
+    };
+    for (start, end) in units {
         let tokens = tokenize_words(text.get(start..end).unwrap_or_default(), start);
         split_sentences(tokens, &mut sentences);
     }
     sentences
+}
+
+/// Byte ranges of the lines that are not blank.
+fn lines(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if !line.trim().is_empty() {
+            out.push((offset, offset + line.len()));
+        }
+        offset += line.len();
+    }
+    out
 }
 
 /// Tokens as plain strings, sentence by sentence.
@@ -145,9 +293,9 @@ pub fn tokenize_words(text: &str, base: usize) -> Vec<Token> {
         .char_indices()
         .chain(std::iter::once((text.len(), ' ')))
     {
-        match (c.is_whitespace(), chunk_start) {
+        match (c.is_whitespace() || c == '\u{FEFF}', chunk_start) {
             (true, Some(s)) => {
-                split_chunk(text.get(s..i).unwrap_or_default(), base + s, &mut out);
+                split_emoji(text.get(s..i).unwrap_or_default(), base + s, &mut out);
                 chunk_start = None;
             }
             (false, None) => chunk_start = Some(i),
@@ -196,7 +344,44 @@ fn is_abbreviation(s: &str) -> bool {
     pairs > 0
 }
 
-/// Splits one whitespace-free chunk into tokens.
+/// Splits one whitespace-free chunk into tokens: each emoji sequence is a
+/// token, and so is a `@handle` or `#hashtag` that starts the chunk or
+/// follows only punctuation (`(@ann)`, not `ann@example.com`); the text
+/// between them goes to [`split_chunk`].
+fn split_emoji(chunk: &str, base: usize, out: &mut Vec<Token>) {
+    let mut seg = 0;
+    let mut i = 0;
+    // Whether chunk[seg..i] is all punctuation.
+    let mut punct_only = true;
+    while let Some(rest) = chunk.get(i..).filter(|r| !r.is_empty()) {
+        let c = rest.chars().next().unwrap_or_default();
+        let special = emoji_len(rest).or_else(|| {
+            (punct_only && matches!(c, '@' | '#'))
+                .then(|| handle_len(rest))
+                .flatten()
+        });
+        match special {
+            Some(n) => {
+                if seg < i {
+                    split_chunk(&chunk[seg..i], base + seg, out);
+                }
+                push(out, chunk, base, i, i + n);
+                i += n;
+                seg = i;
+                punct_only = true;
+            }
+            None => {
+                punct_only &= is_punct(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    if seg < chunk.len() {
+        split_chunk(&chunk[seg..], base + seg, out);
+    }
+}
+
+/// Splits one whitespace-free chunk without emoji or handles into tokens.
 fn split_chunk(chunk: &str, base: usize, out: &mut Vec<Token>) {
     let lower = chunk.to_lowercase();
     if CLITICS
@@ -220,17 +405,21 @@ fn split_chunk(chunk: &str, base: usize, out: &mut Vec<Token>) {
         push(out, chunk, base, byte_at(lo), byte_at(j));
         lo = j;
     }
-    // Trailing punctuation, except an abbreviation's period.
+    // Trailing punctuation, except an abbreviation's period and what ends
+    // a URL.
+    let address = is_address(chunk.get(byte_at(lo)..byte_at(hi)).unwrap_or_default());
     let mut trailing = Vec::new();
     while hi > lo {
         let Some(c) = char_at(hi - 1).filter(|&c| is_punct(c)) else {
             break;
         };
-        if c == '.' && is_abbreviation(chunk.get(byte_at(lo)..byte_at(hi)).unwrap_or_default()) {
+        let so_far = chunk.get(byte_at(lo)..byte_at(hi)).unwrap_or_default();
+        if c == '.' && is_abbreviation(so_far) || address && url_keeps_end(c, so_far) {
             break;
         }
         let mut j = hi - 1;
-        while j > lo && char_at(j - 1) == Some(c) {
+        // A URL's closing brackets are weighed one at a time.
+        while j > lo && char_at(j - 1) == Some(c) && !(address && c == ')') {
             j -= 1;
         }
         trailing.push((byte_at(j), byte_at(hi)));
@@ -521,6 +710,103 @@ mod tests {
         );
         // A combining accent stays inside its word.
         assert_eq!(toks("cafe\u{301}!"), words("cafe\u{301} !"));
+    }
+
+    #[test]
+    fn urls_keep_their_trailing_slash() {
+        assert_eq!(
+            toks("See https://example.com/a/b/ and www.x.org/, or reuters.com/world."),
+            words("See https://example.com/a/b/ and www.x.org/ , or reuters.com/world .")
+        );
+        assert_eq!(
+            toks("(https://en.wikipedia.org/wiki/Rome_(city)) and http://x.org/?q=a&b="),
+            words("( https://en.wikipedia.org/wiki/Rome_(city) ) and http://x.org/?q=a&b=")
+        );
+        // Not addresses: no top-level domain of letters before the `/`.
+        assert_eq!(toks("and/or 3.5/4"), words("and / or 3.5/4"));
+    }
+
+    #[test]
+    fn handles_and_hashtags_stay_whole() {
+        assert_eq!(
+            toks("@user_name: loving #Hashtag2026! (@ann) \"#NER_2\""),
+            words("@user_name : loving #Hashtag2026 ! ( @ann ) \" #NER_2 \"")
+        );
+        // An e-mail address is not a handle; `#1` is a number, not a tag.
+        assert_eq!(
+            toks("ann@example.com is #1 @user's"),
+            words("ann@example.com is # 1 @user 's")
+        );
+    }
+
+    #[test]
+    fn emoji_sequences_stay_whole() {
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+        let flag_de = "\u{1F1E9}\u{1F1EA}";
+        let flag_fr = "\u{1F1EB}\u{1F1F7}";
+        let thumbs = "\u{1F44D}\u{1F3FD}";
+        let wave = "\u{1F44B}\u{1F3FF}";
+        let heart = "\u{2764}\u{FE0F}";
+        let scientist = "\u{1F469}\u{1F3FE}\u{200D}\u{1F52C}";
+        let text = format!(
+            "The {family} flew {flag_de}{flag_fr} to Paris {thumbs}. Hi{wave}there {heart}! {scientist}"
+        );
+        assert_eq!(
+            toks(&text),
+            [
+                "The", family, "flew", flag_de, flag_fr, "to", "Paris", thumbs, ".", "Hi", wave,
+                "there", heart, "!", scientist,
+            ]
+        );
+        // A lone joiner or modifier is not swallowed into a neighbour.
+        assert_eq!(toks("a\u{200D} \u{1F3FD}"), ["a\u{200D}", "\u{1F3FD}"]);
+    }
+
+    #[test]
+    fn the_existing_conventions_still_hold() {
+        assert_eq!(
+            toks(
+                "Mr. O'Neill's U.S. German-based firm don't sell 1,000.50 \"state-of-the-art\" cars."
+            ),
+            words(
+                "Mr. O'Neill 's U.S. German-based firm do n't sell 1,000.50 \" state-of-the-art \" cars ."
+            )
+        );
+    }
+
+    #[test]
+    fn line_breaks_end_sentences_unless_paragraphs() {
+        let text = "Ann went home\nBob stayed in Rome. He liked it\n\n\nCarl too";
+        let by = |b| -> Vec<String> {
+            tokenize_by(text, b)
+                .iter()
+                .map(|s| {
+                    s.iter()
+                        .map(|t| t.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect()
+        };
+        assert_eq!(
+            by(Breaks::Lines),
+            [
+                "Ann went home",
+                "Bob stayed in Rome .",
+                "He liked it",
+                "Carl too"
+            ]
+        );
+        assert_eq!(
+            by(Breaks::Paragraphs),
+            [
+                "Ann went home Bob stayed in Rome .",
+                "He liked it",
+                "Carl too"
+            ]
+        );
+        // A byte-order mark is not a token.
+        assert_eq!(toks("\u{FEFF}Ann left"), words("Ann left"));
     }
 
     #[test]

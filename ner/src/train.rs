@@ -10,6 +10,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::path::Path;
 use std::time::Instant;
 
 use deltagrad::model::{Activation, Batch, WindowNet, WindowNetConfig};
@@ -27,6 +28,7 @@ use crate::glove::{self, Embeddings};
 use crate::model_io::{self, Meta};
 use crate::options::{EpochMetrics, Progress, TrainOptions};
 use crate::plot;
+use crate::rundir::{self, RunDir};
 
 /// What a finished run reports.
 #[derive(Clone, Debug)]
@@ -41,13 +43,19 @@ pub struct TrainReport {
 
 /// Trains, keeps the best checkpoint (by dev F1) in `opts.out`, and scores
 /// it on dev and test. After every epoch the whole state is saved as the
-/// `last` checkpoint, which `--resume` continues from.
+/// `last` checkpoint, which `--resume` continues from. The run writes into
+/// `opts.out/unfinished/` and replaces the folder's files only when it
+/// finishes (see `rundir`); a folder holding a model needs `--force` or
+/// `--resume`.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let start = Instant::now();
+    let opts = &opts.with_absolute_paths();
+    RunDir::check(opts)?;
     let (setup, emb) = Setup::prepare(opts)?;
-    let (net, mut optimizer, mut progress) = start_or_resume(opts, &setup, &emb)?;
+    let run = RunDir::start(opts)?;
+    let (net, mut optimizer, mut progress) = start_or_resume(opts, &setup, &emb, &run)?;
     drop(emb);
-    let mut metrics = open_metrics(opts)?;
+    let mut metrics = open_metrics(run.work(), opts.resume)?;
     let meta = Meta::new(opts, &net, &setup.vocab, &setup.tags);
     let names = model_io::param_names(&net);
     if !opts.quiet {
@@ -66,20 +74,23 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         }
         let m = run_epoch(opts, &setup, &net, &mut optimizer, epoch, &names)?;
         log_epoch(&mut metrics, &m, opts.quiet)?;
-        keep_checkpoints(opts, &net, &optimizer, &meta, &names, &mut progress, m)?;
+        let dir = run.work();
+        keep_checkpoints(opts, dir, &net, &optimizer, &meta, &names, &mut progress, m)?;
     }
-    if let Err(e) = plot::write(&opts.out.join("training.png"), &progress.history) {
+    if let Err(e) = plot::write(&run.work().join("training.png"), &progress.history) {
         eprintln!("warning: no plot written: {e}");
     }
-    let (best, _) = model_io::load(&opts.out, "best", &setup.device)?;
-    Ok(TrainReport {
+    let (best, _) = model_io::load(run.best_dir(), "best", &setup.device)?;
+    let report = TrainReport {
         best_epoch: progress.best_epoch,
         dev: setup.score(&best, &setup.feats.valid, &setup.corpus.valid)?,
         test: setup.score(&best, &setup.feats.test, &setup.corpus.test)?,
         epochs: progress.history,
         seconds: start.elapsed().as_secs_f64(),
         device: setup.device.to_string(),
-    })
+    };
+    run.commit()?;
+    Ok(report)
 }
 
 /// Everything a run reads, prepared once.
@@ -225,6 +236,7 @@ fn start_or_resume(
     opts: &TrainOptions,
     setup: &Setup,
     emb: &Embeddings,
+    run: &RunDir,
 ) -> Result<(WindowNet, Optimizer, Progress)> {
     let mut init_rng = Tensor::rng(opts.seed);
     let fresh = build_model(
@@ -243,14 +255,10 @@ fn start_or_resume(
         };
         return Ok((fresh, optimizer, progress));
     }
-    let (net, meta, mut rest) = model_io::load_with(&opts.out, "last", &setup.device)?;
+    let from = run.resume_from();
+    let (net, meta, mut rest) = model_io::load_with(from, "last", &setup.device)?;
     // The fresh model says what this run's data and flags would build.
-    if meta.config != fresh.config || meta.vocab != setup.vocab.words() {
-        return Err(Error::invalid(
-            "train --resume",
-            "the saved run was trained with other data or settings",
-        ));
-    }
+    rundir::check_resume(from, &meta, opts, &fresh.config, setup.vocab.words())?;
     let progress = meta.progress.unwrap_or_default();
     let mut optimizer = Optimizer::new(opts, &net)?;
     if let Optimizer::Adam(a) = &mut optimizer {
@@ -260,16 +268,16 @@ fn start_or_resume(
     Ok((net, optimizer, progress))
 }
 
-/// `metrics.jsonl` in `opts.out`: appended to on `--resume`, else new.
-fn open_metrics(opts: &TrainOptions) -> Result<File> {
-    std::fs::create_dir_all(&opts.out)
-        .map_err(|e| Error::io(format!("creating {}", opts.out.display()), e))?;
-    let path = opts.out.join("metrics.jsonl");
+/// `metrics.jsonl` in `dir`: appended to on `--resume`, else new.
+fn open_metrics(dir: &Path, resume: bool) -> Result<File> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let path = dir.join("metrics.jsonl");
     std::fs::OpenOptions::new()
         .create(true)
         .write(true)
-        .append(opts.resume)
-        .truncate(!opts.resume)
+        .append(resume)
+        .truncate(!resume)
         .open(&path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))
 }
@@ -424,10 +432,13 @@ fn log_epoch(metrics: &mut File, m: &EpochMetrics, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// Records the epoch in `progress`, saves the model as `best` when its dev
-/// F1 is the best yet, and saves everything `--resume` needs as `last`.
+/// Records the epoch in `progress`, saves the model as `best` in `dir`
+/// when its dev F1 is the best yet, and saves everything `--resume` needs
+/// as `last`.
+#[allow(clippy::too_many_arguments)]
 fn keep_checkpoints(
     opts: &TrainOptions,
+    dir: &Path,
     net: &WindowNet,
     optimizer: &Optimizer,
     meta: &Meta,
@@ -442,7 +453,7 @@ fn keep_checkpoints(
         progress.best_f1 = dev_f1;
         progress.best_epoch = epoch;
         progress.since_best = 0;
-        model_io::save(&opts.out, "best", net, &meta.at_epoch(epoch, dev_f1))?;
+        model_io::save(dir, "best", net, &meta.at_epoch(epoch, dev_f1))?;
     } else {
         progress.since_best += 1;
         if progress.since_best >= opts.patience.max(1) && !opts.quiet {
@@ -459,7 +470,7 @@ fn keep_checkpoints(
     };
     let mut last = meta.at_epoch(epoch, dev_f1);
     last.progress = Some(progress.clone());
-    model_io::save_with(&opts.out, "last", net, &last, &moments)
+    model_io::save_with(dir, "last", net, &last, &moments)
 }
 
 fn progress_bar(len: u64, epoch: usize, quiet: bool) -> ProgressBar {

@@ -120,6 +120,21 @@ fn glove_mixed_dimensions() {
     }
 }
 
+/// A word2vec/fastText header is read as one; its dimension must then hold.
+#[test]
+fn glove_word2vec_header_of_another_dimension() {
+    for (e, file) in glove_errs(b"400000 50\nthe 0.1 0.2\n") {
+        assert_mentions(
+            &e,
+            &[
+                &format!("{file}:2:"),
+                "has 2 values; expected 50 as line 1",
+                "word2vec header",
+            ],
+        );
+    }
+}
+
 #[test]
 fn glove_bad_number() {
     for (e, file) in glove_errs(b"the 0.1 0.2\nof 0.3 0,4\n") {
@@ -192,9 +207,12 @@ impl Drop for Ckpt {
 
 impl Ckpt {
     fn load_err(&self) -> Error {
-        model_io::load(&self.dir, NAME, &Device::cpu())
+        let e = model_io::load(&self.dir, NAME, &Device::cpu())
             .err()
-            .expect("damaged checkpoint loaded")
+            .expect("damaged checkpoint loaded");
+        // A whole-file problem has no line to show: never `file:0:`.
+        assert!(!e.to_string().contains(":0:"), "{e}");
+        e
     }
 
     fn json_path(&self) -> String {

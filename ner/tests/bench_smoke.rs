@@ -9,7 +9,7 @@ use std::process::Command;
 
 use clap::Parser;
 use deltagrad::backend::wgpu::{WgpuBackend, WgpuOptions};
-use deltagrad_ner::bench::{self, BenchArgs, Report, SCHEMA, case_names, compare::compare};
+use deltagrad_ner::bench::{self, BenchArgs, Report, SCHEMA, case_names, compare::compare, table};
 
 #[derive(Parser)]
 struct Cli {
@@ -252,11 +252,24 @@ fn gpu_cases_run_tiny_when_a_gpu_exists() {
     bench::run(&args).unwrap();
     let report = Report::read(&json).unwrap();
     assert_eq!(report.results.len(), 3);
-    let timestamps = WgpuBackend::with_options(WgpuOptions::software_ok())
-        .unwrap()
-        .has_timestamps();
+    let probe = WgpuBackend::with_options(WgpuOptions::software_ok()).unwrap();
+    let (timestamps, software) = (probe.has_timestamps(), probe.is_software());
+    // A software adapter's timings measure the CPU: it says so wherever
+    // the device is named.
+    assert_eq!(
+        table::header(&report).contains("[software adapter]"),
+        software,
+        "{}",
+        table::header(&report)
+    );
     for r in &report.results {
         assert_eq!(r.device, "gpu");
+        assert_eq!(
+            r.backend.ends_with(" [software adapter]"),
+            software,
+            "{}",
+            r.backend
+        );
         assert!(r.median_ms.is_finite() && r.median_ms > 0.0, "{}", r.case);
         assert!(r.peak_bytes.is_some_and(|b| b > 0), "{}", r.case);
         let Some(times) = &r.kernel_times else {

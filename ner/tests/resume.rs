@@ -50,42 +50,68 @@ fn weights(dir: &Path) -> Vec<u8> {
     std::fs::read(dir.join("last.safetensors")).unwrap()
 }
 
-#[test]
-fn two_epochs_equal_one_then_resume_one_bit_for_bit() {
+/// "2 epochs" and "1 epoch, then `--resume` for the second" must give the
+/// same weights, bit for bit, with SGD and with Adam (whose moments and step
+/// count the checkpoint carries), dropout on (its masks come from the
+/// epoch's seeded generator), on `device`.
+fn resume_is_bit_identical(device: &str, extra: &[&str]) {
     for optimizer in ["sgd", "adam"] {
-        let a = scratch(&format!("resume-a-{optimizer}"));
-        let b = scratch(&format!("resume-b-{optimizer}"));
-        let common = [
+        let a = scratch(&format!("resume-a-{device}-{optimizer}"));
+        let b = scratch(&format!("resume-b-{device}-{optimizer}"));
+        let mut common = vec![
             "--optimizer",
             optimizer,
             "--patience",
             "9",
             "--dropout",
             "0.2",
+            "--device",
+            device,
         ];
-        let mut two = common.to_vec();
+        common.extend(extra);
+        let mut two = common.clone();
         two.extend(["--epochs", "2"]);
-        train(&opts(&a, &two)).unwrap();
-        let mut one = common.to_vec();
+        let r = train(&opts(&a, &two)).unwrap();
+        assert_eq!(
+            r.device.starts_with("wgpu"),
+            device == "gpu",
+            "{}",
+            r.device
+        );
+        let mut one = common.clone();
         one.extend(["--epochs", "1"]);
         train(&opts(&b, &one)).unwrap();
         assert_ne!(
             weights(&a),
             weights(&b),
-            "{optimizer}: one epoch already equals two?"
+            "{device} {optimizer}: one epoch already equals two?"
         );
         let mut resume = two.clone();
         resume.push("--resume");
         train(&opts(&b, &resume)).unwrap();
         assert!(
             weights(&a) == weights(&b),
-            "{optimizer}: resumed run differs"
+            "{device} {optimizer}: resumed run differs"
         );
         let lines = std::fs::read_to_string(b.join("metrics.jsonl")).unwrap();
         assert_eq!(lines.lines().count(), 2, "metrics kept across the resume");
         let _ = std::fs::remove_dir_all(&a);
         let _ = std::fs::remove_dir_all(&b);
     }
+}
+
+#[test]
+fn two_epochs_equal_one_then_resume_one_bit_for_bit() {
+    resume_is_bit_identical("cpu", &[]);
+}
+
+/// The same on the GPU (a software adapter in CI), on a smaller corpus.
+#[test]
+fn two_epochs_equal_one_then_resume_one_bit_for_bit_on_the_gpu() {
+    if common::gpu().is_none() {
+        return;
+    }
+    resume_is_bit_identical("gpu", &["--max-train-sentences", "120"]);
 }
 
 #[test]

@@ -168,8 +168,15 @@ impl WgpuBackend {
 }
 
 impl Backend for WgpuBackend {
+    /// `wgpu: <adapter>`, marked `[software adapter]` for a software
+    /// rasterizer, whose timings measure the CPU it runs on.
     fn name(&self) -> String {
-        format!("wgpu: {}", self.adapter_summary())
+        let software = if self.is_software() {
+            " [software adapter]"
+        } else {
+            ""
+        };
+        format!("wgpu: {}{software}", self.adapter_summary())
     }
 
     fn upload(&self, data: &HostData) -> Result<Storage> {

@@ -531,6 +531,14 @@ fn write_atomic(path: &Path, file: &CacheFile) -> std::io::Result<()> {
     })
 }
 
+/// FNV-1a, 64 bits: a stable name for an adapter's cache file (the file
+/// itself records the adapter in full, so a collision is caught on read).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,12 +617,4 @@ mod tests {
         );
         let _ = std::fs::remove_file(&dir);
     }
-}
-
-/// FNV-1a, 64 bits: a stable name for an adapter's cache file (the file
-/// itself records the adapter in full, so a collision is caught on read).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
