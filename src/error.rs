@@ -47,8 +47,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Malformed input file: names file, line and what was expected.
-    #[error("{file}:{line}: {msg}")]
+    /// Malformed input file: names file, line (0 for a fault in the file as
+    /// a whole, e.g. a binary format) and what was expected.
+    #[error("{file}{}: {msg}", line_suffix(*.line))]
     Parse {
         file: String,
         line: usize,
@@ -56,6 +57,15 @@ pub enum Error {
     },
     #[error("{0}")]
     Other(String),
+}
+
+/// `:line`, or nothing for line 0.
+fn line_suffix(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
 }
 
 impl Error {

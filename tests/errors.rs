@@ -164,3 +164,19 @@ fn new_op_errors_name_the_op_and_the_shapes() {
     );
     has(&msg(jacobian(|x| x.exp(), &ids)), &["jacobian", "u32"]);
 }
+
+#[test]
+fn parse_errors_name_the_line_only_when_there_is_one() {
+    let e = deltagrad::Error::Parse {
+        file: "a.txt".into(),
+        line: 3,
+        msg: "bad".into(),
+    };
+    assert_eq!(e.to_string(), "a.txt:3: bad");
+    let e = deltagrad::Error::Parse {
+        file: "w.safetensors".into(),
+        line: 0,
+        msg: "truncated".into(),
+    };
+    assert_eq!(e.to_string(), "w.safetensors: truncated");
+}

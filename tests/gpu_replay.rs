@@ -15,6 +15,12 @@ fn warmed_up_gpu_step_allocates_nothing_and_submits_once() -> Result<()> {
         step()?;
     }
     gpu.sync()?;
+    // Dispatches as the backend records them, for one warm step.
+    let one = gpu.backend().counters().dispatches;
+    step()?;
+    gpu.sync()?;
+    let per_step = gpu.backend().counters().dispatches - one;
+    assert!(per_step >= 11, "{per_step} dispatches for 11 launches");
     let before = gpu.backend().counters();
     for _ in 0..4 {
         step()?;
@@ -42,6 +48,11 @@ fn warmed_up_gpu_step_allocates_nothing_and_submits_once() -> Result<()> {
         after.launches - before.launches,
         4 * 11,
         "eleven launches per step"
+    );
+    assert_eq!(
+        after.dispatches - before.dispatches,
+        4 * per_step,
+        "the same dispatches each step"
     );
     Ok(())
 }
