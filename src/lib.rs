@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! deltagrad: a tensor autograd engine whose kernels are WGSL compute
 //! shaders run through `wgpu`, with a CPU reference backend (f32, f64).
 //!
