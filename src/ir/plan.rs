@@ -20,15 +20,23 @@ pub enum SlotKind {
     Input(usize),
     /// Scratch space owned by the plan; slots with disjoint lifetimes share
     /// a `buffer` number (assigned by liveness).
-    Temp { buffer: usize },
+    Temp {
+        /// Index of the physical temp buffer, `< Plan::n_temp_buffers`.
+        buffer: usize,
+    },
     /// The `i`-th output of the plan (a tensor the caller asked for).
     Output(usize),
 }
 
+/// One buffer slot of a plan: a dense, row-major array of `len` elements
+/// of `dtype`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Slot {
+    /// Number of elements (not bytes).
     pub len: usize,
+    /// Element type; ids and labels are `U32`.
     pub dtype: DType,
+    /// Whether the buffer is an input, an output or plan-owned scratch.
     pub kind: SlotKind,
 }
 
@@ -38,8 +46,12 @@ pub struct Slot {
 /// strides transpose; an offset starts a slice (`narrow`) inside the slot.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct View {
+    /// The slot read.
     pub slot: SlotId,
+    /// Element stride per dimension of the reading kernel's shape (one per
+    /// dimension; 0 broadcasts that dimension).
     pub strides: Vec<usize>,
+    /// Element index of the view's first element inside the slot.
     pub offset: usize,
 }
 
@@ -77,12 +89,14 @@ impl View {
 /// A reduction along one axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
+    /// Sum (of an empty axis: 0).
     Sum,
     /// NaN-propagating maximum.
     Max,
 }
 
 impl ReduceOp {
+    /// `"sum"` or `"max"`, as `explain` prints it.
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "sum",
@@ -97,7 +111,10 @@ impl ReduceOp {
 /// over `[outer, inner]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Epilogue {
+    /// Extra inputs, read as views over the result's shape; `expr` refers
+    /// to them as `Expr::Input(j)`.
     pub inputs: Vec<View>,
+    /// The value stored; `Expr::Acc` is the matmul's or reduction's result.
     pub expr: Expr,
 }
 
@@ -111,23 +128,38 @@ pub enum Kernel {
     /// `out` may equal an input's slot only when that input's strides are the
     /// contiguous strides of `shape` (each element reads then writes itself).
     Elementwise {
+        /// The output's shape; `out` holds its product of elements.
         shape: Vec<usize>,
+        /// The slots read, each as a view over `shape`; `expr` refers to
+        /// them as `Expr::Input(j)`.
         inputs: Vec<View>,
+        /// The scalar expression computed per element.
         expr: Expr,
+        /// The slot written, dense over `shape`.
         out: SlotId,
     },
     /// `out[m, n] = epilogue(Σ_k A[m, k] · B[k, n])`. `a` holds A as
     /// `[m, k]`, or `[k, m]` when `trans_a`; `b` holds B as `[k, n]`, or
     /// `[n, k]` when `trans_b`.
     Matmul {
+        /// Rows of A and of the output.
         m: usize,
+        /// The contracted dimension (columns of A, rows of B).
         k: usize,
+        /// Columns of B and of the output.
         n: usize,
+        /// The slot holding A.
         a: SlotId,
+        /// The slot holding B.
         b: SlotId,
+        /// A is stored transposed, as `[k, m]`.
         trans_a: bool,
+        /// B is stored transposed, as `[n, k]`.
         trans_b: bool,
+        /// Element-wise work on each result before it is stored (`None`:
+        /// the product itself).
         epilogue: Option<Epilogue>,
+        /// The `[m, n]` output slot.
         out: SlotId,
     },
     /// Input seen as `[outer, len, inner]`;
@@ -136,86 +168,137 @@ pub enum Kernel {
     /// `[outer, inner]`; that is how a bias gradient and its SGD update are
     /// one launch.
     Reduce {
+        /// Sum or max.
         op: ReduceOp,
+        /// The slot reduced.
         input: SlotId,
+        /// Product of the dimensions before the reduced axis.
         outer: usize,
+        /// Length of the reduced axis.
         len: usize,
+        /// Product of the dimensions after the reduced axis.
         inner: usize,
+        /// Element-wise work on each reduced value before it is stored.
         epilogue: Option<Epilogue>,
+        /// The `[outer, inner]` output slot.
         out: SlotId,
     },
     /// Zero padding: input seen as `[outer, len, inner]`, output as
     /// `[outer, total, inner]`; `out[o, before + l, i] = in[o, l, i]` and
     /// every other element is 0 (`before + len <= total`).
     Pad {
+        /// The slot padded.
         input: SlotId,
+        /// Product of the dimensions before the padded axis.
         outer: usize,
+        /// The padded axis's length in the input.
         len: usize,
+        /// Product of the dimensions after the padded axis.
         inner: usize,
+        /// Zeros inserted before the input along the axis.
         before: usize,
+        /// The padded axis's length in the output.
         total: usize,
+        /// The `[outer, total, inner]` output slot.
         out: SlotId,
     },
     /// Input seen as `[outer, len, inner]` (`len >= 1`); `out[o, i]` (u32)
     /// is the first `l` where `in[o, l, i]` is largest (smallest when
     /// `min`). A NaN counts as the extreme, so the first NaN wins.
     ArgMax {
+        /// The slot searched.
         input: SlotId,
+        /// Product of the dimensions before the searched axis.
         outer: usize,
+        /// Length of the searched axis.
         len: usize,
+        /// Product of the dimensions after the searched axis.
         inner: usize,
+        /// Argmin instead of argmax.
         min: bool,
+        /// The `[outer, inner]` u32 output slot.
         out: SlotId,
     },
     /// `out[i, :] = table[ids[i], :]`; `table` is `[rows, dim]`, `ids` u32 of
     /// length `n`, all ids `< rows` (checked when the op was built).
     Gather {
+        /// The `[rows, dim]` table.
         table: SlotId,
+        /// The `n` u32 row ids.
         ids: SlotId,
+        /// Rows of the table.
         rows: usize,
+        /// Elements per row.
         dim: usize,
+        /// Number of ids (rows gathered).
         n: usize,
+        /// The `[n, dim]` output slot.
         out: SlotId,
     },
     /// `out = zeros([rows, dim]); out[ids[i], :] += src[i, :]`, summed in
     /// the order of `i` so that the result is deterministic.
     ScatterAdd {
+        /// The `[n, dim]` rows added.
         src: SlotId,
+        /// The `n` u32 destination row ids, each `< rows`.
         ids: SlotId,
+        /// Rows of the output.
         rows: usize,
+        /// Elements per row.
         dim: usize,
+        /// Number of ids (rows of `src`).
         n: usize,
+        /// The `[rows, dim]` output slot.
         out: SlotId,
     },
     /// In place: `target[ids[i], :] += scale · src[i, :]` (rows summed in the
     /// order of `i`). `target` is an input slot (a parameter); `out == target`.
     /// This is the sparse embedding update.
     IndexAddInPlace {
+        /// The `[n, dim]` rows added.
         src: SlotId,
+        /// The `n` u32 destination row ids, each `< rows`.
         ids: SlotId,
+        /// The factor, as the bits of an `f64` (`f64::to_bits`), so that
+        /// the kernel can be hashed.
         scale: u64,
+        /// Rows of the target.
         rows: usize,
+        /// Elements per row.
         dim: usize,
+        /// Number of ids (rows of `src`).
         n: usize,
+        /// The `[rows, dim]` target, read and written.
         out: SlotId,
     },
     /// Mean over the batch of `-log softmax(logits[b])[labels[b]]`; `out` is a
     /// one-element slot. `labels` are u32 `< classes`.
     SoftmaxXent {
+        /// The `[batch, classes]` logits.
         logits: SlotId,
+        /// The `batch` u32 class labels.
         labels: SlotId,
+        /// Rows of `logits`.
         batch: usize,
+        /// Columns of `logits`.
         classes: usize,
+        /// The one-element loss slot.
         out: SlotId,
     },
     /// `out[b, c] = (softmax(logits[b])[c] - [c == labels[b]]) · grad / batch`,
     /// where `grad` is a one-element slot (the upstream gradient of the loss).
     SoftmaxXentGrad {
+        /// The `[batch, classes]` logits.
         logits: SlotId,
+        /// The `batch` u32 class labels.
         labels: SlotId,
+        /// The one-element upstream gradient of the loss.
         grad: SlotId,
+        /// Rows of `logits`.
         batch: usize,
+        /// Columns of `logits`.
         classes: usize,
+        /// The `[batch, classes]` gradient slot.
         out: SlotId,
     },
     /// `SoftmaxXent` and `SoftmaxXentGrad` over the same logits in one
@@ -223,51 +306,82 @@ pub enum Kernel {
     /// gradient `(softmax - onehot) · grad / batch`. `grad` must be written
     /// before this launch (the scheduler fuses only then).
     SoftmaxXentWithGrad {
+        /// The `[batch, classes]` logits.
         logits: SlotId,
+        /// The `batch` u32 class labels.
         labels: SlotId,
+        /// The one-element upstream gradient of the loss.
         grad: SlotId,
+        /// Rows of `logits`.
         batch: usize,
+        /// Columns of `logits`.
         classes: usize,
+        /// The one-element loss slot.
         out: SlotId,
+        /// The `[batch, classes]` gradient slot.
         grad_out: SlotId,
     },
     /// Row-wise log-softmax of a `[rows, cols]` slot.
     LogSoftmax {
+        /// The `[rows, cols]` slot.
         input: SlotId,
+        /// Number of rows (each normalized on its own).
         rows: usize,
+        /// Elements per row.
         cols: usize,
+        /// The `[rows, cols]` output slot.
         out: SlotId,
     },
     /// Mean over `n` of `max(x, 0) - x·t + log(1 + exp(-|x|))`: binary cross
     /// entropy with logits `x` and float targets `t` in [0, 1].
     LogisticLoss {
+        /// The `n` logits.
         logits: SlotId,
+        /// The `n` float targets.
         targets: SlotId,
+        /// Number of elements.
         n: usize,
+        /// The one-element loss slot.
         out: SlotId,
     },
     /// `out[i] = (sigmoid(x[i]) - t[i]) · grad / n`.
     LogisticLossGrad {
+        /// The `n` logits.
         logits: SlotId,
+        /// The `n` float targets.
         targets: SlotId,
+        /// The one-element upstream gradient of the loss.
         grad: SlotId,
+        /// Number of elements.
         n: usize,
+        /// The `n`-element gradient slot.
         out: SlotId,
     },
     /// A user-defined op, run on the host (inputs are read back, the result
     /// uploaded). `backward_input` is `None` for the forward, or which input's
     /// gradient to compute (then `inputs` end with the upstream gradient).
     Custom {
+        /// The op.
         op: Arc<dyn CustomOp>,
+        /// The forward inputs' slots, then (for a backward) the upstream
+        /// gradient's.
         inputs: Vec<SlotId>,
+        /// The forward inputs' shapes (not the upstream gradient's).
         input_shapes: Vec<Vec<usize>>,
+        /// `None`: run `CustomOp::forward`; `Some(i)`: run
+        /// `CustomOp::backward` for input `i`.
         backward_input: Option<usize>,
+        /// The shape written: the op's output, or input `i`'s shape for a
+        /// backward.
         out_shape: Vec<usize>,
+        /// The output slot.
         out: SlotId,
     },
 }
 
 impl Kernel {
+    /// The slot this kernel writes (its first output; see
+    /// [`Kernel::outputs`]).
     pub fn out(&self) -> SlotId {
         match self {
             Kernel::Elementwise { out, .. }
@@ -368,6 +482,7 @@ impl Kernel {
 /// A launch plus what the scheduler folded into it (for `explain`).
 #[derive(Clone, Debug)]
 pub struct Launch {
+    /// What runs.
     pub kernel: Kernel,
     /// Human-readable list of the graph ops this launch computes.
     pub fused: Vec<String>,
@@ -378,7 +493,10 @@ pub struct Launch {
 pub struct Plan {
     /// Unique per compiled plan; backends key their per-plan caches on it.
     pub id: u64,
+    /// Every slot, indexed by `SlotId`; each slot's `kind` says which
+    /// input or output it is, or which temp buffer it shares.
     pub slots: Vec<Slot>,
+    /// The launches, in the order they run.
     pub launches: Vec<Launch>,
     /// Number of input slots (`SlotKind::Input(0..n_inputs)`).
     pub n_inputs: usize,
