@@ -36,7 +36,16 @@ use std::fmt::Debug;
 
 use crate::error::Result;
 
+/// A user-defined op with its own forward and backward rules, computed on
+/// the host in f64 (see the module docs for an example). Build a node with
+/// [`Tensor::custom`](crate::Tensor::custom).
+///
+/// Values are passed row-major, one `Vec<f64>` per input, with the inputs'
+/// shapes alongside. Returning an error from any method fails the
+/// realization that ran it.
 pub trait CustomOp: Send + Sync + Debug {
+    /// A short name, shown by `explain` and in error messages (the
+    /// gradient for input `i` shows as `NAME_gradI`).
     fn name(&self) -> &str;
     /// The output's shape given the inputs' shapes; an error for shapes the
     /// op does not accept.

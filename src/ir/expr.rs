@@ -43,7 +43,9 @@ pub enum Expr {
     Const(u64),
     /// The matmul accumulator (only inside a matmul epilogue).
     Acc,
+    /// A unary op applied to an expression.
     Unary(UnaryOp, Box<Expr>),
+    /// A binary op applied to two expressions (left, right).
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
     /// `if cond != 0 { a } else { b }`; the branch not taken is never
     /// propagated (a NaN there does not leak, unlike `c·a + (1 − c)·b`).
@@ -51,15 +53,19 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// The constant `v` (kept bit for bit: `-0.0` and NaN payloads too).
     pub fn constant(v: f64) -> Expr {
         Expr::Const(v.to_bits())
     }
+    /// `op(a)`.
     pub fn unary(op: UnaryOp, a: Expr) -> Expr {
         Expr::Unary(op, Box::new(a))
     }
+    /// `op(a, b)`.
     pub fn binary(op: BinaryOp, a: Expr, b: Expr) -> Expr {
         Expr::Binary(op, Box::new(a), Box::new(b))
     }
+    /// `if cond != 0 { a } else { b }` (see [`Expr::Select`]).
     pub fn select(cond: Expr, a: Expr, b: Expr) -> Expr {
         Expr::Select(Box::new(cond), Box::new(a), Box::new(b))
     }

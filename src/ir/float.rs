@@ -18,21 +18,35 @@ pub trait Float:
     + std::fmt::Debug
     + 'static
 {
+    /// 0.
     const ZERO: Self;
+    /// 1.
     const ONE: Self;
+    /// Converts from f64, rounding to nearest for f32.
     fn from_f64(v: f64) -> Self;
+    /// Converts to f64 (exact).
     fn to_f64(self) -> f64;
+    /// eˣ.
     fn exp(self) -> Self;
+    /// The natural logarithm (NaN below 0, −∞ at 0).
     fn ln(self) -> Self;
+    /// The square root (NaN below 0).
     fn sqrt(self) -> Self;
     /// f32: a vectorisable rational approximation ([`tanh_f32`]); f64: libm.
     fn tanh(self) -> Self;
+    /// |x|.
     fn abs(self) -> Self;
+    /// ln(1 + x), accurate near 0.
     fn ln_1p(self) -> Self;
+    /// eˣ − 1, accurate near 0.
     fn exp_m1(self) -> Self;
+    /// xᵉ, as the standard library's `powf`.
     fn powf(self, e: Self) -> Self;
+    /// Whether the value is a NaN.
     fn is_nan(self) -> bool;
+    /// −∞.
     fn neg_infinity() -> Self;
+    /// +∞.
     fn infinity() -> Self;
 }
 

@@ -16,6 +16,7 @@ pub enum Op {
     /// A constant filling the node's shape; never stored, folded into the
     /// kernels that read it.
     Fill(f64),
+    /// An element-wise unary op from the table in `unary.rs`.
     Unary(UnaryOp),
     /// Element-wise with NumPy broadcasting of both inputs to the node's shape.
     Binary(BinaryOp),
@@ -35,20 +36,26 @@ pub enum Op {
     /// The slice `start..start + len` along `axis` (`len` from the node's
     /// shape): a strided view with an offset, no data moved.
     Narrow {
+        /// The axis sliced.
         axis: usize,
+        /// Index of the slice's first element along `axis`.
         start: usize,
     },
     /// Zero padding along `axis`: `before` zeros, the input, then zeros up
     /// to the node's length (the adjoint of `Narrow`).
     Pad {
+        /// The axis padded.
         axis: usize,
+        /// Zeros before the input along `axis`.
         before: usize,
     },
     /// The index (u32) of the largest element along `axis` (removed from
     /// the shape), or of the smallest when `min`; ties give the first
     /// index and a NaN counts as the extreme. No gradient.
     ArgMax {
+        /// The axis searched (removed from the shape).
         axis: usize,
+        /// Argmin instead of argmax.
         min: bool,
     },
     /// Rows of a `[rows, dim]` table picked by u32 ids: `[n, dim]`.
@@ -71,7 +78,10 @@ pub enum Op {
     Detach,
     /// A user-defined op (forward, or the gradient for one input).
     Custom {
+        /// The op.
         op: Arc<dyn CustomOp>,
+        /// `None`: the forward; `Some(i)`: the gradient for input `i` (the
+        /// node's inputs are the forward's, then the upstream gradient).
         backward_input: Option<usize>,
     },
 }

@@ -8,7 +8,15 @@ use crate::ir::{CustomOp, Op};
 use crate::tensor::Tensor;
 
 impl Tensor {
-    /// Applies a user-defined op to `inputs` (all on one device, float).
+    /// Applies a user-defined op to `inputs` (at least one, all float and on
+    /// one device); the output has the shape `op.output_shape` gives and the
+    /// first input's dtype.
+    ///
+    /// Gradient: for input `i`, the op's own rule,
+    /// `op.backward(inputs, shapes, upstream, i)`; none for an input where
+    /// `op.differentiable(i)` is false. The gradient nodes are themselves
+    /// custom nodes without a backward rule, so differentiating twice
+    /// through a custom op is an error.
     pub fn custom(op: Arc<dyn CustomOp>, inputs: &[&Tensor]) -> Result<Tensor> {
         let first = inputs
             .first()

@@ -12,6 +12,8 @@ use crate::ir::{BinaryOp, Df, Expr, Grad, Op, UnaryOp, binary_ops, unary_ops};
 use crate::tensor::Tensor;
 
 /// The NumPy broadcast of two shapes (aligned at the right; a 1 stretches).
+/// An [`Error::Shape`] naming `op` and the first axis that differs (neither
+/// size 1) when they do not broadcast.
 pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
@@ -44,7 +46,11 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
 }
 
 impl Tensor {
-    /// Applies a binary element-wise op with broadcasting.
+    /// Applies a binary element-wise op with NumPy broadcasting (both float,
+    /// of one dtype, on one device). The generated methods (`add`, `mul`,
+    /// `pow`, …) call this. Gradient: the op's rule from the table
+    /// ([`BinaryOp`]), each input's summed back over the axes it was
+    /// broadcast along; none for the comparison masks.
     pub fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
         let name = op.name();
         same_device(name, self, other)?;
@@ -58,7 +64,9 @@ impl Tensor {
         ))
     }
 
-    /// Applies a unary element-wise op.
+    /// Applies a unary element-wise op to a float tensor; the generated
+    /// methods (`tanh`, `exp`, …) call this. Gradient: g ⊙ f'(·), with f'
+    /// from the op's table entry ([`UnaryOp`]).
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
         float(op.name(), self)?;
         Ok(Tensor::op(
@@ -90,17 +98,21 @@ impl Tensor {
         ))
     }
 
-    /// A 0-d constant of this tensor's dtype and device.
+    /// A 0-d constant of this tensor's dtype and device (it broadcasts
+    /// against any shape; never stored, folded into the kernels that read
+    /// it). A constant: no gradient.
     pub fn constant_like(&self, v: f64) -> Tensor {
         Tensor::full(&[], v, self.dtype(), &self.device())
     }
+    /// `self + v`. Gradient: g.
     pub fn add_scalar(&self, v: f64) -> Result<Tensor> {
         self.add(&self.constant_like(v))
     }
+    /// `self · v`. Gradient: v·g.
     pub fn mul_scalar(&self, v: f64) -> Result<Tensor> {
         self.mul(&self.constant_like(v))
     }
-    /// `v - self`.
+    /// `v - self`. Gradient: −g.
     pub fn rsub_scalar(&self, v: f64) -> Result<Tensor> {
         self.constant_like(v).sub(self)
     }
@@ -185,6 +197,10 @@ macro_rules! binary_methods {
         impl Tensor {
             $(
                 $(#[doc = $doc])*
+                ///
+                /// Both float, of one dtype, on one device; the shapes
+                /// broadcast as in NumPy, and each input's gradient is summed
+                /// back over the axes it was broadcast along.
                 pub fn $method(&self, other: &Tensor) -> Result<Tensor> {
                     self.binary(BinaryOp::$variant, other)
                 }
