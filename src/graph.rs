@@ -18,11 +18,17 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// One node of the graph.
 pub struct Node {
+    /// Unique per process, increasing in creation order.
     pub id: u64,
+    /// The op that computes it (`Op::Leaf` for data).
     pub op: Op,
+    /// Its operands, in the op's order.
     pub inputs: Vec<Arc<Node>>,
+    /// Its shape (empty for a 0-d scalar).
     pub shape: Vec<usize>,
+    /// Its element type.
     pub dtype: DType,
+    /// Where its value is (or will be) stored.
     pub device: Device,
     requires_grad: AtomicBool,
     storage: Mutex<Option<Storage>>,
@@ -75,33 +81,44 @@ impl Node {
         n
     }
 
+    /// Number of elements (1 for a 0-d scalar).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+    /// Whether gradients flow to or through this node.
     pub fn requires_grad(&self) -> bool {
         self.requires_grad.load(Ordering::Relaxed)
     }
+    /// Sets whether gradients flow to or through this node (nodes built
+    /// from it afterwards see the new value; existing ones keep theirs).
     pub fn set_requires_grad(&self, on: bool) {
         self.requires_grad.store(on, Ordering::Relaxed)
     }
+    /// The node's value, once realized.
     pub fn storage(&self) -> Option<Storage> {
         lock(&self.storage).clone()
     }
+    /// Gives the node its value (realization, or a parameter update).
     pub fn set_storage(&self, s: Storage) {
         *lock(&self.storage) = Some(s);
     }
+    /// Whether the node holds a value.
     pub fn is_realized(&self) -> bool {
         lock(&self.storage).is_some()
     }
+    /// The gradient node `backward` left on this leaf (itself lazy).
     pub fn grad(&self) -> Option<Arc<Node>> {
         lock(&self.grad).clone()
     }
+    /// Replaces the stored gradient (`None` clears it).
     pub fn set_grad(&self, g: Option<Arc<Node>>) {
         *lock(&self.grad) = g;
     }
+    /// The name given with `Tensor::with_label`.
     pub fn label(&self) -> Option<String> {
         lock(&self.label).clone()
     }
+    /// Names the node (an application's name for a parameter).
     pub fn set_label(&self, l: &str) {
         *lock(&self.label) = Some(l.to_string());
     }

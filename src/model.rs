@@ -10,14 +10,20 @@ use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// The hidden layers' non-linearity f.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Activation {
+    /// tanh (the lecture's choice and the default).
     Tanh,
+    /// max(z, 0).
     Relu,
+    /// The logistic function σ(z) = 1/(1 + e⁻ᶻ).
     Logistic,
 }
 
 impl Activation {
+    /// f(z), element-wise; its gradient is the op's (see [`Tensor::tanh`],
+    /// [`Tensor::relu`], [`Tensor::sigmoid`]).
     pub fn apply(self, z: &Tensor) -> Result<Tensor> {
         match self {
             Activation::Tanh => z.tanh(),
@@ -25,6 +31,8 @@ impl Activation {
             Activation::Logistic => z.sigmoid(),
         }
     }
+    /// `"tanh"`, `"relu"`, or `"logistic"` (also `"sigmoid"`); anything
+    /// else is an [`Error::Invalid`].
     pub fn parse(s: &str) -> Result<Activation> {
         match s {
             "tanh" => Ok(Activation::Tanh),
@@ -38,30 +46,49 @@ impl Activation {
     }
 }
 
+/// The window classifier's sizes. Saved with a model (serde), so that it
+/// can be rebuilt.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WindowNetConfig {
+    /// Rows of the word-vector table (word ids are `< vocab`).
     pub vocab: usize,
+    /// Word-vector dimension.
     pub dim: usize,
+    /// Words per window (5 for a ±2 window).
     pub window: usize,
     /// Number of capitalization classes (0: no capitalization feature).
     pub cap_classes: usize,
+    /// Dimension of a capitalization feature vector.
     pub cap_dim: usize,
+    /// Units per hidden layer, first layer first (empty: a linear model on
+    /// the window vector).
     pub hidden: Vec<usize>,
+    /// Number of output classes (tags).
     pub classes: usize,
+    /// The hidden layers' non-linearity.
     pub activation: Activation,
 }
 
 /// The model's parameters.
 pub struct WindowNet {
+    /// The sizes it was built with.
     pub config: WindowNetConfig,
+    /// The `[vocab, dim]` word vectors L.
     pub embeddings: Tensor,
+    /// The `[cap_classes, cap_dim]` capitalization vectors, when
+    /// `config.cap_classes > 0`.
     pub cap_embeddings: Option<Tensor>,
     /// Per hidden layer: the weights reading the word vectors, the weights
     /// reading the capitalization vectors (first layer only), and the bias.
     /// Splitting W over the two inputs is W·[x; c] = W_x·x + W_c·c: the
     /// concatenation without a copy.
+    /// Shapes: `[in, h]`, `[window · cap_dim, h]`, `[h]`, where `in` is
+    /// `window · dim` for the first layer and the previous layer's width
+    /// after.
     pub layers: Vec<(Tensor, Option<Tensor>, Tensor)>,
+    /// The `[last hidden width, classes]` output weights U.
     pub out_w: Tensor,
+    /// The `[classes]` output bias.
     pub out_b: Tensor,
 }
 
@@ -73,11 +100,15 @@ pub struct Batch {
     pub caps: Option<Tensor>,
     /// `[batch]` class labels.
     pub labels: Tensor,
+    /// Number of windows in the batch.
     pub size: usize,
 }
 
 impl WindowNet {
-    /// Xavier-initialised weights, zero biases, small random word vectors.
+    /// Xavier-uniform weights, zero biases, word and capitalization vectors
+    /// uniform in ±0.1; every parameter requires grad and carries a label
+    /// (`embeddings`, `W1`, `b1`, …, `U`, `b_out`). An [`Error::Invalid`]
+    /// when `vocab`, `dim`, `window` or `classes` is 0.
     pub fn new(
         config: WindowNetConfig,
         dtype: DType,
@@ -158,7 +189,9 @@ impl WindowNet {
     }
 
     /// `[batch, classes]` scores. `dropout` zeroes hidden units with
-    /// probability p during training (inverted dropout).
+    /// probability p during training (inverted dropout). A shape error
+    /// when `batch.words` does not hold `size · window` ids; an error when
+    /// the model has capitalization vectors and the batch no `caps`.
     pub fn logits(&self, batch: &Batch, mut dropout: Option<(f64, &mut StdRng)>) -> Result<Tensor> {
         let (b, w) = (batch.size, self.config.window);
         if batch.words.numel() != b * w {
@@ -221,8 +254,10 @@ fn xavier(
     Ok(Tensor::rand_uniform(&[rows, fan_out], -a, a, dtype, device, rng)?.requires_grad())
 }
 
-/// Inverted dropout: kept units are scaled by 1/(1−p) so that evaluation
-/// needs no rescaling.
+/// An inverted-dropout mask of `shape`: each element is 0 with probability
+/// `p`, else 1/(1−p), so that evaluation needs no rescaling. Multiply it
+/// into activations (it is data: no gradient of its own). `p` must be in
+/// [0, 1).
 pub fn dropout_mask(
     shape: &[usize],
     p: f64,
@@ -244,7 +279,9 @@ pub fn dropout_mask(
     Tensor::from_host(HostData::from_f64(&v, dtype), shape, device)
 }
 
-/// A synthetic batch for benchmarks and tests: random ids and labels.
+/// A synthetic batch of `size` windows for benchmarks and tests: uniformly
+/// random word ids, capitalization classes (when the config has them) and
+/// labels.
 pub fn random_batch(
     config: &WindowNetConfig,
     size: usize,

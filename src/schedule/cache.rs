@@ -54,8 +54,12 @@ thread_local! {
 /// Plan-cache statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Lookups that found a compiled plan.
     pub hits: u64,
+    /// Lookups that lowered a new plan.
     pub misses: u64,
+    /// Plans dropped to stay within the cache's capacity (not counted per
+    /// thread: always 0 from [`thread_stats`]).
     pub evictions: u64,
 }
 

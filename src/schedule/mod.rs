@@ -27,7 +27,9 @@ pub use cache::{Stats, stats, thread_stats};
 /// of the step's realized inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Ref {
+    /// Index into the step's `nodes`.
     Node(usize),
+    /// Index into the step's `inputs` (realized storages).
     Input(usize),
 }
 
@@ -35,9 +37,13 @@ pub enum Ref {
 /// that are nodes come earlier in the step's list.
 #[derive(Clone, Debug)]
 pub struct NodeDesc {
+    /// The primitive op.
     pub op: Op,
+    /// Its operands, in the op's order.
     pub inputs: Vec<Ref>,
+    /// The result's shape.
     pub shape: Vec<usize>,
+    /// The result's dtype.
     pub dtype: DType,
 }
 
@@ -46,13 +52,22 @@ pub struct NodeDesc {
 pub enum Goal {
     /// Node `node` becomes output `k` (outputs are numbered from 0 in
     /// order of first mention).
-    Output { node: usize, k: usize },
+    Output {
+        /// Index into the step's `nodes`.
+        node: usize,
+        /// The output's number.
+        k: usize,
+    },
     /// `target[ids[i], :] += scale · rows[i, :]` in place; `target` is an
     /// input (a parameter). The sparse embedding update.
     Rows {
+        /// Index of the parameter in the step's `inputs`; `[rows, dim]`.
         target: usize,
+        /// The `n` u32 row ids.
         ids: Ref,
+        /// The `[n, dim]` rows added.
         rows: Ref,
+        /// Their factor (−learning rate for an SGD step).
         scale: f64,
     },
 }
@@ -61,8 +76,11 @@ pub enum Goal {
 /// of the realized inputs it reads, and its goals.
 #[derive(Clone, Debug, Default)]
 pub struct StepDesc {
+    /// The nodes to compute, each after its operands.
     pub nodes: Vec<NodeDesc>,
+    /// Shape and dtype of each realized input, in `Ref::Input` order.
     pub inputs: Vec<(Vec<usize>, DType)>,
+    /// What the step must produce.
     pub goals: Vec<Goal>,
 }
 
@@ -90,6 +108,8 @@ pub fn with_fusion<R>(on: bool, f: impl FnOnce() -> R) -> R {
     with_flag(&FUSION, on, f)
 }
 
+/// Whether plans are fused on this thread (true unless inside
+/// `with_fusion(false, …)`).
 pub fn fusion_enabled() -> bool {
     FUSION.with(|c| c.get())
 }

@@ -16,13 +16,22 @@ use crate::schedule::{self, Goal, NodeDesc, Ref, StepDesc};
 /// A parameter update performed by a realization.
 pub enum Assign {
     /// `target`'s value becomes `value`'s.
-    Dense { target: Tensor, value: Tensor },
+    Dense {
+        /// A realized leaf (a parameter).
+        target: Tensor,
+        /// Its new value: same shape and dtype, usually pending.
+        value: Tensor,
+    },
     /// In place: `target[ids[i], :] += scale · rows[i, :]` (the sparse
     /// embedding update; only the rows the batch touched are written).
     Rows {
+        /// A realized `[rows, dim]` leaf (an embedding table).
         target: Tensor,
+        /// The `n` u32 row ids.
         ids: Tensor,
+        /// The `[n, dim]` rows added.
         rows: Tensor,
+        /// Their factor (−learning rate for an SGD step).
         scale: f64,
     },
 }
