@@ -9,9 +9,12 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::wgpu::{WgpuBackend, WgpuOptions};
 use crate::error::{Error, Result};
 
+/// Which kind of backend a device runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceKind {
+    /// The CPU reference backend (f32 and f64).
     Cpu,
+    /// The wgpu backend (f32 only), on a hardware or software adapter.
     Gpu,
 }
 
@@ -148,12 +151,15 @@ impl Device {
         }
     }
 
+    /// CPU or GPU.
     pub fn kind(&self) -> DeviceKind {
         self.kind
     }
+    /// Whether this is a GPU device (hardware or software adapter).
     pub fn is_gpu(&self) -> bool {
         self.kind == DeviceKind::Gpu
     }
+    /// The backend that stores buffers and runs plans for this device.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
     }

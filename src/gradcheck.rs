@@ -10,8 +10,11 @@ use crate::tensor::Tensor;
 /// `|analytic − numeric| <= atol + rtol · |numeric|`.
 #[derive(Clone, Copy, Debug)]
 pub struct GradCheck {
+    /// The finite-difference step h (default 1e-6).
     pub step: f64,
+    /// Absolute tolerance (default 1e-6).
     pub atol: f64,
+    /// Relative tolerance, times |numeric| (default 1e-5).
     pub rtol: f64,
 }
 
@@ -28,16 +31,39 @@ impl Default for GradCheck {
 /// The worst element of one input.
 #[derive(Clone, Debug)]
 pub struct Worst {
+    /// Which input (index into `inputs`).
     pub input: usize,
+    /// The element's row-major index in that input.
     pub index: usize,
+    /// The autograd gradient there (0 when the input got no gradient).
     pub analytic: f64,
+    /// The central-difference estimate there.
     pub numeric: f64,
+    /// |analytic − numeric|.
     pub abs_err: f64,
 }
 
 /// Checks `f` at `inputs` (f64 values with shapes). Returns the worst element
 /// per input, or an error naming the first input whose worst element is out
 /// of tolerance.
+///
+/// `f` gets the inputs as f64 tensors on the CPU device and must return
+/// one f64 value; it is called once for autograd and twice per input
+/// element for the differences, so it must be deterministic.
+///
+/// ```
+/// use deltagrad::gradcheck::{GradCheck, check};
+/// # fn main() -> deltagrad::Result<()> {
+/// // d/dx Σ tanh(x)² = 2 tanh(x)(1 − tanh²(x))
+/// let worst = check(
+///     |x| x[0].tanh()?.square()?.sum(),
+///     &[(vec![0.3, -1.2, 2.0], vec![3])],
+///     GradCheck::default(),
+/// )?;
+/// assert!(worst[0].abs_err < 1e-6);
+/// # Ok(())
+/// # }
+/// ```
 pub fn check<F>(f: F, inputs: &[(Vec<f64>, Vec<usize>)], opts: GradCheck) -> Result<Vec<Worst>>
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,

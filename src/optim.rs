@@ -89,15 +89,23 @@ fn finish(params: &[Tensor], outputs: &[&Tensor], assigns: Vec<Assign>) -> Resul
     Ok(())
 }
 
-/// Minibatch stochastic gradient descent.
+/// Minibatch stochastic gradient descent: θ ← θ − lr · ∇θ, for each
+/// parameter that has a gradient; embedding tables whose gradient is a row
+/// scatter get the sparse update (only the touched rows are written).
 pub struct Sgd {
     params: Vec<Tensor>,
+    /// The learning rate; may change between steps (dense updates read it
+    /// as a plan input; a sparse update's rate is part of its plan, so a
+    /// new rate there plans the step anew).
     pub lr: f64,
-    /// Clip the global gradient norm to this value.
+    /// Clip the global gradient norm (over all parameters together) to this
+    /// value before the update; `None` (the default): no clipping.
     pub clip_norm: Option<f64>,
 }
 
 impl Sgd {
+    /// SGD over `params` (realized leaves that require grad) with learning
+    /// rate `lr`, no clipping.
     pub fn new(params: Vec<Tensor>, lr: f64) -> Sgd {
         Sgd {
             params,
@@ -106,7 +114,8 @@ impl Sgd {
         }
     }
 
-    /// Applies the gradients left by `backward` and clears them.
+    /// Applies the gradients left by `backward` and clears them. Parameters
+    /// without a gradient are left as they are.
     pub fn step(&mut self) -> Result<()> {
         self.step_with(&[])
     }
@@ -139,9 +148,11 @@ impl Sgd {
         })
     }
 
+    /// Clears every parameter's gradient (`step` does this itself).
     pub fn zero_grad(&self) {
         self.params.iter().for_each(|p| p.zero_grad());
     }
+    /// The parameters, in the order given to `new`.
     pub fn params(&self) -> &[Tensor] {
         &self.params
     }
@@ -154,17 +165,27 @@ pub struct Adam {
     params: Vec<Tensor>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
+    /// The step size α.
     pub lr: f64,
+    /// The learning rate of the sparse SGD update of row-scatter gradients
+    /// (default 0.1).
     pub sparse_lr: f64,
+    /// Decay of the first-moment estimate (default 0.9).
     pub beta1: f64,
+    /// Decay of the second-moment estimate (default 0.999).
     pub beta2: f64,
+    /// Added to the denominator for stability (default 1e-8).
     pub eps: f64,
-    /// Clip the global gradient norm to this value.
+    /// Clip the global gradient norm (over all parameters together) to this
+    /// value before the update; `None` (the default): no clipping.
     pub clip_norm: Option<f64>,
     t: u64,
 }
 
 impl Adam {
+    /// Adam over `params` with step size `lr` and PyTorch's defaults
+    /// (β₁ 0.9, β₂ 0.999, ε 1e-8); the moments start at zero, allocated
+    /// on each parameter's device (an error if that fails).
     pub fn new(params: Vec<Tensor>, lr: f64) -> Result<Adam> {
         let zeros = |p: &Tensor| {
             Tensor::from_host(
@@ -189,10 +210,17 @@ impl Adam {
         })
     }
 
+    /// Applies one Adam update with the gradients left by `backward` and
+    /// clears them; parameters without a gradient are left as they are
+    /// (their moments too).
     pub fn step(&mut self) -> Result<()> {
         self.step_with(&[])
     }
 
+    /// Like `step`, also computing `outputs` (e.g. the loss) in the same
+    /// plan. With bias correction, in PyTorch's form:
+    /// m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
+    /// θ ← θ − α/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
     pub fn step_with(&mut self, outputs: &[&Tensor]) -> Result<()> {
         self.t += 1;
         let t = self.t as i32;
@@ -241,7 +269,8 @@ impl Adam {
         (self.t, &self.m, &self.v)
     }
 
-    /// Restores state saved by `state`.
+    /// Restores state saved by `state`: one moment per parameter, each of
+    /// its parameter's shape (else an error, and nothing changes).
     pub fn set_state(&mut self, t: u64, m: Vec<Tensor>, v: Vec<Tensor>) -> Result<()> {
         if m.len() != self.params.len() || v.len() != self.params.len() {
             return Err(Error::invalid(
@@ -260,9 +289,11 @@ impl Adam {
         Ok(())
     }
 
+    /// Clears every parameter's gradient (`step` does this itself).
     pub fn zero_grad(&self) {
         self.params.iter().for_each(|p| p.zero_grad());
     }
+    /// The parameters, in the order given to `new`.
     pub fn params(&self) -> &[Tensor] {
         &self.params
     }

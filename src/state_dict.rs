@@ -56,6 +56,7 @@ pub struct StateDict {
 }
 
 impl StateDict {
+    /// An empty dict, without metadata.
     pub fn new() -> StateDict {
         StateDict::default()
     }
@@ -65,10 +66,13 @@ impl StateDict {
         self.tensors.insert(name.into(), tensor)
     }
 
+    /// The tensor named `name`, if present.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.tensors.get(name)
     }
 
+    /// Removes and returns the tensor named `name`, if present (see
+    /// [`StateDict::take`] to check its shape and dtype too).
     pub fn remove(&mut self, name: &str) -> Option<Tensor> {
         self.tensors.remove(name)
     }
@@ -93,14 +97,17 @@ impl StateDict {
         Ok(self.tensors.remove(name).expect("checked above"))
     }
 
+    /// Whether a tensor is named `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
 
+    /// Number of tensors.
     pub fn len(&self) -> usize {
         self.tensors.len()
     }
 
+    /// Whether there are no tensors (metadata aside).
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
@@ -125,6 +132,8 @@ impl StateDict {
         &self.metadata
     }
 
+    /// Sets a `__metadata__` string, saved with the tensors (replacing any
+    /// value under `key`).
     pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.metadata.insert(key.into(), value.into());
     }

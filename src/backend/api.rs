@@ -13,9 +13,13 @@ use crate::ir::{Plan, SlotKind};
 /// training step creates nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Device buffers allocated (not counting reuse from a pool).
     pub buffers_created: u64,
+    /// Compute pipelines compiled (0 on the CPU).
     pub pipelines_created: u64,
+    /// Bind groups created (0 on the CPU).
     pub bind_groups_created: u64,
+    /// Command submissions to the device queue (0 on the CPU).
     pub submissions: u64,
     /// Plan launches executed.
     pub launches: u64,
@@ -33,9 +37,11 @@ pub struct Counters {
 pub trait DeviceBuffer: Any + Send + Sync + fmt::Debug {
     /// Number of elements.
     fn len(&self) -> usize;
+    /// Whether the buffer holds no elements.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The element type.
     fn dtype(&self) -> DType;
     /// The contents of a u32 buffer, when the backend keeps them on the
     /// host (ids are always uploaded from the host; reading them back would
@@ -50,18 +56,24 @@ pub trait DeviceBuffer: Any + Send + Sync + fmt::Debug {
 pub struct Storage(Arc<dyn DeviceBuffer>);
 
 impl Storage {
+    /// Wraps a backend's buffer.
     pub fn new(b: Arc<dyn DeviceBuffer>) -> Storage {
         Storage(b)
     }
+    /// Number of elements.
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// Whether the buffer holds no elements.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// The element type.
     pub fn dtype(&self) -> DType {
         self.0.dtype()
     }
+    /// The host copy of a u32 buffer's ids, when the backend keeps one
+    /// (see [`DeviceBuffer::host_ids`]).
     pub fn host_ids(&self) -> Option<Arc<Vec<u32>>> {
         self.0.host_ids()
     }
@@ -109,10 +121,13 @@ pub fn check_inputs(plan: &Plan, inputs: &[Storage], who: &'static str) -> Resul
     Ok(())
 }
 
-/// What every backend does.
+/// What every backend does. A [`Device`](crate::Device) holds one; tensor
+/// code never calls it directly.
 pub trait Backend: Send + Sync {
     /// Short description, e.g. `cpu` or `wgpu: NVIDIA H100 (Vulkan)`.
     fn name(&self) -> String;
+    /// Copies host values into a new buffer on this backend (an error for
+    /// a dtype the backend lacks, or a buffer over its limits).
     fn upload(&self, data: &HostData) -> Result<Storage>;
     /// Reads a buffer back, waiting for pending work that writes it.
     fn download(&self, storage: &Storage) -> Result<HostData>;
@@ -123,6 +138,7 @@ pub trait Backend: Send + Sync {
     fn execute(&self, plan: &Plan, inputs: &[Storage]) -> Result<Vec<Storage>>;
     /// Waits until all submitted work has finished.
     fn sync(&self) -> Result<()>;
+    /// The backend's counters since it was created.
     fn counters(&self) -> Counters;
     /// Whether this backend runs on a GPU (hardware or software).
     fn is_gpu(&self) -> bool;
