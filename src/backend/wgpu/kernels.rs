@@ -11,15 +11,26 @@ use crate::ir::{BinaryOp, Expr, ReduceOp, UnaryOp};
 /// missing source cannot compile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
+    /// `argmax.wgsl`: index of the largest or smallest value along an axis.
     ArgMax,
+    /// `elementwise.wgsl`: the template of fused element-wise kernels.
     Elementwise,
+    /// `expr_fns.wgsl`: helper functions the expressions call (`dg_pow`,
+    /// `dg_log1p`, …); spliced into the templates, not a module itself.
     ExprFns,
+    /// `gather.wgsl`: row gather.
     Gather,
+    /// `logistic.wgsl`: binary cross-entropy with logits and its gradient.
     Logistic,
+    /// `matmul.wgsl`: the tiled matmul template, with epilogue and split-K.
     Matmul,
+    /// `pad.wgsl`: zero padding along one axis.
     Pad,
+    /// `reduce.wgsl`: sum/max over an axis with epilogue, and `mean_all`.
     Reduce,
+    /// `scatter.wgsl`: deterministic scatter-add and in-place index-add.
     Scatter,
+    /// `softmax.wgsl`: row-wise cross-entropy, its gradient, log-softmax.
     Softmax,
     /// Not a module: the subgroup reductions spliced into `Reduce` and
     /// `Softmax` where the adapter offers subgroups.
@@ -27,6 +38,7 @@ pub enum Shader {
 }
 
 impl Shader {
+    /// Every shader file, in name order.
     pub const ALL: [Shader; 11] = [
         Shader::ArgMax,
         Shader::Elementwise,
@@ -89,8 +101,11 @@ pub fn shader_sources() -> Vec<(&'static str, &'static str)> {
 /// [`KernelId::bindings`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Binding {
+    /// A `storage, read_write` buffer (binding 0 is always the output).
     ReadWrite,
+    /// The kernel's uniform `Params` block.
     Uniform,
+    /// A `storage, read` buffer.
     Read,
 }
 
@@ -99,56 +114,82 @@ pub enum Binding {
 /// one pipeline, built once.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KernelId {
+    /// A fused element-wise kernel computing `expr` over its inputs.
     Elementwise {
+        /// The expression (`Expr::Input(j)` is input `j`).
         expr: Expr,
+        /// How each input is read, one per `Expr::Input`.
         access: Vec<Access>,
     },
+    /// A tiled matmul, optionally with an epilogue, or one split-K pass.
     Matmul {
+        /// A is stored as `[k, m]`.
         trans_a: bool,
+        /// B is stored as `[n, k]`.
         trans_b: bool,
         /// A's contiguous dimension is a multiple of 4.
         vec_a: bool,
+        /// B's contiguous dimension is a multiple of 4.
         vec_b: bool,
         /// The tiling (its `split` is always 1 here: splits are a launch
         /// parameter).
         tile: MatmulVariant,
         /// Writes split-K partial products instead of the epilogue's result.
         partial: bool,
+        /// The epilogue's expression in `acc` and its inputs, and how each
+        /// input is read; `None`: store the product.
         epilogue: Option<(Expr, Vec<Access>)>,
     },
     /// Split-K's second pass: sums the partial products in order, applies
     /// the epilogue.
     SplitSum {
+        /// As for `Matmul`.
         epilogue: Option<(Expr, Vec<Access>)>,
     },
     /// `tree`: one workgroup per output (long reductions). The epilogue
     /// reads views over [outer, inner].
     Reduce {
+        /// Sum or max.
         op: ReduceOp,
+        /// One workgroup per output (else one thread per output).
         tree: bool,
+        /// Workgroup reductions use subgroup operations (tree only).
         subgroups: bool,
+        /// The epilogue's expression and input reads; `None`: store the
+        /// reduced value.
         epilogue: Option<(Expr, Vec<Access>)>,
     },
     /// Mean of a vector into one element (mean losses' last step).
     MeanAll {
+        /// The workgroup reduction uses subgroup operations.
         subgroups: bool,
     },
+    /// Row gather `out[i, :] = table[ids[i], :]`.
     Gather,
+    /// Deterministic scatter-add of rows into a zeroed `[rows, dim]`
+    /// output, through a host-built order of the ids.
     ScatterAdd,
+    /// The in-place sparse update `target[ids[i], :] += scale · src[i, :]`.
     IndexAdd,
     /// Row-wise softmax kernels: a workgroup per row, or a thread per row
     /// (`serial`, for narrow rows).
     Softmax {
+        /// Which entry point.
         kind: SoftmaxKind,
+        /// One thread per row (narrow rows) instead of a workgroup per row.
         serial: bool,
+        /// The per-row reductions use subgroup operations (not serial).
         subgroups: bool,
     },
+    /// Mean binary cross-entropy with logits, into one element.
     LogisticLoss,
+    /// Its gradient `(σ(x) − t) · grad / n`.
     LogisticGrad,
     /// Zero padding along one axis.
     Pad,
     /// Index of the first largest (`min`: smallest) value along an axis.
     ArgMax {
+        /// Argmin instead of argmax.
         min: bool,
     },
 }
@@ -158,9 +199,11 @@ pub enum KernelId {
 pub enum SoftmaxKind {
     /// Per-row cross-entropy loss, before the mean.
     XentRows,
+    /// The gradient `(softmax − onehot) · grad / rows` of the mean loss.
     XentGrad,
     /// The gradient and the per-row losses in one pass.
     XentBoth,
+    /// Row-wise log-softmax.
     LogSoftmax,
 }
 
@@ -220,6 +263,7 @@ impl KernelId {
         self.module().name()
     }
 
+    /// The WGSL entry point's name in the module.
     pub fn entry_point(&self) -> &'static str {
         match self {
             KernelId::Elementwise { .. } | KernelId::Matmul { .. } => "main",

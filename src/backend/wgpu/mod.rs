@@ -120,6 +120,7 @@ impl WgpuBackend {
         self.cx.gpu.timestamp_period.is_some()
     }
 
+    /// The options the backend was opened with.
     pub fn options(&self) -> &WgpuOptions {
         &self.opts
     }

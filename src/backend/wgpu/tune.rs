@@ -92,9 +92,17 @@ pub fn budget_from_env() -> Duration {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum How {
     /// Timed now: the fastest of `candidates`, at `ms` per launch.
-    Tuned { ms: f64, candidates: usize },
+    Tuned {
+        /// The winner's time per launch, in milliseconds.
+        ms: f64,
+        /// How many variants were timed.
+        candidates: usize,
+    },
     /// Read from the on-disk cache (timed by an earlier process).
-    Cached { ms: f64 },
+    Cached {
+        /// The time recorded with it, in milliseconds per launch.
+        ms: f64,
+    },
     /// The fixed heuristic (tuning off, or nothing could be timed).
     Heuristic,
     /// Pinned by the options or `DELTAGRAD_TUNE`.
@@ -117,14 +125,18 @@ impl fmt::Display for How {
 /// A matmul's variant and how it was chosen.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Choice {
+    /// The variant that runs.
     pub variant: MatmulVariant,
+    /// How it was chosen.
     pub how: How,
 }
 
 /// One timed candidate.
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
+    /// The variant timed.
     pub variant: MatmulVariant,
+    /// Its time per launch, in milliseconds.
     pub ms: f64,
 }
 

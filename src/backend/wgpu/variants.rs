@@ -209,10 +209,15 @@ impl FromStr for MatmulVariant {
 /// A matmul's shape as the variant choice sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulShape {
+    /// Rows of A and of the output.
     pub m: usize,
+    /// The contracted dimension.
     pub k: usize,
+    /// Columns of B and of the output.
     pub n: usize,
+    /// A is stored as `[k, m]`.
     pub trans_a: bool,
+    /// B is stored as `[n, k]`.
     pub trans_b: bool,
 }
 
