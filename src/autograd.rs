@@ -204,9 +204,14 @@ fn topo_order(root: &Tensor) -> Vec<Tensor> {
 }
 
 impl Tensor {
-    /// Computes the gradient of this scalar with respect to every tensor it
-    /// depends on that requires one, and adds it to that tensor's `grad()`.
-    /// Nothing is computed until a value is read (or an optimizer steps).
+    /// Computes the gradient of this scalar with respect to every leaf it
+    /// depends on that requires one (parameters, inputs marked with
+    /// `requires_grad`), and adds it to that leaf's `grad()`; intermediate
+    /// results get none. Nothing is computed until a value is read (or an
+    /// optimizer steps). The gradients are built with recording off, so
+    /// they are constants; for gradients of gradients use [`grad`] with
+    /// `create_graph`. An error for a tensor of more than one element, or
+    /// one that depends on nothing that requires grad.
     pub fn backward(&self) -> Result<()> {
         if self.numel() != 1 {
             return Err(Error::invalid(

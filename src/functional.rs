@@ -37,6 +37,7 @@ fn or_zeros(gx: Option<Tensor>, like: &Tensor) -> Tensor {
 /// `(f(x), vᵀ·J)`: the vector-Jacobian product of `f` at `x` with a
 /// cotangent `v` shaped like `f(x)` — one reverse pass. The result is
 /// shaped like `x` (for a one-element `f` and `v = 1`, the gradient).
+/// Both results are constants: no gradient flows through them.
 pub fn vjp(
     f: impl Fn(&Tensor) -> Result<Tensor>,
     x: &Tensor,
@@ -70,7 +71,8 @@ pub fn vjp(
 /// ∂⟨Jᵀu, v⟩/∂u = J·v. It costs about two reverse passes and works for
 /// every op whose backward rule is differentiable in its upstream gradient
 /// (all of them except custom ops), so no forward-mode rule can drift
-/// from its reverse-mode twin.
+/// from its reverse-mode twin. Both results are constants: no gradient
+/// flows through them.
 pub fn jvp(
     f: impl Fn(&Tensor) -> Result<Tensor>,
     x: &Tensor,
@@ -102,7 +104,8 @@ pub fn jvp(
 /// The Jacobian of `f` at `x`, shaped `f(x).shape ++ x.shape` (reverse
 /// mode, one row per element of `f(x)`). The rows' seeds are rows of one
 /// identity matrix (views, no copies), and all rows are stacked and
-/// realized together: one plan for the whole Jacobian.
+/// realized together: one plan for the whole Jacobian. A constant: no
+/// gradient flows through it.
 ///
 /// ```
 /// use deltagrad::{Tensor, functional::jacobian};
@@ -142,7 +145,8 @@ pub fn jacobian(f: impl Fn(&Tensor) -> Result<Tensor>, x: &Tensor) -> Result<Ten
 
 /// The Hessian of a one-element `f` at `x`, shaped `x.shape ++ x.shape`:
 /// the Jacobian of the gradient, where the gradient is built with
-/// `create_graph` so that it can be differentiated again.
+/// `create_graph` so that it can be differentiated again. A constant: no
+/// gradient flows through it.
 pub fn hessian(f: impl Fn(&Tensor) -> Result<Tensor>, x: &Tensor) -> Result<Tensor> {
     jacobian(
         |z| {

@@ -51,7 +51,11 @@ fn check_ids(op: &'static str, ids: &Tensor, rows: usize) -> Result<()> {
 impl Tensor {
     /// Rows of a `[rows, dim]` table picked by 1-D u32 `ids`: `[n, dim]`.
     /// Ids computed on the device (`argmax`) are read back to the host
-    /// once, like every id tensor.
+    /// once, like every id tensor; an id `>= rows` is an
+    /// [`Error::IdOutOfRange`]. Gradient: g's rows added back into a zero
+    /// table at their ids (`scatter_add_rows`; repeated ids sum) for the
+    /// table; none for the ids. Optimizers apply such a gradient as a
+    /// sparse update.
     pub fn gather_rows(&self, ids: &Tensor) -> Result<Tensor> {
         float("gather", self)?;
         let ids = &ids_as_data(ids)?;
@@ -73,7 +77,10 @@ impl Tensor {
         ))
     }
 
-    /// Embedding lookup: ids of any shape → `ids.shape + [dim]`.
+    /// Embedding lookup in a `[rows, dim]` table: ids of any shape →
+    /// `ids.shape + [dim]`. Composed of `gather_rows` and `reshape`; its
+    /// gradient is that of the composition: g's rows added into the table
+    /// at their ids, none for the ids.
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         let flat = if ids.rank() == 1 {
             ids.clone()
@@ -96,7 +103,10 @@ impl Tensor {
         Tensor::from_host(data, shape, &self.device())
     }
 
-    /// `[n, dim]` rows added into a `[rows, dim]` zero table at `ids`.
+    /// `[n, dim]` rows added into a `[rows, dim]` zero table at the `n` u32
+    /// `ids` (repeated ids sum, in the order of the ids, so results are
+    /// deterministic). Gradient: g's rows at the ids (`gather_rows`) for
+    /// `self`; none for the ids.
     pub fn scatter_add_rows(&self, ids: &Tensor, rows: usize) -> Result<Tensor> {
         float("scatter_add", self)?;
         let ids = &ids_as_data(ids)?;

@@ -9,8 +9,12 @@ use crate::ir::Op;
 use crate::tensor::Tensor;
 
 impl Tensor {
-    /// Mean over the batch of −log softmax(logits)[label]; `self` is
-    /// `[batch, classes]`, `labels` 1-D u32 of length `batch`, each `< classes`.
+    /// Mean over the batch of −log softmax(logits)[label], a 0-d tensor;
+    /// `self` is `[batch, classes]`, `labels` 1-D u32 of length `batch`,
+    /// each `< classes` (checked: [`Error::IdOutOfRange`]). One fused op,
+    /// computed stably. Gradient: (softmax(logits) − onehot(labels))·g/batch
+    /// for the logits; none for the labels. That gradient is itself
+    /// differentiable (second order works).
     pub fn softmax_cross_entropy(&self, labels: &Tensor) -> Result<Tensor> {
         float("softmax_cross_entropy", self)?;
         super::same_device("softmax_cross_entropy", self, labels)?;
@@ -52,7 +56,9 @@ impl Tensor {
         ))
     }
 
-    /// Row-wise log-softmax of a 2-D tensor.
+    /// Row-wise log-softmax of a 2-D tensor, `x − logsumexp(x)` per row (one
+    /// fused kernel, stable). Gradient: g − softmax(x) · Σ g, the sum taken
+    /// over each row.
     pub fn log_softmax(&self) -> Result<Tensor> {
         float("log_softmax", self)?;
         if self.rank() != 2 {
@@ -71,14 +77,18 @@ impl Tensor {
         ))
     }
 
-    /// Row-wise softmax of a 2-D tensor (composed: exp ∘ log_softmax).
+    /// Row-wise softmax of a 2-D tensor, composed as exp ∘ log_softmax; its
+    /// gradient is that of the composition: p ⊙ (g − Σ g ⊙ p) per row, with
+    /// p the softmax.
     pub fn softmax(&self) -> Result<Tensor> {
         self.log_softmax()?.exp()
     }
 
     /// Mean binary cross-entropy with logits: the lecture's "is the centre
     /// word a location?" classifier. `targets` (float, in [0, 1]) have the
-    /// logits' shape.
+    /// logits' shape; the result is 0-d, the mean of
+    /// `max(x, 0) − x·t + log(1 + e^{−|x|})` (stable for any x). Gradient:
+    /// (σ(x) − t)·g/n for the logits, −x·g/n for the targets.
     pub fn logistic_loss(&self, targets: &Tensor) -> Result<Tensor> {
         super::same_float("logistic_loss", self, targets)?;
         super::same_device("logistic_loss", self, targets)?;

@@ -7,7 +7,10 @@ use crate::ir::Op;
 use crate::tensor::Tensor;
 
 impl Tensor {
-    /// `[m, k] · [k, n] → [m, n]`.
+    /// The matrix product `[m, k] · [k, n] → [m, n]` (2-D only; both float,
+    /// of one dtype, on one device). Gradient: g·Bᵀ to `self` (A) and
+    /// Aᵀ·g to `other` (B); the transposes are views the kernel reads as
+    /// such.
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
         same_device("matmul", self, other)?;
         same_float("matmul", self, other)?;
@@ -28,7 +31,11 @@ impl Tensor {
         ))
     }
 
-    /// `x·W + b` with `x: [batch, in]`, `W: [in, out]`, `b: [out]`.
+    /// `x·W + b` with `x: [batch, in]`, `W: [in, out]`, `b: [out]` (any shape
+    /// that broadcasts to `[batch, out]`). Composed of `matmul` and `add`;
+    /// its gradient is that of the composition: g·Wᵀ to x, xᵀ·g to W, g
+    /// summed over the batch to b. The scheduler fuses the bias (and an
+    /// activation after it) into the matmul's epilogue.
     pub fn linear(&self, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.matmul(w)?.add(b)
     }

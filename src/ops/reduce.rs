@@ -37,28 +37,34 @@ fn reduce(op: ReduceOp, name: &'static str, x: &Tensor, axis: usize) -> Result<T
 }
 
 impl Tensor {
-    /// Sum along `axis` (removed from the shape).
+    /// Sum along `axis` (removed from the shape; an empty axis sums to 0).
+    /// Gradient: g broadcast back along the axis.
     pub fn sum_axis(&self, axis: usize) -> Result<Tensor> {
         reduce(ReduceOp::Sum, "sum", self, axis)
     }
-    /// Maximum along `axis` (removed from the shape).
+    /// Maximum along `axis` (removed from the shape; NaN-propagating).
+    /// Gradient: g routed to the maxima, split evenly between ties (a
+    /// maximum that is NaN matches nothing, so its row's gradient is NaN).
     pub fn max_axis(&self, axis: usize) -> Result<Tensor> {
         reduce(ReduceOp::Max, "max", self, axis)
     }
-    /// Mean along `axis` (removed from the shape).
+    /// Mean along `axis` (removed from the shape): `sum_axis` times 1/len.
+    /// Gradient: g / len broadcast back along the axis.
     pub fn mean_axis(&self, axis: usize) -> Result<Tensor> {
         let len = self.shape().get(axis).copied().unwrap_or(1).max(1);
         self.sum_axis(axis)?.mul_scalar(1.0 / len as f64)
     }
-    /// Sum of all elements, as a 0-d tensor.
+    /// Sum of all elements, as a 0-d tensor. Gradient: g to every element.
     pub fn sum(&self) -> Result<Tensor> {
         self.reshape(&[self.numel()])?.sum_axis(0)
     }
-    /// Maximum of all elements, as a 0-d tensor.
+    /// Maximum of all elements, as a 0-d tensor (NaN-propagating).
+    /// Gradient: g routed to the maxima, split evenly between ties.
     pub fn max(&self) -> Result<Tensor> {
         self.reshape(&[self.numel()])?.max_axis(0)
     }
-    /// Mean of all elements, as a 0-d tensor.
+    /// Mean of all elements, as a 0-d tensor. Gradient: g / numel to every
+    /// element.
     pub fn mean(&self) -> Result<Tensor> {
         self.sum()?.mul_scalar(1.0 / self.numel().max(1) as f64)
     }
@@ -140,7 +146,10 @@ impl Tensor {
     }
 
     /// Sums a broadcast gradient back to `shape` (the inverse of NumPy
-    /// broadcasting): extra leading axes and stretched size-1 axes are summed.
+    /// broadcasting): extra leading axes and stretched size-1 axes are
+    /// summed; an error when `self` is not a broadcast of `shape`.
+    /// Composed of `sum_axis` and `reshape`; its gradient is that of the
+    /// composition: g broadcast back to `self`'s shape.
     pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor> {
         if self.shape() == shape {
             return Ok(self.clone());

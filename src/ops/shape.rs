@@ -22,7 +22,8 @@ fn check_axis(op: &'static str, x: &Tensor, axis: usize) -> Result<()> {
 }
 
 impl Tensor {
-    /// Same elements (row-major order), new shape.
+    /// Same elements (row-major order), new shape with the same number of
+    /// elements. Gradient: g reshaped back.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         if n != self.numel() {
@@ -44,7 +45,9 @@ impl Tensor {
         ))
     }
 
-    /// Reorders axes: output axis `i` is input axis `perm[i]`.
+    /// Reorders axes: output axis `i` is input axis `perm[i]` (a view; the
+    /// scheduler reads it through strides). Gradient: g permuted by the
+    /// inverse permutation.
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
         let mut seen = vec![false; self.rank()];
         if perm.len() != self.rank()
@@ -68,7 +71,8 @@ impl Tensor {
         ))
     }
 
-    /// The transpose of a 2-D tensor.
+    /// The transpose of a 2-D tensor (`permute(&[1, 0])`, a view).
+    /// Gradient: gᵀ.
     pub fn transpose(&self) -> Result<Tensor> {
         if self.rank() != 2 {
             return Err(Error::shape_detail(
@@ -81,7 +85,8 @@ impl Tensor {
         self.permute(&[1, 0])
     }
 
-    /// Broadcasts to `shape` (NumPy rules) without copying.
+    /// Broadcasts to `shape` (NumPy rules) without copying: stride-0 reads.
+    /// Gradient: g summed back over the broadcast axes (`sum_to_shape`).
     pub fn expand(&self, shape: &[usize]) -> Result<Tensor> {
         let b = super::elementwise::broadcast_shapes("expand", self.shape(), shape)?;
         if b != shape {
@@ -274,7 +279,7 @@ impl Tensor {
 
     /// Joins equally shaped `tensors` along a new `axis` (`0..=rank`):
     /// `concat` of each with that axis inserted. Gradient: each tensor gets
-    /// its slice of g.
+    /// its slice of g, with the axis removed.
     pub fn stack(tensors: &[&Tensor], axis: usize) -> Result<Tensor> {
         let first = *tensors
             .first()
