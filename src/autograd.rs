@@ -1,6 +1,6 @@
 //! Reverse-mode autodiff. `backward` walks the graph from a scalar in
 //! reverse topological order, applying each node's local rule
-//! ([downstream] = [upstream] × [local]) and summing gradients where a node
+//! (\[downstream\] = \[upstream\] × \[local\]) and summing gradients where a node
 //! feeds several others. The rules build ordinary graph nodes, so the
 //! backward pass is planned and fused with the forward.
 //!

@@ -2,7 +2,8 @@
 
 use thiserror::Error;
 
-/// `std::result::Result` with this crate's [`Error`] as the default error.
+/// `std::result::Result` with this crate's [`Error`](enum@Error) as the default
+/// error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in the engine. Errors from building an op

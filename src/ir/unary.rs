@@ -66,8 +66,8 @@ macro_rules! unary_ops {
                 wgsl: "select(exp(x) / (1.0 + exp(x)), 1.0 / (1.0 + exp(-x)), x >= 0.0)",
                 df: Output(|y| y * (1.0 - y)),
             }
-            /// The rectifier max(x, 0) (NaN stays NaN). Gradient: g ⊙ [x > 0],
-            /// from the input.
+            /// The rectifier max(x, 0) (NaN stays NaN). Gradient: g where
+            /// x > 0, else 0 (0 at x = 0), from the input.
             Relu relu {
                 f: |x| if x < T::ZERO { T::ZERO } else { x },
                 wgsl: "select(x, 0.0, x < 0.0)",

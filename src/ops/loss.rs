@@ -9,7 +9,7 @@ use crate::ir::Op;
 use crate::tensor::Tensor;
 
 impl Tensor {
-    /// Mean over the batch of −log softmax(logits)[label], a 0-d tensor;
+    /// Mean over the batch of `−log softmax(logits)[label]`, a 0-d tensor;
     /// `self` is `[batch, classes]`, `labels` 1-D u32 of length `batch`,
     /// each `< classes` (checked: [`Error::IdOutOfRange`]). One fused op,
     /// computed stably. Gradient: (softmax(logits) − onehot(labels))·g/batch
