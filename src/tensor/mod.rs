@@ -315,8 +315,8 @@ impl Tensor {
         Ok(self.to_host()?.to_f64())
     }
     /// The ids of a u32 tensor, row-major (an error for a float tensor).
-    /// Realized ids are read from their host copy, without a device round
-    /// trip.
+    /// Where the backend keeps a host copy of realized ids (the GPU backend
+    /// does), they are read from it, without a device round trip.
     pub fn to_ids(&self) -> Result<Vec<u32>> {
         // Id buffers are written only by uploads, so a host copy is
         // current: no device round trip.
