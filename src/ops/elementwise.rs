@@ -80,9 +80,10 @@ impl Tensor {
     /// `self` is a condition: `on_true` where it is non-zero, else
     /// `on_false`, element-wise with all three broadcast together (PyTorch's
     /// `torch.where(cond, a, b)`, candle's `where_cond`). The branch not
-    /// taken never leaks into the result, not even a NaN. Gradient: g where
-    /// the condition holds to `on_true`, elsewhere to `on_false`; none to
-    /// the condition.
+    /// taken never leaks into the result, not even a NaN. The condition is
+    /// a float tensor of the branches' dtype (a mask from `gt`, `eq_mask`,
+    /// …), on their device. Gradient: g where the condition holds to
+    /// `on_true`, elsewhere to `on_false`; none to the condition.
     pub fn where_cond(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
         same_device("where", self, on_true)?;
         same_device("where", on_true, on_false)?;
