@@ -71,6 +71,47 @@ pub fn grad_with(
     inputs: &[&Tensor],
     create_graph: bool,
 ) -> Result<Vec<Option<Tensor>>> {
+    check_grad_args(outputs, grad_outputs, inputs)?;
+    let roots: Vec<&Tensor> = outputs
+        .iter()
+        .copied()
+        .filter(|y| y.requires_grad_flag())
+        .collect();
+    let order: Vec<Tensor> =
+        graph::topo_order(&roots.iter().map(|t| &t.0).collect::<Vec<_>>(), |n| {
+            if n.requires_grad() {
+                Visit::Expand
+            } else {
+                Visit::Skip
+            }
+        })
+        .iter()
+        .map(Tensor::from_arc)
+        .collect();
+    // Only nodes on a path from an input to an output need a rule.
+    let targets: HashSet<u64> = inputs.iter().map(|x| x.id()).collect();
+    let mut leads = targets.clone();
+    for t in &order {
+        if t.node().inputs.iter().any(|i| leads.contains(&i.id)) {
+            leads.insert(t.id());
+        }
+    }
+    let run = || propagate(outputs, grad_outputs, &order, &leads, &targets);
+    let mut found = if create_graph {
+        enable_grad(run)?
+    } else {
+        no_grad(run)?
+    };
+    Ok(inputs.iter().map(|x| found.remove(&x.id())).collect())
+}
+
+/// One upstream gradient per output, of its shape, dtype and device; every
+/// input requires grad.
+fn check_grad_args(
+    outputs: &[&Tensor],
+    grad_outputs: &[&Tensor],
+    inputs: &[&Tensor],
+) -> Result<()> {
     if outputs.len() != grad_outputs.len() {
         return Err(Error::invalid(
             "grad",
@@ -101,79 +142,58 @@ pub fn grad_with(
             ));
         }
     }
-    let roots: Vec<&Tensor> = outputs
-        .iter()
-        .copied()
-        .filter(|y| y.requires_grad_flag())
-        .collect();
-    let order: Vec<Tensor> =
-        graph::topo_order(&roots.iter().map(|t| &t.0).collect::<Vec<_>>(), |n| {
-            if n.requires_grad() {
-                Visit::Expand
-            } else {
-                Visit::Skip
-            }
-        })
-        .iter()
-        .map(Tensor::from_arc)
-        .collect();
-    // Only nodes on a path from an input to an output need a rule.
-    let targets: HashSet<u64> = inputs.iter().map(|x| x.id()).collect();
-    let mut leads = targets.clone();
-    for t in &order {
-        if t.node().inputs.iter().any(|i| leads.contains(&i.id)) {
-            leads.insert(t.id());
+    Ok(())
+}
+
+/// Walks `order` in reverse from the seeded outputs, applying each node's
+/// rule on the paths in `leads` and summing at branches; returns the
+/// gradients reaching `targets`.
+fn propagate(
+    outputs: &[&Tensor],
+    grad_outputs: &[&Tensor],
+    order: &[Tensor],
+    leads: &HashSet<u64>,
+    targets: &HashSet<u64>,
+) -> Result<HashMap<u64, Tensor>> {
+    let mut grads: HashMap<u64, Tensor> = HashMap::new();
+    let accumulate = |grads: &mut HashMap<u64, Tensor>, id: u64, g: Tensor| -> Result<()> {
+        let sum = match grads.remove(&id) {
+            Some(prev) => prev.add(&g)?,
+            None => g,
+        };
+        grads.insert(id, sum);
+        Ok(())
+    };
+    for (y, gy) in outputs.iter().zip(grad_outputs) {
+        if leads.contains(&y.id()) {
+            accumulate(&mut grads, y.id(), (*gy).clone())?;
         }
     }
-    let run = || -> Result<HashMap<u64, Tensor>> {
-        let mut grads: HashMap<u64, Tensor> = HashMap::new();
-        for (y, gy) in outputs.iter().zip(grad_outputs) {
-            if !leads.contains(&y.id()) {
-                continue;
-            }
-            let sum = match grads.remove(&y.id()) {
-                Some(prev) => prev.add(gy)?,
-                None => (*gy).clone(),
-            };
-            grads.insert(y.id(), sum);
+    let mut found = HashMap::new();
+    for t in order.iter().rev() {
+        if !leads.contains(&t.id()) {
+            continue;
         }
-        let mut found = HashMap::new();
-        for t in order.iter().rev() {
-            if !leads.contains(&t.id()) {
-                continue;
-            }
-            let Some(g) = grads.remove(&t.id()) else {
-                continue;
-            };
-            if targets.contains(&t.id()) {
-                found.insert(t.id(), g.clone());
-            }
-            let inputs = t.inputs();
-            if inputs.is_empty() {
-                continue;
-            }
-            let local = ops::backward(t, &g)?;
-            for (input, gi) in inputs.iter().zip(local) {
-                let Some(gi) = gi else { continue };
-                if !leads.contains(&input.id()) {
-                    continue;
-                }
+        let Some(g) = grads.remove(&t.id()) else {
+            continue;
+        };
+        if targets.contains(&t.id()) {
+            found.insert(t.id(), g.clone());
+        }
+        let inputs = t.inputs();
+        if inputs.is_empty() {
+            continue;
+        }
+        let local = ops::backward(t, &g)?;
+        for (input, gi) in inputs.iter().zip(local) {
+            let Some(gi) = gi else { continue };
+            if leads.contains(&input.id()) {
                 check_shape(t, input, &gi)?;
-                let sum = match grads.remove(&input.id()) {
-                    Some(prev) => prev.add(&gi)?,
-                    None => gi,
-                };
-                grads.insert(input.id(), sum);
+                accumulate(&mut grads, input.id(), gi)?;
             }
         }
-        Ok(found)
-    };
-    let mut found = if create_graph {
-        enable_grad(run)?
-    } else {
-        no_grad(run)?
-    };
-    Ok(inputs.iter().map(|x| found.remove(&x.id())).collect())
+    }
+    Ok(found)
 }
 
 /// Every gradient has its input's shape (the lecture's shape convention).

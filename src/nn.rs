@@ -112,50 +112,8 @@ pub fn cross_entropy(
     label_smoothing: f64,
 ) -> Result<Tensor> {
     const OP: &str = "cross_entropy";
-    if logits.rank() != 2 || labels.rank() != 1 || labels.shape()[0] != logits.shape()[0] {
-        return Err(Error::shape_detail(
-            OP,
-            logits.shape(),
-            labels.shape(),
-            "expected [batch, classes] logits and [batch] labels",
-        ));
-    }
-    if !logits.dtype().is_float() {
-        return Err(Error::invalid(
-            OP,
-            format!("logits must be float, got {}", logits.dtype()),
-        ));
-    }
-    if labels.dtype() != DType::U32 {
-        return Err(Error::invalid(
-            OP,
-            format!("labels must be u32, got {}", labels.dtype()),
-        ));
-    }
-    if !(0.0..=1.0).contains(&label_smoothing) {
-        return Err(Error::invalid(
-            OP,
-            format!("label_smoothing must be in [0, 1], got {label_smoothing}"),
-        ));
-    }
+    check_cross_entropy(logits, labels, weights, label_smoothing)?;
     let (batch, classes) = (logits.shape()[0], logits.shape()[1]);
-    if let Some(w) = weights {
-        if w.shape() != [classes] {
-            return Err(Error::shape_detail(
-                OP,
-                logits.shape(),
-                w.shape(),
-                format!("weights must have shape [{classes}]"),
-            ));
-        }
-        if w.dtype() != logits.dtype() {
-            return Err(Error::DType {
-                op: OP,
-                lhs: logits.dtype(),
-                rhs: w.dtype(),
-            });
-        }
-    }
     let ids = labels.to_ids()?;
     let mut onehot = vec![0.0; batch * classes];
     for (i, &y) in ids.iter().enumerate() {
@@ -194,4 +152,59 @@ pub fn cross_entropy(
         total = total.add(&spread.mul_scalar(label_smoothing / classes.max(1) as f64)?)?;
     }
     total.div(&denom)
+}
+
+/// The shapes, dtypes and smoothing `cross_entropy` accepts.
+fn check_cross_entropy(
+    logits: &Tensor,
+    labels: &Tensor,
+    weights: Option<&Tensor>,
+    label_smoothing: f64,
+) -> Result<()> {
+    const OP: &str = "cross_entropy";
+    if logits.rank() != 2 || labels.rank() != 1 || labels.shape()[0] != logits.shape()[0] {
+        return Err(Error::shape_detail(
+            OP,
+            logits.shape(),
+            labels.shape(),
+            "expected [batch, classes] logits and [batch] labels",
+        ));
+    }
+    if !logits.dtype().is_float() {
+        return Err(Error::invalid(
+            OP,
+            format!("logits must be float, got {}", logits.dtype()),
+        ));
+    }
+    if labels.dtype() != DType::U32 {
+        return Err(Error::invalid(
+            OP,
+            format!("labels must be u32, got {}", labels.dtype()),
+        ));
+    }
+    if !(0.0..=1.0).contains(&label_smoothing) {
+        return Err(Error::invalid(
+            OP,
+            format!("label_smoothing must be in [0, 1], got {label_smoothing}"),
+        ));
+    }
+    let classes = logits.shape()[1];
+    if let Some(w) = weights {
+        if w.shape() != [classes] {
+            return Err(Error::shape_detail(
+                OP,
+                logits.shape(),
+                w.shape(),
+                format!("weights must have shape [{classes}]"),
+            ));
+        }
+        if w.dtype() != logits.dtype() {
+            return Err(Error::DType {
+                op: OP,
+                lhs: logits.dtype(),
+                rhs: w.dtype(),
+            });
+        }
+    }
+    Ok(())
 }

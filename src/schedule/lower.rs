@@ -354,10 +354,6 @@ impl<'a> Lowering<'a> {
     ) -> SlotId {
         let out = self.new_slot(shape.iter().product(), dtype, kind);
         let (expr, inputs) = dedupe_inputs(p.expr, p.inputs);
-        let epilogue = (expr != Expr::Acc).then_some(Epilogue {
-            inputs: inputs.clone(),
-            expr: expr.clone(),
-        });
         let kernel = match p.producer {
             Some(Kernel::Matmul {
                 m,
@@ -376,61 +372,11 @@ impl<'a> Lowering<'a> {
                 b,
                 trans_a,
                 trans_b,
-                epilogue,
+                epilogue: (expr != Expr::Acc).then_some(Epilogue { inputs, expr }),
                 out,
             },
-            Some(Kernel::Reduce {
-                op,
-                input,
-                outer,
-                len,
-                inner,
-                ..
-            }) => {
-                // The epilogue reads its views over [outer, inner]; a view
-                // that no two strides describe keeps the work separate.
-                let flat: Option<Vec<View>> = inputs
-                    .iter()
-                    .map(|v| view_2d(v, shape, outer, inner))
-                    .collect();
-                match (epilogue, flat) {
-                    (Some(_), None) => {
-                        let acc = self.new_slot(outer * inner, dtype, TEMP);
-                        let reduce = Kernel::Reduce {
-                            op,
-                            input,
-                            outer,
-                            len,
-                            inner,
-                            epilogue: None,
-                            out: acc,
-                        };
-                        self.push(reduce, vec![op.name().to_string()]);
-                        let mut inputs = inputs;
-                        inputs.push(View::dense(acc, shape));
-                        let expr = replace_acc(expr, &Expr::Input(inputs.len() - 1));
-                        let ew = Kernel::Elementwise {
-                            shape: shape.to_vec(),
-                            inputs,
-                            expr,
-                            out,
-                        };
-                        self.push(ew, p.fused);
-                        return out;
-                    }
-                    (epilogue, flat) => Kernel::Reduce {
-                        op,
-                        input,
-                        outer,
-                        len,
-                        inner,
-                        epilogue: epilogue.map(|e| Epilogue {
-                            inputs: flat.unwrap_or_default(),
-                            expr: e.expr,
-                        }),
-                        out,
-                    },
-                }
+            Some(reduce @ Kernel::Reduce { .. }) => {
+                return self.emit_reduce(reduce, expr, inputs, shape, out, p.fused);
             }
             _ => Kernel::Elementwise {
                 shape: shape.to_vec(),
@@ -440,6 +386,64 @@ impl<'a> Lowering<'a> {
             },
         };
         self.push(kernel, p.fused);
+        out
+    }
+
+    /// A reduction into `out` with `expr` over `inputs` as its epilogue.
+    /// The epilogue reads its views over [outer, inner]; when no two
+    /// strides describe one of them, the reduction and the element-wise work
+    /// are two launches.
+    fn emit_reduce(
+        &mut self,
+        reduce: Kernel,
+        expr: Expr,
+        inputs: Vec<View>,
+        shape: &[usize],
+        out: SlotId,
+        fused: Vec<String>,
+    ) -> SlotId {
+        let Kernel::Reduce {
+            op,
+            input,
+            outer,
+            len,
+            inner,
+            ..
+        } = reduce
+        else {
+            return out;
+        };
+        let flat: Option<Vec<View>> = inputs
+            .iter()
+            .map(|v| view_2d(v, shape, outer, inner))
+            .collect();
+        let with = |epilogue, out| Kernel::Reduce {
+            op,
+            input,
+            outer,
+            len,
+            inner,
+            epilogue,
+            out,
+        };
+        let kernel = match flat {
+            _ if expr == Expr::Acc => with(None, out),
+            Some(flat) => with(Some(Epilogue { inputs: flat, expr }), out),
+            None => {
+                let acc = self.new_slot(outer * inner, self.slots[out].dtype, TEMP);
+                self.push(with(None, acc), vec![op.name().to_string()]);
+                let mut inputs = inputs;
+                inputs.push(View::dense(acc, shape));
+                let expr = replace_acc(expr, &Expr::Input(inputs.len() - 1));
+                Kernel::Elementwise {
+                    shape: shape.to_vec(),
+                    inputs,
+                    expr,
+                    out,
+                }
+            }
+        };
+        self.push(kernel, fused);
         out
     }
 
@@ -510,81 +514,12 @@ impl<'a> Lowering<'a> {
             Op::Reshape | Op::Permute(_) | Op::Expand | Op::Narrow { .. } => {
                 self.movement(&op, ins[0], &shape)?
             }
-            Op::Unary(u) => {
-                let mut p = Pending::new();
-                let a = self.operand(ins[0], &shape, &mut p, 0)?;
-                p.expr = Expr::unary(u, a);
-                p.fused.push(name);
-                Val::Pending(p)
-            }
-            Op::Binary(b) => {
-                let mut p = Pending::new();
-                let x = self.operand(ins[0], &shape, &mut p, 1)?;
-                let y = self.operand(ins[1], &shape, &mut p, 0)?;
-                p.expr = Expr::binary(b, x, y);
-                p.fused.push(name);
-                Val::Pending(p)
-            }
-            Op::Where => {
-                let mut p = Pending::new();
-                let c = self.operand(ins[0], &shape, &mut p, 2)?;
-                let x = self.operand(ins[1], &shape, &mut p, 1)?;
-                let y = self.operand(ins[2], &shape, &mut p, 0)?;
-                p.expr = Expr::select(c, x, y);
-                p.fused.push(name);
-                Val::Pending(p)
+            Op::Unary(_) | Op::Binary(_) | Op::Where => {
+                self.elementwise(&op, &ins, &shape, name)?
             }
             Op::Matmul => self.matmul(ins[0], ins[1], &shape)?,
-            Op::Reduce(rop, axis) => {
-                let in_shape = self.shape_of(ins[0]).to_vec();
-                let input = self.materialize(ins[0], TEMP)?;
-                // Pending, so that an element-wise consumer (an SGD update)
-                // becomes its epilogue.
-                Val::Pending(Pending {
-                    expr: Expr::Acc,
-                    inputs: vec![],
-                    producer: Some(Kernel::Reduce {
-                        op: rop,
-                        input,
-                        outer: in_shape[..axis].iter().product(),
-                        len: in_shape[axis],
-                        inner: in_shape[axis + 1..].iter().product(),
-                        epilogue: None,
-                        out: 0,
-                    }),
-                    fused: vec![name],
-                })
-            }
-            Op::Pad { axis, before } => {
-                let in_shape = self.shape_of(ins[0]).to_vec();
-                let input = self.materialize(ins[0], TEMP)?;
-                let out = self.new_slot(shape.iter().product(), dtype, TEMP);
-                let kernel = Kernel::Pad {
-                    input,
-                    outer: in_shape[..axis].iter().product(),
-                    len: in_shape[axis],
-                    inner: in_shape[axis + 1..].iter().product(),
-                    before,
-                    total: shape[axis],
-                    out,
-                };
-                self.push(kernel, vec![name]);
-                Val::Slot(out)
-            }
-            Op::ArgMax { axis, min } => {
-                let in_shape = self.shape_of(ins[0]).to_vec();
-                let input = self.materialize(ins[0], TEMP)?;
-                let out = self.new_slot(shape.iter().product(), dtype, TEMP);
-                let kernel = Kernel::ArgMax {
-                    input,
-                    outer: in_shape[..axis].iter().product(),
-                    len: in_shape[axis],
-                    inner: in_shape[axis + 1..].iter().product(),
-                    min,
-                    out,
-                };
-                self.push(kernel, vec![name]);
-                Val::Slot(out)
+            Op::Reduce(..) | Op::Pad { .. } | Op::ArgMax { .. } => {
+                self.along_axis(&op, ins[0], &shape, dtype, name)?
             }
             _ => {
                 let slots: Vec<SlotId> = ins
@@ -602,6 +537,92 @@ impl<'a> Lowering<'a> {
                 Val::Slot(out)
             }
         })
+    }
+
+    /// A unary, binary or `where` op: pending work over its operands,
+    /// absorbing those that are pending themselves.
+    fn elementwise(&mut self, op: &Op, ins: &[Ref], shape: &[usize], name: String) -> Result<Val> {
+        let mut p = Pending::new();
+        let mut args = Vec::with_capacity(ins.len());
+        for (j, &r) in ins.iter().enumerate() {
+            // Room is kept for the operands still to come.
+            args.push(self.operand(r, shape, &mut p, ins.len() - 1 - j)?);
+        }
+        let mut args = args.into_iter();
+        let mut next = || {
+            args.next()
+                .ok_or_else(|| Error::Other(format!("scheduler: {name} lacks an operand")))
+        };
+        p.expr = match op {
+            Op::Unary(u) => Expr::unary(*u, next()?),
+            Op::Binary(b) => Expr::binary(*b, next()?, next()?),
+            _ => Expr::select(next()?, next()?, next()?),
+        };
+        p.fused.push(name);
+        Ok(Val::Pending(p))
+    }
+
+    /// A reduction (pending, so that an element-wise consumer such as an
+    /// SGD update becomes its epilogue), a pad or an arg-max along one axis
+    /// of `input`, seen as `[outer, len, inner]`.
+    fn along_axis(
+        &mut self,
+        op: &Op,
+        input: Ref,
+        shape: &[usize],
+        dtype: DType,
+        name: String,
+    ) -> Result<Val> {
+        let in_shape = self.shape_of(input).to_vec();
+        let axis = match op {
+            Op::Reduce(_, axis) | Op::Pad { axis, .. } | Op::ArgMax { axis, .. } => *axis,
+            _ => return Err(Error::Other("scheduler: not an axis op".into())),
+        };
+        let (outer, len, inner) = (
+            in_shape[..axis].iter().product(),
+            in_shape[axis],
+            in_shape[axis + 1..].iter().product(),
+        );
+        let input = self.materialize(input, TEMP)?;
+        let kernel = |out| match *op {
+            Op::Reduce(rop, _) => Kernel::Reduce {
+                op: rop,
+                input,
+                outer,
+                len,
+                inner,
+                epilogue: None,
+                out,
+            },
+            Op::Pad { before, .. } => Kernel::Pad {
+                input,
+                outer,
+                len,
+                inner,
+                before,
+                total: shape[axis],
+                out,
+            },
+            _ => Kernel::ArgMax {
+                input,
+                outer,
+                len,
+                inner,
+                min: matches!(op, Op::ArgMax { min: true, .. }),
+                out,
+            },
+        };
+        if let Op::Reduce(..) = op {
+            return Ok(Val::Pending(Pending {
+                expr: Expr::Acc,
+                inputs: vec![],
+                producer: Some(kernel(0)),
+                fused: vec![name],
+            }));
+        }
+        let out = self.new_slot(shape.iter().product(), dtype, TEMP);
+        self.push(kernel(out), vec![name]);
+        Ok(Val::Slot(out))
     }
 
     /// A softmax cross-entropy gradient joins the launch of its forward

@@ -431,10 +431,6 @@ impl KernelId {
     /// expressions that use every table op, for tests that compile them all.
     pub fn all_examples() -> Vec<KernelId> {
         let (fused, all_ops) = example_exprs();
-        let bias_relu = Expr::unary(
-            UnaryOp::Relu,
-            Expr::binary(BinaryOp::Add, Expr::Acc, Expr::Input(0)),
-        );
         let mut v = vec![
             KernelId::Elementwise {
                 expr: fused,
@@ -454,66 +450,8 @@ impl KernelId {
                 access: vec![],
             },
         ];
-        let tiles = MatmulVariant::TILINGS;
-        for bits in 0..32u32 {
-            let f = |i: u32| bits & (1 << i) != 0;
-            let epilogue = (bits % 3 == 0).then(|| {
-                let access = if f(0) {
-                    Access::Broadcast
-                } else {
-                    Access::InPlace
-                };
-                (bias_relu.clone(), vec![access])
-            });
-            v.push(KernelId::Matmul {
-                trans_a: f(0),
-                trans_b: f(1),
-                vec_a: f(2),
-                vec_b: f(3),
-                tile: tiles[bits as usize % tiles.len()],
-                partial: f(4),
-                epilogue: if f(4) { None } else { epilogue.clone() },
-            });
-            if bits < 2 {
-                v.push(KernelId::SplitSum { epilogue });
-            }
-        }
-        for op in [ReduceOp::Sum, ReduceOp::Max] {
-            for tree in [false, true] {
-                for subgroups in [false, true] {
-                    v.push(KernelId::Reduce {
-                        op,
-                        tree,
-                        subgroups,
-                        epilogue: (op == ReduceOp::Sum && tree).then(|| {
-                            let sgd = Expr::binary(
-                                BinaryOp::Sub,
-                                Expr::Input(0),
-                                Expr::binary(BinaryOp::Mul, Expr::constant(0.1), Expr::Acc),
-                            );
-                            (sgd, vec![Access::Contiguous])
-                        }),
-                    });
-                }
-            }
-        }
-        for subgroups in [false, true] {
-            v.push(KernelId::MeanAll { subgroups });
-            for kind in [
-                SoftmaxKind::XentRows,
-                SoftmaxKind::XentGrad,
-                SoftmaxKind::XentBoth,
-                SoftmaxKind::LogSoftmax,
-            ] {
-                for serial in [false, true] {
-                    v.push(KernelId::Softmax {
-                        kind,
-                        serial,
-                        subgroups,
-                    });
-                }
-            }
-        }
+        v.extend(matmul_examples());
+        v.extend(reduction_examples());
         v.extend([
             KernelId::Gather,
             KernelId::ScatterAdd,
@@ -526,6 +464,84 @@ impl KernelId {
         ]);
         v
     }
+}
+
+/// Matmuls with every flag both ways, every tiling, partial (split-K)
+/// passes and their sums, with and without a bias + ReLU epilogue.
+fn matmul_examples() -> Vec<KernelId> {
+    let bias_relu = Expr::unary(
+        UnaryOp::Relu,
+        Expr::binary(BinaryOp::Add, Expr::Acc, Expr::Input(0)),
+    );
+    let tiles = MatmulVariant::TILINGS;
+    let mut v = Vec::new();
+    for bits in 0..32u32 {
+        let f = |i: u32| bits & (1 << i) != 0;
+        let epilogue = (bits % 3 == 0).then(|| {
+            let access = if f(0) {
+                Access::Broadcast
+            } else {
+                Access::InPlace
+            };
+            (bias_relu.clone(), vec![access])
+        });
+        v.push(KernelId::Matmul {
+            trans_a: f(0),
+            trans_b: f(1),
+            vec_a: f(2),
+            vec_b: f(3),
+            tile: tiles[bits as usize % tiles.len()],
+            partial: f(4),
+            epilogue: if f(4) { None } else { epilogue.clone() },
+        });
+        if bits < 2 {
+            v.push(KernelId::SplitSum { epilogue });
+        }
+    }
+    v
+}
+
+/// Reductions (serial and tree, with and without subgroups, one with an
+/// SGD epilogue), the loss mean and every softmax kernel.
+fn reduction_examples() -> Vec<KernelId> {
+    let mut v = Vec::new();
+    for op in [ReduceOp::Sum, ReduceOp::Max] {
+        for tree in [false, true] {
+            for subgroups in [false, true] {
+                v.push(KernelId::Reduce {
+                    op,
+                    tree,
+                    subgroups,
+                    epilogue: (op == ReduceOp::Sum && tree).then(|| {
+                        let sgd = Expr::binary(
+                            BinaryOp::Sub,
+                            Expr::Input(0),
+                            Expr::binary(BinaryOp::Mul, Expr::constant(0.1), Expr::Acc),
+                        );
+                        (sgd, vec![Access::Contiguous])
+                    }),
+                });
+            }
+        }
+    }
+    for subgroups in [false, true] {
+        v.push(KernelId::MeanAll { subgroups });
+        for kind in [
+            SoftmaxKind::XentRows,
+            SoftmaxKind::XentGrad,
+            SoftmaxKind::XentBoth,
+            SoftmaxKind::LogSoftmax,
+        ] {
+            for serial in [false, true] {
+                v.push(KernelId::Softmax {
+                    kind,
+                    serial,
+                    subgroups,
+                });
+            }
+        }
+    }
+    v
 }
 
 /// A four-input expression with constants (infinite ones too) and a

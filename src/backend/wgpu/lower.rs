@@ -143,32 +143,23 @@ impl Compiler<'_> {
         };
         let (m, kk, n) = (*m, *kk, *n);
         let ob = self.out(*out, m * n, "matmul")?;
-        let (ab, bb) = (
-            self.need(*a, m * kk, DType::F32, "matmul a")?,
-            self.need(*b, kk * n, DType::F32, "matmul b")?,
-        );
+        let ab = self.need(*a, m * kk, DType::F32, "matmul a")?;
+        let bb = self.need(*b, kk * n, DType::F32, "matmul b")?;
         let (epi_binds, epi_words, epi) = self.epilogue(epilogue, [m, n], ob)?;
-        let shape = MatmulShape {
+        let (trans_a, trans_b) = (*trans_a, *trans_b);
+        let choice = (self.env.choose)(&MatmulShape {
             m,
             k: kk,
             n,
-            trans_a: *trans_a,
-            trans_b: *trans_b,
-        };
-        let choice = (self.env.choose)(&shape);
+            trans_a,
+            trans_b,
+        });
         let v = choice.variant;
         let (chunk, splits) = v.k_chunks(kk);
         self.note = format!("{} ({})", v.with_split(splits as u32), choice.how);
-        let vec_a = if *trans_a {
-            m.is_multiple_of(4)
-        } else {
-            kk.is_multiple_of(4)
-        };
-        let vec_b = if *trans_b {
-            kk.is_multiple_of(4)
-        } else {
-            n.is_multiple_of(4)
-        };
+        // Four values at once where the operand's contiguous axis allows.
+        let vec_a = if trans_a { m } else { kk }.is_multiple_of(4);
+        let vec_b = if trans_b { kk } else { n }.is_multiple_of(4);
         let (gx, gy) = v.groups(m, n);
         let max = self.max_groups as u64;
         if gx > max || gy > max || splits as u64 > max {
@@ -179,56 +170,64 @@ impl Compiler<'_> {
         if m * n == 0 {
             return Ok(());
         }
-        let dims = |w: usize| -> Result<Vec<u32>> {
-            Ok(vec![
-                u32_of(m, "m")?,
-                u32_of(kk, "k")?,
-                u32_of(n, "n")?,
-                u32_of(w, "k chunk")?,
-            ])
-        };
+        let (m32, k32, n32) = (u32_of(m, "m")?, u32_of(kk, "k")?, u32_of(n, "n")?);
+        let dims =
+            |w: usize| -> Result<Vec<u32>> { Ok(vec![m32, k32, n32, u32_of(w, "k chunk")?]) };
         let id = |partial: bool, epilogue| KernelId::Matmul {
-            trans_a: *trans_a,
-            trans_b: *trans_b,
+            trans_a,
+            trans_b,
             vec_a,
             vec_b,
             tile: v.tile(),
             partial,
             epilogue,
         };
+        let mut out_binds = vec![Bind::Buf(ob), Bind::Params];
+        let mut epi_params = Vec::new();
         if splits == 1 {
-            let mut p = dims(chunk)?;
-            p.extend(&epi_words);
-            let mut binds = vec![Bind::Buf(ob), Bind::Params, ab, bb];
-            binds.extend(epi_binds);
-            self.steps.push(Step::Dispatch(Box::new(Dispatch {
-                kernel: id(false, epi),
-                binds,
-                params: words(&p),
-                groups: [gx as u32, gy as u32, 1],
-            })));
+            out_binds.extend([ab, bb]);
+            out_binds.extend(epi_binds);
+            epi_params.extend(dims(chunk)?);
+            epi_params.extend(&epi_words);
+            self.push_dispatch(id(false, epi), out_binds, &epi_params, [gx, gy, 1]);
             return Ok(());
         }
+        // Split-K: each of `splits` ranges of K writes its partial products
+        // to scratch; a second pass sums them in range order, then applies
+        // the epilogue.
         let parts = u32_of(splits * m * n, "split-K partial products")? as usize;
         let scratch = Bind::Buf(Buf::Scratch(self.new_scratch(4 * parts)));
         let mut p = dims(chunk)?;
         p.resize(4 + 4 * MAX_EPI_INPUTS, 0);
-        self.steps.push(Step::Dispatch(Box::new(Dispatch {
-            kernel: id(true, None),
-            binds: vec![scratch, Bind::Params, ab, bb],
-            params: words(&p),
-            groups: [gx as u32, gy as u32, splits as u32],
-        })));
-        let mut p = dims(splits)?;
-        p.extend(&epi_words);
-        let mut binds = vec![Bind::Buf(ob), Bind::Params, scratch, scratch];
-        binds.extend(epi_binds);
+        let binds = vec![scratch, Bind::Params, ab, bb];
+        self.push_dispatch(id(true, None), binds, &p, [gx, gy, splits as u64]);
+        out_binds.extend([scratch, scratch]);
+        out_binds.extend(epi_binds);
+        epi_params.extend(dims(splits)?);
+        epi_params.extend(&epi_words);
+        let groups = ((m * n) as u64).div_ceil(64);
         self.dispatch(
             KernelId::SplitSum { epilogue: epi },
-            binds,
-            words(&p),
-            ((m * n) as u64).div_ceil(64),
+            out_binds,
+            words(&epi_params),
+            groups,
         )
+    }
+
+    /// A dispatch over an explicit grid (sizes checked by the caller).
+    fn push_dispatch(
+        &mut self,
+        kernel: KernelId,
+        binds: Vec<Bind>,
+        params: &[u32],
+        groups: [u64; 3],
+    ) {
+        self.steps.push(Step::Dispatch(Box::new(Dispatch {
+            kernel,
+            binds,
+            params: words(params),
+            groups: groups.map(|g| g as u32),
+        })));
     }
 
     fn reduce(&mut self, k: &Kernel) -> Result<()> {

@@ -80,51 +80,14 @@ fn build(gpu: &Gpu, id: &KernelId, uid: u64) -> Result<Pipeline> {
             gpu.limits.max_storage_buffers_per_shader_stage
         )));
     }
-    let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
-        .iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
-            binding: i as u32,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: match b {
-                    Binding::Uniform => wgpu::BufferBindingType::Uniform,
-                    Binding::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                    Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
-                },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        })
-        .collect();
+    let entries = layout_entries(&bindings);
     let what = format!(
         "building pipeline {}::{}",
         id.module_name(),
         id.entry_point()
     );
     gpu.scoped(&what, || {
-        let desc = wgpu::ShaderModuleDescriptor {
-            label: Some(id.module_name()),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        };
-        let module = if gpu.trusted_shaders && id.trusted() {
-            // No runtime bounds checks: every index of a trusted kernel is
-            // bounded by the sizes `compile` checked against the slots the
-            // launch binds (tests/wgpu_plan.rs runs each at odd sizes with
-            // poisoned padding). Every loop has a bounded trip count.
-            // Integer division checks stay on.
-            let checks = wgpu::ShaderRuntimeChecks {
-                bounds_checks: false,
-                force_loop_bounding: false,
-                ..wgpu::ShaderRuntimeChecks::checked()
-            };
-            // SAFETY: see above; the kernel ids that may not be trusted
-            // (indices read from buffers) are excluded by `trusted()`.
-            unsafe { gpu.device.create_shader_module_trusted(desc, checks) }
-        } else {
-            gpu.device.create_shader_module(desc)
-        };
+        let module = shader_module(gpu, id, source);
         let layout = gpu
             .device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -159,4 +122,52 @@ fn build(gpu: &Gpu, id: &KernelId, uid: u64) -> Result<Pipeline> {
             uid,
         }
     })
+}
+
+/// The bind group layout entries of `bindings`, numbered in order.
+fn layout_entries(bindings: &[Binding]) -> Vec<wgpu::BindGroupLayoutEntry> {
+    bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: match b {
+                    Binding::Uniform => wgpu::BufferBindingType::Uniform,
+                    Binding::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                    Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect()
+}
+
+/// The kernel's shader module: trusted (no runtime bounds checks) where
+/// the device allows it and the kernel is proven in bounds.
+fn shader_module(gpu: &Gpu, id: &KernelId, source: String) -> wgpu::ShaderModule {
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(id.module_name()),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    };
+    if gpu.trusted_shaders && id.trusted() {
+        // No runtime bounds checks: every index of a trusted kernel is
+        // bounded by the sizes `compile` checked against the slots the
+        // launch binds (tests/wgpu_plan.rs runs each at odd sizes with
+        // poisoned padding). Every loop has a bounded trip count.
+        // Integer division checks stay on.
+        let checks = wgpu::ShaderRuntimeChecks {
+            bounds_checks: false,
+            force_loop_bounding: false,
+            ..wgpu::ShaderRuntimeChecks::checked()
+        };
+        // SAFETY: see above; the kernel ids that may not be trusted
+        // (indices read from buffers) are excluded by `trusted()`.
+        unsafe { gpu.device.create_shader_module_trusted(desc, checks) }
+    } else {
+        gpu.device.create_shader_module(desc)
+    }
 }
