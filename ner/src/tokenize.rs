@@ -163,6 +163,9 @@ fn is_emoji_modifier(c: char) -> bool {
 /// a flag: two regional indicators) with its modifiers, and further emoji
 /// joined to it by zero-width joiners (`👨‍👩‍👧`).
 fn emoji_len(s: &str) -> Option<usize> {
+    if let Some(n) = keycap_len(s) {
+        return Some(n);
+    }
     let mut it = s.char_indices().peekable();
     let (_, first) = it.next().filter(|&(_, c)| is_pictographic(c))?;
     let mut end = first.len_utf8();
@@ -184,6 +187,23 @@ fn emoji_len(s: &str) -> Option<usize> {
             _ => return Some(end),
         }
     }
+}
+
+/// The byte length of a keycap sequence at the start of `s` (`1️⃣`, `#⃣`):
+/// a digit, `#` or `*`, an optional variation selector, the keycap mark.
+/// Its base is not pictographic, so `emoji_len` would not start on it.
+fn keycap_len(s: &str) -> Option<usize> {
+    let mut it = s.chars();
+    let base = it
+        .next()
+        .filter(|c| c.is_ascii_digit() || matches!(c, '#' | '*'))?;
+    let mut n = base.len_utf8();
+    let mut next = it.next()?;
+    if next == '\u{FE0F}' {
+        n += next.len_utf8();
+        next = it.next()?;
+    }
+    (next == '\u{20E3}').then_some(n + next.len_utf8())
 }
 
 /// The text of a file (or stdin) to tag. Non-UTF-8 input is an error that
@@ -757,6 +777,14 @@ mod tests {
                 "The", family, "flew", flag_de, flag_fr, "to", "Paris", thumbs, ".", "Hi", wave,
                 "there", heart, "!", scientist,
             ]
+        );
+        // Keycaps start on a digit, '#' or '*', with or without the
+        // variation selector.
+        let one = "1\u{FE0F}\u{20E3}";
+        let hash = "#\u{20E3}";
+        assert_eq!(
+            toks(&format!("Press {one} or {hash}, not 12.")),
+            ["Press", one, "or", hash, ",", "not", "12", "."]
         );
         // A lone joiner or modifier is not swallowed into a neighbour.
         assert_eq!(toks("a\u{200D} \u{1F3FD}"), ["a\u{200D}", "\u{1F3FD}"]);
