@@ -25,6 +25,7 @@ pub struct Device {
     backend: Arc<dyn Backend>,
     kind: DeviceKind,
     id: u64,
+    cpu_threads: Option<usize>,
 }
 
 static NEXT_DEVICE: AtomicU64 = AtomicU64::new(1);
@@ -61,6 +62,7 @@ impl Device {
             backend,
             kind,
             id: NEXT_DEVICE.fetch_add(1, Ordering::Relaxed),
+            cpu_threads: None,
         }
     }
 
@@ -69,10 +71,41 @@ impl Device {
         self.id
     }
 
-    /// The CPU reference backend.
+    /// The process's CPU device, on `DELTAGRAD_THREADS` threads, or as
+    /// many as the machine has cores when it is unset. A value that is not
+    /// a whole number from 1 to 4096 (`abc`, `0`) falls back to the core
+    /// count with a warning on stderr, and so does a thread count the
+    /// operating system refuses (then one thread). Results are the same
+    /// bits for any count.
     pub fn cpu() -> Device {
-        CPU.get_or_init(|| Device::new(Arc::new(CpuBackend::new()), DeviceKind::Cpu))
-            .clone()
+        CPU.get_or_init(|| {
+            let threads = threads_from_env();
+            Device::cpu_with_threads(threads).unwrap_or_else(|e| {
+                eprintln!("deltagrad: warning: {e}; the CPU backend runs on one thread");
+                Device::cpu_backend(CpuBackend::new())
+            })
+        })
+        .clone()
+    }
+
+    /// A new CPU device of its own on `threads` threads (0 is an error).
+    /// Its results are bit-identical to those of any other thread count.
+    pub fn cpu_with_threads(threads: usize) -> Result<Device> {
+        Ok(Device::cpu_backend(CpuBackend::with_threads(threads)?))
+    }
+
+    fn cpu_backend(backend: CpuBackend) -> Device {
+        let threads = backend.threads();
+        Device {
+            cpu_threads: Some(threads),
+            ..Device::new(Arc::new(backend), DeviceKind::Cpu)
+        }
+    }
+
+    /// The number of threads a CPU device spreads its work over; `None`
+    /// for a GPU device (or a backend made with [`Device::new`]).
+    pub fn cpu_threads(&self) -> Option<usize> {
+        self.cpu_threads
     }
 
     /// The best GPU adapter (discrete first), software adapters included
@@ -166,5 +199,55 @@ impl Device {
     /// Waits for all submitted work (call before stopping a benchmark timer).
     pub fn sync(&self) -> Result<()> {
         self.backend.sync()
+    }
+}
+
+/// Most threads `DELTAGRAD_THREADS` may ask for.
+const MAX_THREADS: usize = 4096;
+
+/// The thread count `DELTAGRAD_THREADS` asks for, else the core count.
+fn threads_from_env() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match std::env::var("DELTAGRAD_THREADS") {
+        Err(std::env::VarError::NotPresent) => cores,
+        Ok(v) if v.trim().is_empty() => cores,
+        Ok(v) => match parse_threads(&v) {
+            Some(n) => n,
+            None => {
+                eprintln!(
+                    "deltagrad: warning: DELTAGRAD_THREADS={v:?} is not a whole number \
+                     from 1 to {MAX_THREADS}; using {cores} (the core count)"
+                );
+                cores
+            }
+        },
+        Err(e) => {
+            eprintln!("deltagrad: warning: DELTAGRAD_THREADS: {e}; using {cores} (the core count)");
+            cores
+        }
+    }
+}
+
+/// A thread count from 1 to `MAX_THREADS`.
+fn parse_threads(v: &str) -> Option<usize> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_THREADS).contains(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_counts_parse_or_are_refused() {
+        assert_eq!(parse_threads("3"), Some(3));
+        assert_eq!(parse_threads(" 1 "), Some(1));
+        for bad in ["0", "abc", "-2", "1.5", "99999"] {
+            assert_eq!(parse_threads(bad), None, "{bad}");
+        }
+        assert!(Device::cpu_with_threads(0).is_err());
+        assert_eq!(Device::cpu_with_threads(3).unwrap().cpu_threads(), Some(3));
     }
 }

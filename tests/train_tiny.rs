@@ -1,9 +1,11 @@
-//! End to end: a window classifier learns a tiny inline corpus.
+//! End to end: a window classifier learns a tiny inline corpus; the CPU
+//! backend trains to the same bits at any thread count and allocates no
+//! buffer once warmed up.
 
 use std::collections::HashMap;
 
-use deltagrad::model::{Activation, Batch, WindowNet, WindowNetConfig};
-use deltagrad::{DType, Device, Result, Sgd, Tensor};
+use deltagrad::model::{Activation, Batch, WindowNet, WindowNetConfig, random_batch};
+use deltagrad::{DType, Device, HostData, Result, Sgd, Tensor};
 
 /// "Is the centre word a location?" as a 3-class problem (O, PER, LOC).
 const CORPUS: &[(&str, &str)] = &[
@@ -97,5 +99,169 @@ fn window_classifier_learns_tiny_corpus() -> Result<()> {
         let arg = (0..3).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
         assert_eq!(arg as u32, *y, "window {i}");
     }
+    Ok(())
+}
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f64> {
+    (0..n)
+        .map(|i| (((i as u64 + 1) * 2654435761 + seed * 97) % 2000) as f64 / 1000.0 - 1.0)
+        .collect()
+}
+
+fn input(shape: &[usize], dtype: DType, seed: u64, d: &Device) -> Result<Tensor> {
+    let v = values(shape.iter().product(), seed);
+    Ok(Tensor::from_host(HostData::from_f64(&v, dtype), shape, d)?.requires_grad())
+}
+
+/// Each op at sizes above the CPU backend's thresholds for splitting work
+/// (matmuls by rows and by columns, every transpose, element-wise work
+/// with broadcasting, reductions along each axis, the fused loss, gather),
+/// forward and backward: every value and gradient, as bits.
+fn op_results(d: &Device, dtype: DType) -> Result<Vec<HostData>> {
+    let mut out = Vec::new();
+    for (m, k, n) in [(301, 257, 67), (67, 257, 301), (40, 1100, 33)] {
+        let a = input(&[m, k], dtype, 1, d)?;
+        let b = input(&[k, n], dtype, 2, d)?;
+        let at = input(&[k, m], dtype, 3, d)?;
+        let bt = input(&[n, k], dtype, 4, d)?;
+        let bias = input(&[n], dtype, 5, d)?;
+        let y = a.matmul(&b)?.add(&bias)?.tanh()?;
+        let yt = at.transpose()?.matmul(&bt.transpose()?)?;
+        y.mul(&yt)?.sum()?.backward()?;
+        out.extend([y.to_host()?, yt.to_host()?]);
+        for t in [&a, &b, &at, &bt, &bias] {
+            out.push(t.grad().expect("a gradient").to_host()?);
+        }
+    }
+    let x = input(&[700, 130], dtype, 6, d)?;
+    let r = x.sum_axis(0)?.sum()?.add(&x.max_axis(1)?.sum()?)?;
+    r.add(&x.log_softmax_axis(1)?.sum()?)?.backward()?;
+    out.extend([r.to_host()?, x.grad().expect("a gradient").to_host()?]);
+    let logits = input(&[5000, 9], dtype, 7, d)?;
+    let labels: Vec<u32> = (0..5000).map(|i| (i * 7 % 9) as u32).collect();
+    let loss = logits.softmax_cross_entropy(&Tensor::ids(labels, &[5000], d)?)?;
+    loss.backward()?;
+    out.extend([
+        loss.to_host()?,
+        logits.grad().expect("a gradient").to_host()?,
+    ]);
+    Ok(out)
+}
+
+/// A window-NER model big enough that every step splits its work, trained
+/// for a few SGD steps: the losses and the final parameters.
+fn training_results(d: &Device) -> Result<(Vec<f64>, Vec<HostData>)> {
+    let cfg = WindowNetConfig {
+        vocab: 3000,
+        dim: 50,
+        window: 5,
+        cap_classes: 0,
+        cap_dim: 0,
+        hidden: vec![128],
+        classes: 9,
+        activation: Activation::Tanh,
+    };
+    let mut rng = Tensor::rng(3);
+    let net = WindowNet::new(cfg.clone(), DType::F32, d, &mut rng)?;
+    let mut sgd = Sgd::new(net.params(), 0.1);
+    let mut losses = Vec::new();
+    for _ in 0..4 {
+        let b = random_batch(&cfg, 512, d, &mut rng)?;
+        let loss = net.loss(&b, None)?;
+        loss.backward()?;
+        sgd.step_with(&[&loss])?;
+        losses.push(loss.item()?);
+    }
+    let params = net
+        .params()
+        .iter()
+        .map(|p| p.to_host())
+        .collect::<Result<_>>()?;
+    Ok((losses, params))
+}
+
+#[test]
+fn cpu_results_are_bit_identical_at_any_thread_count() -> Result<()> {
+    let one = Device::cpu_with_threads(1)?;
+    let reference = (
+        op_results(&one, DType::F32)?,
+        op_results(&one, DType::F64)?,
+        training_results(&one)?,
+    );
+    for threads in [2, 3] {
+        let d = Device::cpu_with_threads(threads)?;
+        // HostData compares floats by value; compare bits, so that -0.0
+        // against 0.0 or a different NaN would count.
+        let bits = |v: &[HostData]| {
+            v.iter()
+                .map(|h| h.to_f64().iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            bits(&op_results(&d, DType::F32)?) == bits(&reference.0),
+            "f32 ops differ at {threads} threads"
+        );
+        assert!(
+            bits(&op_results(&d, DType::F64)?) == bits(&reference.1),
+            "f64 ops differ at {threads} threads"
+        );
+        let (losses, params) = training_results(&d)?;
+        assert_eq!(
+            losses.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+            reference
+                .2
+                .0
+                .iter()
+                .map(|l| l.to_bits())
+                .collect::<Vec<_>>(),
+            "losses at {threads} threads"
+        );
+        assert!(
+            bits(&params) == bits(&reference.2.1),
+            "parameters at {threads} threads"
+        );
+    }
+    assert!(Device::cpu_with_threads(0).is_err());
+    Ok(())
+}
+
+#[test]
+fn warmed_up_cpu_step_allocates_no_buffer() -> Result<()> {
+    // A device of its own: its counters move only with this test.
+    let d = Device::cpu_with_threads(2)?;
+    let cfg = WindowNetConfig {
+        vocab: 500,
+        dim: 10,
+        window: 5,
+        cap_classes: 0,
+        cap_dim: 0,
+        hidden: vec![64],
+        classes: 5,
+        activation: Activation::Tanh,
+    };
+    let mut rng = Tensor::rng(5);
+    let net = WindowNet::new(cfg.clone(), DType::F32, &d, &mut rng)?;
+    let mut sgd = Sgd::new(net.params(), 0.1);
+    let mut step = || -> Result<f64> {
+        let b = random_batch(&cfg, 256, &d, &mut rng)?;
+        let loss = net.loss(&b, None)?;
+        loss.backward()?;
+        sgd.step_with(&[&loss])?;
+        loss.item()
+    };
+    for _ in 0..3 {
+        step()?;
+    }
+    let before = d.backend().counters();
+    for _ in 0..5 {
+        step()?;
+    }
+    let after = d.backend().counters();
+    assert!(after.launches > before.launches, "{before:?} → {after:?}");
+    assert_eq!(
+        after.buffers_created, before.buffers_created,
+        "{before:?} → {after:?}"
+    );
     Ok(())
 }

@@ -1,51 +1,36 @@
-//! The CPU reference backend, f32 and f64: obvious loops, except matmul,
-//! which goes through `matrixmultiply` (strided GEMM, so transposes are free).
+//! The CPU reference backend, f32 and f64: plain loops split over a
+//! thread pool, and matmul through `matrixmultiply` (strided GEMM, so
+//! transposes are free).
+//!
+//! Results are bit-identical for any thread count: work is split only
+//! where each output element's arithmetic does not depend on the split
+//! (see `par`). Output buffers come from a pool, so a warmed-up step
+//! allocates no buffer.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use super::{Backend, Counters, DeviceBuffer, Storage};
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
 use crate::ir::{Kernel, Plan, SlotKind};
 
+mod buffers;
 mod elementwise;
 mod gemm;
 mod kernels;
+mod losses;
+mod par;
 
+pub use buffers::CpuBuffer;
 pub use gemm::Gemm;
-
-#[derive(Debug)]
-pub struct CpuBuffer {
-    data: RwLock<HostData>,
-    len: usize,
-    dtype: DType,
-}
-
-impl CpuBuffer {
-    pub fn new(data: HostData) -> CpuBuffer {
-        CpuBuffer {
-            len: data.len(),
-            dtype: data.dtype(),
-            data: RwLock::new(data),
-        }
-    }
-    /// Reads the contents. A poisoned lock (a panic while writing) still
-    /// yields the data: every writer replaces whole values.
-    pub fn read(&self) -> RwLockReadGuard<'_, HostData> {
-        self.data.read().unwrap_or_else(|e| e.into_inner())
-    }
-    fn replace(&self, data: HostData) {
-        *self.data.write().unwrap_or_else(|e| e.into_inner()) = data;
-    }
-}
 
 impl DeviceBuffer for CpuBuffer {
     fn len(&self) -> usize {
-        self.len
+        self.elements()
     }
     fn dtype(&self) -> DType {
-        self.dtype
+        self.element_type()
     }
     fn host_ids(&self) -> Option<Arc<Vec<u32>>> {
         match &*self.read() {
@@ -55,22 +40,45 @@ impl DeviceBuffer for CpuBuffer {
     }
 }
 
-/// The reference backend. Stateless apart from its counters.
-#[derive(Debug, Default)]
+/// The reference backend: a thread pool, a buffer pool and counters.
+#[derive(Debug)]
 pub struct CpuBackend {
-    buffers_created: AtomicU64,
+    pool: par::Pool,
+    buffers: buffers::BufferPool,
     launches: AtomicU64,
     executions: AtomicU64,
 }
 
+impl Default for CpuBackend {
+    fn default() -> CpuBackend {
+        CpuBackend::new()
+    }
+}
+
 impl CpuBackend {
+    /// A backend on the calling thread only (one thread).
     pub fn new() -> CpuBackend {
-        CpuBackend::default()
+        CpuBackend::build(par::Pool::single())
     }
 
-    fn new_buffer(&self, data: HostData) -> Arc<CpuBuffer> {
-        self.buffers_created.fetch_add(1, Ordering::Relaxed);
-        Arc::new(CpuBuffer::new(data))
+    /// A backend spreading work over `threads` threads; 0 is an error, as
+    /// is a thread the operating system refuses to start.
+    pub fn with_threads(threads: usize) -> Result<CpuBackend> {
+        Ok(CpuBackend::build(par::Pool::new(threads)?))
+    }
+
+    fn build(pool: par::Pool) -> CpuBackend {
+        CpuBackend {
+            pool,
+            buffers: buffers::BufferPool::default(),
+            launches: AtomicU64::new(0),
+            executions: AtomicU64::new(0),
+        }
+    }
+
+    /// The number of threads work is spread over.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
     }
 }
 
@@ -89,7 +97,7 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&self, data: &HostData) -> Result<Storage> {
-        Ok(Storage::new(self.new_buffer(data.clone())))
+        Ok(Storage::new(self.buffers.upload(data)))
     }
 
     fn download(&self, storage: &Storage) -> Result<HostData> {
@@ -120,22 +128,47 @@ impl Backend for CpuBackend {
             };
             if let Kernel::IndexAddInPlace { .. } = k {
                 let target = read(out)?;
-                let mut data = target.data.write().unwrap_or_else(|e| e.into_inner());
+                let mut data = target.write();
                 kernels::index_add_in_place(k, &mut data, &read)?;
                 continue;
             }
-            if let Kernel::SoftmaxXentWithGrad { grad_out, .. } = *k {
+            let result = self.buffers.acquire(out_slot.dtype, out_slot.len);
+            if let Kernel::SoftmaxXentWithGrad {
+                grad_out,
+                batch,
+                classes,
+                ..
+            } = *k
+            {
                 // Two outputs: the loss and the gradient.
-                let (loss, grad) = kernels::softmax_xent_with_grad(k, out_slot, &read)?;
-                slots[out] = Some(self.new_buffer(loss));
-                slots[grad_out] = Some(self.new_buffer(grad));
+                let grad = self.buffers.acquire(out_slot.dtype, batch * classes);
+                losses::softmax_xent_with_grad(
+                    k,
+                    out_slot,
+                    &read,
+                    (&mut result.write(), &mut grad.write()),
+                    &self.pool,
+                )?;
+                slots[out] = Some(result);
+                if let Some(g) = slots.get_mut(grad_out) {
+                    *g = Some(grad);
+                }
                 continue;
             }
-            let result = kernels::run(k, out_slot, &read)?;
+            kernels::run(k, out_slot, &read, &mut result.write(), &self.pool)?;
             match (&slots[out], out_slot.kind) {
-                // In place: the kernel read this input; overwrite its buffer.
-                (Some(existing), SlotKind::Input(_)) => existing.replace(result),
-                _ => slots[out] = Some(self.new_buffer(result)),
+                // In place: the kernel read this input; give its buffer the
+                // new contents (the old ones go back to the pool).
+                (Some(existing), SlotKind::Input(_)) => {
+                    if existing.len() != out_slot.len || existing.dtype() != out_slot.dtype {
+                        return Err(Error::invalid(
+                            "cpu execute",
+                            "in-place output of another size",
+                        ));
+                    }
+                    std::mem::swap(&mut *existing.write(), &mut *result.write());
+                }
+                _ => slots[out] = Some(result),
             }
         }
         let mut outputs = vec![None; plan.n_outputs];
@@ -164,7 +197,7 @@ impl Backend for CpuBackend {
     fn counters(&self) -> Counters {
         let launches = self.launches.load(Ordering::Relaxed);
         Counters {
-            buffers_created: self.buffers_created.load(Ordering::Relaxed),
+            buffers_created: self.buffers.created(),
             launches,
             dispatches: launches,
             submissions: self.executions.load(Ordering::Relaxed),

@@ -3,9 +3,6 @@
 //! the layers above reach them only through it.
 
 mod api;
-// Three public items of the CPU backend still lack docs; they are written
-// once the backend's threading work, which rewrites that file, is merged.
-#[allow(missing_docs)]
 pub mod cpu;
 pub mod wgpu;
 

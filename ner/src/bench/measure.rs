@@ -49,7 +49,11 @@ pub(super) fn measure_case(
     let secs = s.median / 1e3;
     let gflops = work.flops.map(|f| f / secs / 1e9);
     let gbps = work.bytes.map(|b| b / secs / 1e9);
-    let backend = device.backend().name();
+    let mut backend = device.backend().name();
+    if let Some(n) = device.cpu_threads() {
+        // CPU results depend on the thread count; it is part of what ran.
+        backend = format!("{backend}, {n} thread{}", if n == 1 { "" } else { "s" });
+    }
     let peak = peaks::lookup(&backend);
     let peak_fraction = peak.and_then(|p| {
         gflops

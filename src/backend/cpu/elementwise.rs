@@ -1,51 +1,86 @@
 //! Element-wise kernels and matmul epilogues: an `Expr` evaluated over a
-//! shape, reading each input through its strided view, in chunks so that
-//! every node's temporary stays in cache and each op's loop vectorises.
+//! shape, reading each input through its strided view.
+//!
+//! The output is split into pieces of `PIECE` elements spread over the
+//! pool's threads; each piece is evaluated chunk by chunk, one loop per
+//! expression node over a chunk held in a per-thread scratch buffer, so
+//! every loop runs over cache-resident, contiguous memory and vectorises,
+//! and nothing is allocated once a thread's scratch has grown. Each output
+//! element depends only on its own inputs, so the split cannot change a bit.
 
+use std::cell::RefCell;
+
+use super::par::{PAR_MIN, Pool};
 use crate::error::{Error, Result};
 use crate::ir::{Expr, Float, View};
 
-/// Elements evaluated per chunk: large enough for tight loops, small enough
-/// that every expression node's temporary stays in cache.
-const CHUNK: usize = 2048;
+/// Elements per chunk: small enough that the chunk buffers of a deep
+/// expression stay in L1, large enough that a loop's setup is amortised.
+const CHUNK: usize = 1024;
+/// Elements per parallel piece.
+const PIECE: usize = PAR_MIN;
 
-/// Evaluates `expr` over `shape`, reading input `j` through `views[j]`.
-/// `acc` is the matmul accumulator for an epilogue.
-pub(crate) fn evaluate<T: Float>(
+/// A float with a per-thread scratch buffer.
+pub(crate) trait Scratch: Float {
+    /// Calls `f` with `n` elements of this thread's scratch.
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+macro_rules! impl_scratch {
+    ($t:ty, $cell:ident) => {
+        thread_local! {
+            static $cell: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
+        }
+        impl Scratch for $t {
+            fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
+                $cell.with(|c| match c.try_borrow_mut() {
+                    Ok(mut v) => {
+                        if v.len() < n {
+                            v.resize(n, 0.0);
+                        }
+                        f(&mut v[..n])
+                    }
+                    // Re-entered on this thread: a fresh buffer, still correct.
+                    Err(_) => f(&mut vec![0.0; n]),
+                })
+            }
+        }
+    };
+}
+impl_scratch!(f32, SCRATCH_F32);
+impl_scratch!(f64, SCRATCH_F64);
+
+/// Evaluates `expr` over `shape` into `out`, reading input `j` through
+/// `views[j]`. With `acc`, `Expr::Acc` reads the value `out` held before
+/// (a matmul's or a reduction's result, to which this is the epilogue).
+pub(crate) fn evaluate<T: Scratch>(
+    pool: &Pool,
     shape: &[usize],
     views: &[View],
     data: &[&[T]],
     expr: &Expr,
-    acc: Option<&[T]>,
-) -> Result<Vec<T>> {
+    acc: bool,
+    out: &mut [T],
+) -> Result<()> {
     let n: usize = shape.iter().product();
     check_views(shape, views, data)?;
-    if let Some(a) = acc
-        && a.len() < n
-    {
-        return Err(Error::invalid("cpu elementwise", "accumulator too short"));
+    if out.len() != n {
+        return Err(Error::invalid(
+            "cpu elementwise",
+            format!("{} outputs for a shape of {n}", out.len()),
+        ));
     }
-    let mut out = Vec::with_capacity(n);
-    let mut bufs: Vec<Vec<T>> = vec![Vec::with_capacity(CHUNK); views.len()];
-    let mut start = 0;
-    while start < n {
-        let len = CHUNK.min(n - start);
-        for ((v, d), b) in views.iter().zip(data).zip(bufs.iter_mut()) {
-            b.clear();
-            read_view(
-                &d[v.offset.min(d.len())..],
-                &v.strides,
-                shape,
-                start,
-                len,
-                b,
-            );
-        }
-        let acc_chunk = acc.map(|a| &a[start..start + len]);
-        out.extend(eval(expr, &bufs, acc_chunk, len)?);
-        start += len;
-    }
-    Ok(out)
+    check_expr(expr, views.len(), acc)?;
+    let ctx = Ctx {
+        shape,
+        views,
+        data,
+        expr,
+        acc,
+        temps: temps(expr),
+    };
+    pool.pieces(out, PIECE, |start, piece| ctx.piece(start, piece));
+    Ok(())
 }
 
 /// Every view has the shape's rank and stays inside its buffer.
@@ -72,86 +107,204 @@ fn check_views<T>(shape: &[usize], views: &[View], data: &[&[T]]) -> Result<()> 
     Ok(())
 }
 
-fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        s[d] = s[d + 1] * shape[d + 1];
-    }
-    s
-}
-
-fn read_view<T: Float>(
-    d: &[T],
-    strides: &[usize],
-    shape: &[usize],
-    start: usize,
-    len: usize,
-    out: &mut Vec<T>,
-) {
-    if strides.iter().all(|&s| s == 0) {
-        out.resize(len, d[0]);
-        return;
-    }
-    if strides == contiguous_strides(shape).as_slice() {
-        out.extend_from_slice(&d[start..start + len]);
-        return;
-    }
-    let rank = shape.len();
-    let mut idx = vec![0usize; rank];
-    let mut rem = start;
-    for dd in (0..rank).rev() {
-        idx[dd] = rem % shape[dd];
-        rem /= shape[dd];
-    }
-    let mut off: usize = idx.iter().zip(strides).map(|(i, s)| i * s).sum();
-    for _ in 0..len {
-        out.push(d[off]);
-        let mut dd = rank;
-        while dd > 0 {
-            dd -= 1;
-            idx[dd] += 1;
-            off += strides[dd];
-            if idx[dd] < shape[dd] {
-                break;
-            }
-            off -= strides[dd] * shape[dd];
-            idx[dd] = 0;
+/// Every input the expression names exists, and `Acc` only in an epilogue.
+fn check_expr(e: &Expr, inputs: usize, acc: bool) -> Result<()> {
+    match e {
+        Expr::Input(i) if *i >= inputs => {
+            Err(Error::invalid("cpu elementwise", format!("no input {i}")))
         }
-    }
-}
-
-/// One chunk of `e`: each operator node is one loop over the chunk.
-fn eval<T: Float>(e: &Expr, inputs: &[Vec<T>], acc: Option<&[T]>, len: usize) -> Result<Vec<T>> {
-    Ok(match e {
-        Expr::Input(i) => inputs
-            .get(*i)
-            .ok_or_else(|| Error::invalid("cpu elementwise", format!("no input {i}")))?
-            .clone(),
-        Expr::Const(bits) => vec![T::from_f64(f64::from_bits(*bits)); len],
-        Expr::Acc => acc
-            .ok_or_else(|| Error::invalid("cpu elementwise", "acc outside a matmul epilogue"))?
-            .to_vec(),
-        Expr::Unary(op, a) => {
-            let mut v = eval(a, inputs, acc, len)?;
-            op.map(&mut v);
-            v
-        }
-        Expr::Binary(op, a, b) => {
-            let mut x = eval(a, inputs, acc, len)?;
-            let y = eval(b, inputs, acc, len)?;
-            op.zip(&mut x, &y);
-            x
+        Expr::Acc if !acc => Err(Error::invalid(
+            "cpu elementwise",
+            "acc outside a matmul epilogue",
+        )),
+        Expr::Input(_) | Expr::Acc | Expr::Const(_) => Ok(()),
+        Expr::Unary(_, a) => check_expr(a, inputs, acc),
+        Expr::Binary(_, a, b) => {
+            check_expr(a, inputs, acc)?;
+            check_expr(b, inputs, acc)
         }
         Expr::Select(c, a, b) => {
-            let c = eval(c, inputs, acc, len)?;
-            let mut x = eval(a, inputs, acc, len)?;
-            let y = eval(b, inputs, acc, len)?;
-            for ((x, &y), &c) in x.iter_mut().zip(&y).zip(&c) {
+            check_expr(c, inputs, acc)?;
+            check_expr(a, inputs, acc)?;
+            check_expr(b, inputs, acc)
+        }
+    }
+}
+
+/// Whether a node's value can be read in place, without a buffer.
+fn is_leaf(e: &Expr) -> bool {
+    matches!(e, Expr::Input(_) | Expr::Acc)
+}
+
+/// Chunk buffers `eval` needs besides its destination.
+fn temps(e: &Expr) -> usize {
+    match e {
+        Expr::Input(_) | Expr::Acc | Expr::Const(_) => 0,
+        Expr::Unary(_, a) => temps(a),
+        Expr::Binary(_, a, b) if is_leaf(b) => temps(a),
+        Expr::Binary(_, a, b) => temps(a).max(1 + temps(b)),
+        Expr::Select(c, a, b) => temps(a).max(1 + temps(b)).max(2 + temps(c)),
+    }
+}
+
+/// Whether `strides` are the row-major strides of `shape` (size-1 axes
+/// may have any stride).
+fn is_contiguous(strides: &[usize], shape: &[usize]) -> bool {
+    let mut expect = 1;
+    for (&s, &d) in strides.iter().zip(shape).rev() {
+        if d != 1 && s != expect {
+            return false;
+        }
+        expect *= d;
+    }
+    true
+}
+
+struct Ctx<'a, T> {
+    shape: &'a [usize],
+    views: &'a [View],
+    data: &'a [&'a [T]],
+    expr: &'a Expr,
+    acc: bool,
+    temps: usize,
+}
+
+/// One chunk's inputs: contiguous views read in place, the others gathered.
+struct Chunk<'a, T> {
+    ctx: &'a Ctx<'a, T>,
+    gathered: &'a [T],
+    acc: &'a [T],
+    start: usize,
+    len: usize,
+}
+
+impl<T: Float> Chunk<'_, T> {
+    fn input(&self, j: usize) -> &[T] {
+        let v = &self.ctx.views[j];
+        let d = &self.ctx.data[j][v.offset.min(self.ctx.data[j].len())..];
+        if is_contiguous(&v.strides, self.ctx.shape) {
+            &d[self.start..self.start + self.len]
+        } else {
+            &self.gathered[j * CHUNK..j * CHUNK + self.len]
+        }
+    }
+}
+
+impl<T: Scratch> Ctx<'_, T> {
+    fn piece(&self, start: usize, out: &mut [T]) {
+        let nv = self.views.len();
+        T::with_scratch((nv + 1 + self.temps) * CHUNK, |s| {
+            let (gathered, rest) = s.split_at_mut(nv * CHUNK);
+            let (acc, temps) = rest.split_at_mut(CHUNK);
+            for (c, dst) in out.chunks_mut(CHUNK).enumerate() {
+                let at = start + c * CHUNK;
+                let len = dst.len();
+                for (j, (v, d)) in self.views.iter().zip(self.data).enumerate() {
+                    if !is_contiguous(&v.strides, self.shape) {
+                        let d = &d[v.offset.min(d.len())..];
+                        let g = &mut gathered[j * CHUNK..j * CHUNK + len];
+                        read_view(d, &v.strides, self.shape, at, g);
+                    }
+                }
+                if self.acc {
+                    acc[..len].copy_from_slice(dst);
+                }
+                let chunk = Chunk {
+                    ctx: self,
+                    gathered,
+                    acc: &acc[..len],
+                    start: at,
+                    len,
+                };
+                eval(self.expr, &chunk, dst, temps);
+            }
+        });
+    }
+}
+
+/// Elements `start..start + out.len()` of a strided view, in row-major
+/// order of `shape`, copied run by run along the last axis.
+fn read_view<T: Float>(d: &[T], strides: &[usize], shape: &[usize], start: usize, out: &mut [T]) {
+    let rank = shape.len();
+    if rank == 0 {
+        out.fill(d[0]);
+        return;
+    }
+    let (last, ls) = (shape[rank - 1], strides[rank - 1]);
+    let mut small = [0usize; 8];
+    let mut heap = Vec::new();
+    let idx: &mut [usize] = if rank <= small.len() {
+        &mut small[..rank]
+    } else {
+        heap.resize(rank, 0);
+        &mut heap
+    };
+    let mut rem = start;
+    for a in (0..rank).rev() {
+        idx[a] = rem % shape[a];
+        rem /= shape[a];
+    }
+    let mut done = 0;
+    while done < out.len() {
+        let base: usize = idx.iter().zip(strides).map(|(i, s)| i * s).sum();
+        let run = (last - idx[rank - 1]).min(out.len() - done);
+        let dst = &mut out[done..done + run];
+        match ls {
+            0 => dst.fill(d[base]),
+            1 => dst.copy_from_slice(&d[base..base + run]),
+            _ => dst
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, x)| *x = d[base + i * ls]),
+        }
+        done += run;
+        idx[rank - 1] += run;
+        let mut a = rank - 1;
+        while idx[a] >= shape[a] && a > 0 {
+            idx[a] = 0;
+            a -= 1;
+            idx[a] += 1;
+        }
+    }
+}
+
+/// Writes `e` over one chunk into `dst`, one loop per operator node;
+/// `temps` holds the chunk buffers of the nodes below.
+fn eval<T: Float>(e: &Expr, ch: &Chunk<'_, T>, dst: &mut [T], temps: &mut [T]) {
+    match e {
+        Expr::Input(i) => dst.copy_from_slice(ch.input(*i)),
+        Expr::Const(bits) => dst.fill(T::from_f64(f64::from_bits(*bits))),
+        Expr::Acc => dst.copy_from_slice(ch.acc),
+        Expr::Unary(op, a) => {
+            eval(a, ch, dst, temps);
+            op.map(dst);
+        }
+        Expr::Binary(op, a, b) => {
+            eval(a, ch, dst, temps);
+            match &**b {
+                Expr::Input(i) => op.zip(dst, ch.input(*i)),
+                Expr::Acc => op.zip(dst, ch.acc),
+                b => {
+                    let (t, rest) = temps.split_at_mut(CHUNK);
+                    let t = &mut t[..dst.len()];
+                    eval(b, ch, t, rest);
+                    op.zip(dst, t);
+                }
+            }
+        }
+        Expr::Select(c, a, b) => {
+            eval(a, ch, dst, temps);
+            let (y, rest) = temps.split_at_mut(CHUNK);
+            let y = &mut y[..dst.len()];
+            eval(b, ch, y, rest);
+            let (cv, rest) = rest.split_at_mut(CHUNK);
+            let cv = &mut cv[..dst.len()];
+            eval(c, ch, cv, rest);
+            for ((x, &y), &c) in dst.iter_mut().zip(&*y).zip(&*cv) {
                 if c == T::ZERO {
                     *x = y;
                 }
             }
-            x
         }
-    })
+    }
 }

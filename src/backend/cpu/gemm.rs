@@ -1,7 +1,21 @@
 //! Matrix products on the CPU, through `matrixmultiply` (strided GEMM, so
-//! transposed operands cost nothing).
+//! transposed operands cost nothing), spread over threads by splitting C
+//! into blocks of rows (or of columns, when C is wide).
+//!
+//! Only M and N are split, never K: `matrixmultiply` sums each output
+//! element over K in blocks whose size is a constant of its kernel, so an
+//! element's additions happen in the same order whichever block of C it
+//! falls in, and the product is bit-identical for any thread count
+//! (`tests/equivalence.rs` checks it on odd shapes). The crate's own
+//! `threading` feature would do the same split, but it sizes one
+//! process-wide pool from `MATMUL_NUM_THREADS`, where a device here
+//! chooses its own count.
 
+use super::par::Pool;
 use crate::ir::Float;
+
+/// Multiply-adds below which a product stays on the calling thread.
+const PAR_MIN_MACS: usize = 1 << 20;
 
 /// A float type with a GEMM.
 pub trait Gemm: Float {
@@ -18,13 +32,39 @@ pub trait Gemm: Float {
         rsb: isize,
         csb: isize,
         c: &mut [Self],
+    ) {
+        if c.len() < m * n {
+            return;
+        }
+        // SAFETY: C holds m×n elements, row-major.
+        unsafe { Self::gemm_strided(m, k, n, a, rsa, csa, b, rsb, csb, c.as_mut_ptr(), n) }
+    }
+
+    /// As `gemm`, writing C through `c` with row stride `rsc`.
+    ///
+    /// # Safety
+    /// `c` must be valid for writes of the m×n elements `c[i·rsc + j]`,
+    /// and `a`, `b` must hold m×k and k×n elements under their strides.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_strided(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[Self],
+        rsa: isize,
+        csa: isize,
+        b: &[Self],
+        rsb: isize,
+        csb: isize,
+        c: *mut Self,
+        rsc: usize,
     );
 }
 
 macro_rules! impl_gemm {
     ($t:ty, $gemm:path) => {
         impl Gemm for $t {
-            fn gemm(
+            unsafe fn gemm_strided(
                 m: usize,
                 k: usize,
                 n: usize,
@@ -34,19 +74,14 @@ macro_rules! impl_gemm {
                 b: &[Self],
                 rsb: isize,
                 csb: isize,
-                c: &mut [Self],
+                c: *mut Self,
+                rsc: usize,
             ) {
-                debug_assert!(c.len() >= m * n);
                 if m == 0 || n == 0 {
                     return;
                 }
-                if k == 0 {
-                    c[..m * n].fill(0.0);
-                    return;
-                }
-                // SAFETY: the caller sized `a` as m×k and `b` as k×n under
-                // the given strides (checked before the call), and `c` as
-                // m×n, row-major.
+                // SAFETY: the caller's contract; with k = 0 the GEMM only
+                // writes C ← 0·C, which for beta 0 stores zeros.
                 unsafe {
                     $gemm(
                         m,
@@ -60,8 +95,8 @@ macro_rules! impl_gemm {
                         rsb,
                         csb,
                         0.0,
-                        c.as_mut_ptr(),
-                        n as isize,
+                        c,
+                        rsc as isize,
                         1,
                     );
                 }
@@ -72,3 +107,66 @@ macro_rules! impl_gemm {
 
 impl_gemm!(f32, matrixmultiply::sgemm);
 impl_gemm!(f64, matrixmultiply::dgemm);
+
+/// A pointer that may cross threads: each task writes a disjoint block.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: the tasks given the pointer write disjoint elements of C.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The element `i` places further (a method, so that closures capture
+    /// the whole `SendPtr` rather than its raw-pointer field).
+    ///
+    /// # Safety
+    /// As `pointer::add`.
+    unsafe fn at(self, i: usize) -> *mut T {
+        unsafe { self.0.add(i) }
+    }
+}
+
+/// `C = A·B` (row-major C, m×n) on the pool's threads, one block of rows
+/// (or columns, when n > m) of C per thread.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<T: Gemm>(
+    pool: &Pool,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    (rsa, csa): (isize, isize),
+    b: &[T],
+    (rsb, csb): (isize, isize),
+    c: &mut [T],
+) {
+    let threads = pool.threads();
+    if threads == 1 || m * n * k < PAR_MIN_MACS || c.len() < m * n {
+        T::gemm(m, k, n, a, rsa, csa, b, rsb, csb, c);
+        return;
+    }
+    let by_rows = m >= n;
+    let len = if by_rows { m } else { n };
+    // Blocks aligned to 8 (the kernels' register tile) so that only the
+    // last block has a ragged edge.
+    let block = len.div_ceil(threads).next_multiple_of(8);
+    let tasks = len.div_ceil(block);
+    let cp = SendPtr(c.as_mut_ptr());
+    pool.tasks(tasks, |t| {
+        let lo = t * block;
+        let hi = (lo + block).min(len);
+        if by_rows {
+            let a = &a[(lo as isize * rsa) as usize..];
+            // SAFETY: rows lo..hi of C, disjoint from the other tasks'.
+            let c = unsafe { std::slice::from_raw_parts_mut(cp.at(lo * n), (hi - lo) * n) };
+            T::gemm(hi - lo, k, n, a, rsa, csa, b, rsb, csb, c);
+        } else {
+            let b = &b[(lo as isize * csb) as usize..];
+            // SAFETY: columns lo..hi of C, disjoint from the other tasks';
+            // the GEMM writes only those, through C's row stride n.
+            unsafe {
+                T::gemm_strided(m, k, hi - lo, a, rsa, csa, b, rsb, csb, cp.at(lo), n);
+            }
+        }
+    });
+}

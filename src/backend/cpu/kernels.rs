@@ -1,31 +1,47 @@
-//! One function per kernel kind, generic over the float type.
+//! One function per kernel kind, generic over the float type; each writes
+//! into an output buffer the backend hands it.
 
 use super::CpuBuffer;
-use super::elementwise::evaluate;
-use super::gemm::Gemm;
-use crate::dtype::{DType, HostData};
+use super::elementwise::{Scratch, evaluate};
+use super::gemm::{Gemm, gemm};
+use super::losses;
+use super::par::{PAR_MIN, Pool};
+use crate::dtype::HostData;
 use crate::error::{Error, Result};
-use crate::ir::float::{max_nan, sigmoid};
+use crate::ir::float::max_nan;
 use crate::ir::{Epilogue, Float, Kernel, ReduceOp, Slot, View};
 
-type Reader<'a> = dyn Fn(usize) -> Result<&'a CpuBuffer> + 'a;
+pub(super) type Reader<'a> = dyn Fn(usize) -> Result<&'a CpuBuffer> + 'a;
 
-pub(super) fn run(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<HostData> {
-    if let Kernel::ArgMax { .. } = k {
-        return argmax(k, read).map(HostData::U32);
-    }
-    match out.dtype {
-        DType::F32 => run_typed::<f32>(k, out, read).map(HostData::F32),
-        DType::F64 => run_typed::<f64>(k, out, read).map(HostData::F64),
-        DType::U32 => Err(Error::invalid(
+/// Runs `k` into `out` (the output slot's buffer: its dtype and length).
+pub(super) fn run(
+    k: &Kernel,
+    slot: &Slot,
+    read: &Reader<'_>,
+    out: &mut HostData,
+    pool: &Pool,
+) -> Result<()> {
+    if out.len() != slot.len || out.dtype() != slot.dtype {
+        return Err(Error::invalid(
             "cpu execute",
-            format!("{} cannot produce u32", k.name()),
-        )),
+            "output buffer of another slot",
+        ));
+    }
+    match out {
+        HostData::U32(o) => match k {
+            Kernel::ArgMax { .. } => argmax(k, read, o),
+            _ => Err(Error::invalid(
+                "cpu execute",
+                format!("{} cannot produce u32", k.name()),
+            )),
+        },
+        HostData::F32(o) => run_typed::<f32>(k, read, o, pool),
+        HostData::F64(o) => run_typed::<f64>(k, read, o, pool),
     }
 }
 
 /// Typed access to a buffer's contents.
-trait Typed: Gemm {
+pub(super) trait Typed: Gemm + Scratch {
     fn slice(d: &HostData) -> Option<&[Self]>;
 }
 impl Typed for f32 {
@@ -45,7 +61,7 @@ impl Typed for f64 {
     }
 }
 
-fn floats<'a, T: Typed>(d: &'a HostData, what: &str) -> Result<&'a [T]> {
+pub(super) fn floats<'a, T: Typed>(d: &'a HostData, what: &str) -> Result<&'a [T]> {
     T::slice(d).ok_or_else(|| {
         Error::invalid(
             "cpu execute",
@@ -67,7 +83,12 @@ macro_rules! borrow {
 }
 
 /// u32 ids from `slot`, each checked against `bound`.
-fn load_ids(read: &Reader<'_>, slot: usize, what: &str, bound: usize) -> Result<Vec<u32>> {
+pub(super) fn load_ids(
+    read: &Reader<'_>,
+    slot: usize,
+    what: &str,
+    bound: usize,
+) -> Result<Vec<u32>> {
     let b = read(slot)?;
     let v = match &*b.read() {
         HostData::U32(v) => v.clone(),
@@ -89,14 +110,17 @@ fn load_ids(read: &Reader<'_>, slot: usize, what: &str, bound: usize) -> Result<
     Ok(v)
 }
 
-/// Evaluates views and an expression, borrowing every input's buffer.
+/// Evaluates views and an expression into `out`, borrowing every input's
+/// buffer; with `acc`, `Expr::Acc` is what `out` held.
 fn with_views<T: Typed>(
+    pool: &Pool,
     shape: &[usize],
     views: &[View],
     expr: &crate::ir::Expr,
-    acc: Option<&[T]>,
+    acc: bool,
     read: &Reader<'_>,
-) -> Result<Vec<T>> {
+    out: &mut [T],
+) -> Result<()> {
     let guards = views
         .iter()
         .map(|v| Ok(read(v.slot)?.read()))
@@ -105,18 +129,31 @@ fn with_views<T: Typed>(
         .iter()
         .map(|g| floats::<T>(g, "elementwise input"))
         .collect::<Result<Vec<_>>>()?;
-    evaluate(shape, views, &data, expr, acc)
+    evaluate(pool, shape, views, &data, expr, acc, out)
 }
 
-fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<T>> {
-    let r = match k {
+fn run_typed<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool) -> Result<()> {
+    let expect = |n: usize| {
+        if n == o.len() {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "cpu execute",
+                format!("{} produces {n} values for a slot of {}", k.name(), o.len()),
+            ))
+        }
+    };
+    match k {
         Kernel::Elementwise {
             shape,
             inputs,
             expr,
             ..
-        } => with_views(shape, inputs, expr, None, read)?,
-        Kernel::Matmul { .. } => matmul(k, read)?,
+        } => with_views(pool, shape, inputs, expr, false, read, o),
+        Kernel::Matmul { m, n, .. } => {
+            expect(m * n)?;
+            matmul(k, read, o, pool)
+        }
         Kernel::Reduce {
             op,
             input,
@@ -126,12 +163,15 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             epilogue,
             ..
         } => {
-            borrow!(read, *input, "reduce input" => x_guard, x);
-            let r = reduce(*op, x, *outer, *len, *inner)?;
+            expect(outer * inner)?;
+            {
+                borrow!(read, *input, "reduce input" => x_guard, x);
+                reduce(pool, *op, x, *len, *inner, o)?;
+            }
             match epilogue {
-                None => r,
+                None => Ok(()),
                 Some(Epilogue { inputs, expr }) => {
-                    with_views(&[*outer, *inner], inputs, expr, Some(&r), read)?
+                    with_views(pool, &[*outer, *inner], inputs, expr, true, read, o)
                 }
             }
         }
@@ -144,12 +184,11 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             total,
             ..
         } => {
+            expect(outer * total * inner)?;
             borrow!(read, *input, "pad input" => x_guard, x);
-            pad(x, *outer, *len, *inner, *before, *total)?
+            pad(x, *outer, *len, *inner, *before, *total, o)
         }
-        Kernel::ArgMax { .. } => {
-            return Err(Error::invalid("cpu execute", "argmax writes u32"));
-        }
+        Kernel::ArgMax { .. } => Err(Error::invalid("cpu execute", "argmax writes u32")),
         Kernel::Gather {
             table,
             ids,
@@ -160,7 +199,9 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
         } => {
             borrow!(read, *table, "gather table" => t_guard, t);
             let ids = load_ids(read, *ids, "gather ids", *rows)?;
-            gather(t, ids.get(..*n).unwrap_or(&ids), *dim)
+            let ids = ids.get(..*n).unwrap_or(&ids);
+            expect(ids.len() * dim)?;
+            gather(pool, t, ids, *dim, o)
         }
         Kernel::ScatterAdd {
             src,
@@ -170,43 +211,39 @@ fn run_typed<T: Typed>(k: &Kernel, out: &Slot, read: &Reader<'_>) -> Result<Vec<
             n,
             ..
         } => {
+            expect(rows * dim)?;
             borrow!(read, *src, "scatter_add src" => s_guard, s);
             let ids = load_ids(read, *ids, "scatter_add ids", *rows)?;
-            let mut o = vec![T::ZERO; rows * dim];
-            scatter_rows(&mut o, s, ids.get(..*n).unwrap_or(&ids), *dim, T::ONE)?;
-            o
+            o.fill(T::ZERO);
+            scatter_rows(o, s, ids.get(..*n).unwrap_or(&ids), *dim, T::ONE)
         }
-        Kernel::SoftmaxXent { .. } | Kernel::SoftmaxXentGrad { .. } => softmax_xent(k, read)?,
+        Kernel::SoftmaxXent { .. } | Kernel::SoftmaxXentGrad { .. } => {
+            losses::softmax_xent(k, read, o, pool)
+        }
         Kernel::LogSoftmax {
             input, rows, cols, ..
         } => {
+            expect(rows * cols)?;
             borrow!(read, *input, "log_softmax input" => x_guard, x);
-            log_softmax(x, *rows, *cols)?
+            losses::log_softmax(pool, x, *rows, *cols, o)
         }
-        Kernel::LogisticLoss { .. } | Kernel::LogisticLossGrad { .. } => logistic(k, read)?,
-        Kernel::Custom { .. } => custom(k, read)?,
+        Kernel::LogisticLoss { .. } | Kernel::LogisticLossGrad { .. } => {
+            losses::logistic(k, read, o, pool)
+        }
+        Kernel::Custom { .. } => {
+            let r = custom::<T>(k, read)?;
+            expect(r.len())?;
+            o.copy_from_slice(&r);
+            Ok(())
+        }
         Kernel::IndexAddInPlace { .. } => {
-            return Err(Error::invalid("cpu execute", "index_add runs in place"));
+            Err(Error::invalid("cpu execute", "index_add runs in place"))
         }
-        Kernel::SoftmaxXentWithGrad { .. } => {
-            return Err(Error::invalid("cpu execute", "two outputs"));
-        }
-    };
-    if r.len() != out.len {
-        return Err(Error::invalid(
-            "cpu execute",
-            format!(
-                "{} produced {} values for a slot of {}",
-                k.name(),
-                r.len(),
-                out.len
-            ),
-        ));
+        Kernel::SoftmaxXentWithGrad { .. } => Err(Error::invalid("cpu execute", "two outputs")),
     }
-    Ok(r)
 }
 
-fn matmul<T: Typed>(k: &Kernel, read: &Reader<'_>) -> Result<Vec<T>> {
+fn matmul<T: Typed>(k: &Kernel, read: &Reader<'_>, c: &mut [T], pool: &Pool) -> Result<()> {
     let Kernel::Matmul {
         m,
         k,
@@ -222,198 +259,47 @@ fn matmul<T: Typed>(k: &Kernel, read: &Reader<'_>) -> Result<Vec<T>> {
         return Err(Error::invalid("cpu execute", "not a matmul"));
     };
     let (m, k, n) = (*m, *k, *n);
-    borrow!(read, *a, "matmul a" => av_guard, av);
-    borrow!(read, *b, "matmul b" => bv_guard, bv);
-    if av.len() < m * k || bv.len() < k * n {
-        return Err(Error::invalid(
-            "cpu matmul",
-            "operand smaller than m·k or k·n",
-        ));
+    {
+        borrow!(read, *a, "matmul a" => av_guard, av);
+        borrow!(read, *b, "matmul b" => bv_guard, bv);
+        if av.len() < m * k || bv.len() < k * n {
+            return Err(Error::invalid(
+                "cpu matmul",
+                "operand smaller than m·k or k·n",
+            ));
+        }
+        let sa = if *trans_a {
+            (1, m as isize)
+        } else {
+            (k as isize, 1)
+        };
+        let sb = if *trans_b {
+            (1, k as isize)
+        } else {
+            (n as isize, 1)
+        };
+        gemm(pool, m, k, n, av, sa, bv, sb, c);
     }
-    let (rsa, csa) = if *trans_a {
-        (1, m as isize)
-    } else {
-        (k as isize, 1)
-    };
-    let (rsb, csb) = if *trans_b {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
-    let mut c = vec![T::ZERO; m * n];
-    T::gemm(m, k, n, av, rsa, csa, bv, rsb, csb, &mut c);
     match epilogue {
-        None => Ok(c),
-        Some(Epilogue { inputs, expr }) => with_views(&[m, n], inputs, expr, Some(&c), read),
+        None => Ok(()),
+        Some(Epilogue { inputs, expr }) => with_views(pool, &[m, n], inputs, expr, true, read, c),
     }
 }
 
-fn gather<T: Typed>(table: &[T], ids: &[u32], dim: usize) -> Vec<T> {
-    let mut o = Vec::with_capacity(ids.len() * dim);
-    for &i in ids {
-        let i = i as usize;
-        o.extend_from_slice(&table[i * dim..(i + 1) * dim]);
+fn gather<T: Typed>(pool: &Pool, table: &[T], ids: &[u32], dim: usize, o: &mut [T]) -> Result<()> {
+    if ids.iter().any(|&i| (i as usize + 1) * dim > table.len()) {
+        return Err(Error::invalid("cpu gather", "row past the table"));
     }
-    o
-}
-
-/// The numerically careful pieces of a row's log-softmax: its maximum `m`
-/// and `log Σ exp(x − m)`. Callers form `(x − m) − log_sum`, so that the
-/// result keeps full precision when |m| is large: adding `m` back first
-/// (`x − (m + log_sum)`) rounds every output to the precision of `m`.
-fn row_stats<T: Float>(row: &[T]) -> (T, T) {
-    let mut m = T::neg_infinity();
-    for &v in row {
-        m = max_nan(v, m);
+    if dim == 0 {
+        return Ok(());
     }
-    if m == T::neg_infinity() || m == T::infinity() || m.is_nan() {
-        // No finite shift: all −∞ (the log-sum is −∞), or a +∞/NaN (the
-        // outputs are NaN, as in PyTorch).
-        let s = row.iter().fold(T::ZERO, |s, &v| s + v.exp());
-        return (T::ZERO, s.ln());
-    }
-    let s = row.iter().fold(T::ZERO, |s, &v| s + (v - m).exp());
-    (m, s.ln())
-}
-
-fn log_softmax<T: Typed>(x: &[T], rows: usize, cols: usize) -> Result<Vec<T>> {
-    if x.len() < rows * cols {
-        return Err(Error::invalid("cpu log_softmax", "input too short"));
-    }
-    let mut o = Vec::with_capacity(rows * cols);
-    for r in 0..rows {
-        let row = &x[r * cols..(r + 1) * cols];
-        let (m, log_sum) = row_stats(row);
-        o.extend(row.iter().map(|&v| (v - m) - log_sum));
-    }
-    Ok(o)
-}
-
-/// Softmax cross-entropy (mean over the batch) or its gradient.
-fn softmax_xent<T: Typed>(k: &Kernel, read: &Reader<'_>) -> Result<Vec<T>> {
-    let (logits, labels, batch, classes, grad) = match k {
-        Kernel::SoftmaxXent {
-            logits,
-            labels,
-            batch,
-            classes,
-            ..
-        } => (*logits, *labels, *batch, *classes, None),
-        Kernel::SoftmaxXentGrad {
-            logits,
-            labels,
-            grad,
-            batch,
-            classes,
-            ..
-        } => (*logits, *labels, *batch, *classes, Some(*grad)),
-        _ => return Err(Error::invalid("cpu execute", "not a softmax_xent")),
-    };
-    borrow!(read, logits, "softmax_xent logits" => x_guard, x);
-    let y = load_ids(read, labels, "softmax_xent labels", classes)?;
-    if x.len() < batch * classes || y.len() < batch {
-        return Err(Error::invalid("cpu softmax_xent", "input too short"));
-    }
-    let Some(grad) = grad else {
-        let mut total = 0.0f64;
-        for b in 0..batch {
-            let row = &x[b * classes..(b + 1) * classes];
-            let (m, log_sum) = row_stats(row);
-            total += (log_sum - (row[y[b] as usize] - m)).to_f64();
+    pool.rows(o, dim, dim, |first, rows| {
+        for (r, dst) in rows.chunks_mut(dim).enumerate() {
+            let i = ids[first + r] as usize;
+            dst.copy_from_slice(&table[i * dim..(i + 1) * dim]);
         }
-        return Ok(vec![T::from_f64(total / batch.max(1) as f64)]);
-    };
-    let g = scalar_of::<T>(read, grad)?;
-    let scale = g / T::from_f64(batch.max(1) as f64);
-    let mut o = vec![T::ZERO; batch * classes];
-    for b in 0..batch {
-        let row = &x[b * classes..(b + 1) * classes];
-        let (m, log_sum) = row_stats(row);
-        for c in 0..classes {
-            let p = ((row[c] - m) - log_sum).exp();
-            let t = if c == y[b] as usize { T::ONE } else { T::ZERO };
-            o[b * classes + c] = (p - t) * scale;
-        }
-    }
-    Ok(o)
-}
-
-/// The loss and the gradient of a `SoftmaxXentWithGrad`: the same two
-/// computations as `SoftmaxXent` and `SoftmaxXentGrad`, so fused and
-/// unfused plans agree exactly.
-pub(super) fn softmax_xent_with_grad(
-    k: &Kernel,
-    out: &Slot,
-    read: &Reader<'_>,
-) -> Result<(HostData, HostData)> {
-    let Kernel::SoftmaxXentWithGrad {
-        logits,
-        labels,
-        grad,
-        batch,
-        classes,
-        out: loss_out,
-        grad_out,
-    } = *k
-    else {
-        return Err(Error::invalid(
-            "cpu execute",
-            "not a softmax_xent_with_grad",
-        ));
-    };
-    let forward = Kernel::SoftmaxXent {
-        logits,
-        labels,
-        batch,
-        classes,
-        out: loss_out,
-    };
-    let backward = Kernel::SoftmaxXentGrad {
-        logits,
-        labels,
-        grad,
-        batch,
-        classes,
-        out: grad_out,
-    };
-    let grad_slot = Slot {
-        len: batch * classes,
-        ..out.clone()
-    };
-    Ok((run(&forward, out, read)?, run(&backward, &grad_slot, read)?))
-}
-
-/// Mean binary cross-entropy with logits, or its gradient.
-fn logistic<T: Typed>(k: &Kernel, read: &Reader<'_>) -> Result<Vec<T>> {
-    let (logits, targets, n, grad) = match k {
-        Kernel::LogisticLoss {
-            logits, targets, n, ..
-        } => (*logits, *targets, *n, None),
-        Kernel::LogisticLossGrad {
-            logits,
-            targets,
-            grad,
-            n,
-            ..
-        } => (*logits, *targets, *n, Some(*grad)),
-        _ => return Err(Error::invalid("cpu execute", "not a logistic loss")),
-    };
-    borrow!(read, logits, "logistic_loss logits" => x_guard, x);
-    borrow!(read, targets, "logistic_loss targets" => t_guard, t);
-    if x.len() < n || t.len() < n {
-        return Err(Error::invalid("cpu logistic_loss", "input too short"));
-    }
-    let Some(grad) = grad else {
-        let mut total = 0.0f64;
-        for i in 0..n {
-            let (x, t) = (x[i].to_f64(), t[i].to_f64());
-            total += x.max(0.0) - x * t + (-x.abs()).exp().ln_1p();
-        }
-        return Ok(vec![T::from_f64(total / n.max(1) as f64)]);
-    };
-    let g = scalar_of::<T>(read, grad)?;
-    let scale = g / T::from_f64(n.max(1) as f64);
-    Ok((0..n).map(|i| (sigmoid(x[i]) - t[i]) * scale).collect())
+    });
+    Ok(())
 }
 
 /// A user op, on the host in f64.
@@ -496,7 +382,7 @@ fn scatter_rows<T: Float>(o: &mut [T], s: &[T], ids: &[u32], dim: usize, scale: 
     Ok(())
 }
 
-fn scalar_of<T: Typed>(read: &Reader<'_>, slot: usize) -> Result<T> {
+pub(super) fn scalar_of<T: Typed>(read: &Reader<'_>, slot: usize) -> Result<T> {
     let g = read(slot)?.read();
     floats::<T>(&g, "upstream gradient")?
         .first()
@@ -504,37 +390,49 @@ fn scalar_of<T: Typed>(read: &Reader<'_>, slot: usize) -> Result<T> {
         .ok_or_else(|| Error::invalid("cpu execute", "empty upstream gradient"))
 }
 
+/// `x` seen as `[outer, len, inner]` reduced along `len` into `o`
+/// (`[outer, inner]`). Pieces of `o` go to threads; every output element
+/// is folded over `len` in order, whichever piece holds it.
 fn reduce<T: Float>(
+    pool: &Pool,
     op: ReduceOp,
     x: &[T],
-    outer: usize,
     len: usize,
     inner: usize,
-) -> Result<Vec<T>> {
-    if x.len() != outer * len * inner {
+    o: &mut [T],
+) -> Result<()> {
+    if x.len() != o.len() * len {
         return Err(Error::invalid("cpu reduce", "input size mismatch"));
     }
-    let mut o = vec![
-        match op {
-            ReduceOp::Sum => T::ZERO,
-            ReduceOp::Max => T::neg_infinity(),
-        };
-        outer * inner
-    ];
-    for a in 0..outer {
-        for l in 0..len {
-            let src = &x[(a * len + l) * inner..(a * len + l + 1) * inner];
-            let dst = &mut o[a * inner..(a + 1) * inner];
-            match op {
-                ReduceOp::Sum => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = *d + v),
-                ReduceOp::Max => dst
-                    .iter_mut()
-                    .zip(src)
-                    .for_each(|(d, &v)| *d = max_nan(*d, v)),
+    let init = match op {
+        ReduceOp::Sum => T::ZERO,
+        ReduceOp::Max => T::neg_infinity(),
+    };
+    let piece = (PAR_MIN / len.max(1)).max(64);
+    pool.pieces(o, piece, |start, part| {
+        part.fill(init);
+        // Row by row of `[outer, inner]` within this piece.
+        let mut done = 0;
+        while done < part.len() {
+            let at = start + done;
+            let (a, i0) = (at / inner, at % inner);
+            let run = (inner - i0).min(part.len() - done);
+            let dst = &mut part[done..done + run];
+            for l in 0..len {
+                let s = (a * len + l) * inner + i0;
+                let src = &x[s..s + run];
+                match op {
+                    ReduceOp::Sum => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = *d + v),
+                    ReduceOp::Max => dst
+                        .iter_mut()
+                        .zip(src)
+                        .for_each(|(d, &v)| *d = max_nan(*d, v)),
+                }
             }
+            done += run;
         }
-    }
-    Ok(o)
+    });
+    Ok(())
 }
 
 /// `[outer, len, inner]` placed at `before` inside zeros of
@@ -546,17 +444,18 @@ fn pad<T: Float>(
     inner: usize,
     before: usize,
     total: usize,
-) -> Result<Vec<T>> {
+    o: &mut [T],
+) -> Result<()> {
     if x.len() != outer * len * inner || before + len > total {
         return Err(Error::invalid("cpu pad", "input size mismatch"));
     }
-    let mut o = vec![T::ZERO; outer * total * inner];
+    o.fill(T::ZERO);
     let (block, out_block) = (len * inner, total * inner);
     for a in 0..outer {
         let dst = a * out_block + before * inner;
         o[dst..dst + block].copy_from_slice(&x[a * block..(a + 1) * block]);
     }
-    Ok(o)
+    Ok(())
 }
 
 /// Index of the first extreme along the middle axis; NaN beats everything.
@@ -566,11 +465,15 @@ fn arg_extreme<T: Float>(
     len: usize,
     inner: usize,
     min: bool,
-) -> Result<Vec<u32>> {
-    if x.len() != outer * len * inner || len == 0 || u32::try_from(len).is_err() {
+    o: &mut [u32],
+) -> Result<()> {
+    if x.len() != outer * len * inner
+        || len == 0
+        || u32::try_from(len).is_err()
+        || o.len() != outer * inner
+    {
         return Err(Error::invalid("cpu argmax", "input size mismatch"));
     }
-    let mut o = Vec::with_capacity(outer * inner);
     for a in 0..outer {
         for i in 0..inner {
             let at = |l: usize| x[(a * len + l) * inner + i];
@@ -586,13 +489,13 @@ fn arg_extreme<T: Float>(
                     arg = l;
                 }
             }
-            o.push(arg as u32);
+            o[a * inner + i] = arg as u32;
         }
     }
-    Ok(o)
+    Ok(())
 }
 
-fn argmax(k: &Kernel, read: &Reader<'_>) -> Result<Vec<u32>> {
+fn argmax(k: &Kernel, read: &Reader<'_>, o: &mut [u32]) -> Result<()> {
     let Kernel::ArgMax {
         input,
         outer,
@@ -606,8 +509,8 @@ fn argmax(k: &Kernel, read: &Reader<'_>) -> Result<Vec<u32>> {
     };
     let b = read(*input)?.read();
     match &*b {
-        HostData::F32(x) => arg_extreme(x, *outer, *len, *inner, *min),
-        HostData::F64(x) => arg_extreme(x, *outer, *len, *inner, *min),
+        HostData::F32(x) => arg_extreme(x, *outer, *len, *inner, *min, o),
+        HostData::F64(x) => arg_extreme(x, *outer, *len, *inner, *min, o),
         HostData::U32(_) => Err(Error::invalid("cpu argmax", "input is u32")),
     }
 }
