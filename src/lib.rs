@@ -21,10 +21,11 @@
 
 // Layers, bottom first; each imports only the ones before it:
 // dtype, error, flags → ir → backend → device → schedule → graph →
-// tensor → ops → autograd, functional, nn, optim, gradcheck, model.
+// tensor → ops → autograd, functional, nn, crf, optim, gradcheck, model.
 // ARCHITECTURE.md describes them.
 pub mod autograd;
 pub mod backend;
+pub mod crf;
 pub mod device;
 pub mod dtype;
 pub mod error;

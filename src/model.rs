@@ -67,6 +67,45 @@ pub struct WindowNetConfig {
     pub classes: usize,
     /// The hidden layers' non-linearity.
     pub activation: Activation,
+    /// More categorical features per word, each read through its own
+    /// learned table (word shape, affixes, gazetteer matches, …); empty for
+    /// the lecture's model.
+    #[serde(default)]
+    pub features: Vec<FeatureSpec>,
+}
+
+/// One extra categorical feature table of a [`WindowNet`]: each word of a
+/// window carries `count` ids into a `[classes, dim]` table (several ids
+/// when one table serves several slots, e.g. prefixes of lengths 1–4), and
+/// their `count · dim` values join the first layer's input beside the
+/// capitalization vectors.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FeatureSpec {
+    /// Rows of the table (ids are `< classes`).
+    pub classes: usize,
+    /// Values per id.
+    pub dim: usize,
+    /// Ids per word.
+    pub count: usize,
+}
+
+impl WindowNetConfig {
+    /// Values per word that enter the first layer through `W1_cap`: the
+    /// capitalization vector and every extra feature's vectors.
+    pub fn side_dim(&self) -> usize {
+        let caps = if self.cap_classes > 0 {
+            self.cap_dim
+        } else {
+            0
+        };
+        caps + self.features.iter().map(|f| f.count * f.dim).sum::<usize>()
+    }
+
+    /// Whether the first layer has a side input (capitalization or extra
+    /// features) and so a `W1_cap` matrix.
+    pub fn has_side(&self) -> bool {
+        self.cap_classes > 0 || !self.features.is_empty()
+    }
 }
 
 /// The model's parameters.
@@ -78,11 +117,15 @@ pub struct WindowNet {
     /// The `[cap_classes, cap_dim]` capitalization vectors, when
     /// `config.cap_classes > 0`.
     pub cap_embeddings: Option<Tensor>,
+    /// The extra feature tables, `[classes, dim]` each, in
+    /// `config.features` order.
+    pub feature_embeddings: Vec<Tensor>,
     /// Per hidden layer: the weights reading the word vectors, the weights
-    /// reading the capitalization vectors (first layer only), and the bias.
+    /// reading the side input — capitalization and extra feature vectors —
+    /// (first layer only), and the bias.
     /// Splitting W over the two inputs is W·[x; c] = W_x·x + W_c·c: the
     /// concatenation without a copy.
-    /// Shapes: `[in, h]`, `[window · cap_dim, h]`, `[h]`, where `in` is
+    /// Shapes: `[in, h]`, `[window · side_dim, h]`, `[h]`, where `in` is
     /// `window · dim` for the first layer and the previous layer's width
     /// after.
     pub layers: Vec<(Tensor, Option<Tensor>, Tensor)>,
@@ -98,6 +141,9 @@ pub struct Batch {
     pub words: Tensor,
     /// `[batch · window]` capitalization classes (when the model uses them).
     pub caps: Option<Tensor>,
+    /// Per extra feature of the model, `[batch · window · count]` ids, word
+    /// by word (empty for a model without extra features).
+    pub features: Vec<Tensor>,
     /// `[batch]` class labels.
     pub labels: Tensor,
     /// Number of windows in the batch.
@@ -141,19 +187,29 @@ impl WindowNet {
         } else {
             None
         };
+        let mut feature_embeddings = Vec::new();
+        for (i, f) in config.features.iter().enumerate() {
+            if f.classes == 0 || f.dim == 0 || f.count == 0 {
+                return Err(Error::invalid(
+                    "WindowNet",
+                    format!("feature {i} is degenerate: {f:?}"),
+                ));
+            }
+            feature_embeddings.push(
+                Tensor::rand_uniform(&[f.classes, f.dim], -0.1, 0.1, dtype, device, rng)?
+                    .requires_grad()
+                    .with_label(&format!("feature{i}_embeddings")),
+            );
+        }
         let mut layers = Vec::new();
         let mut fan_in = config.window * config.dim;
-        let cap_in = config.window * config.cap_dim;
+        let cap_in = config.window * config.side_dim();
+        let side = config.has_side();
         for (l, &h) in config.hidden.iter().enumerate() {
-            let total_in = fan_in
-                + if l == 0 && cap_embeddings.is_some() {
-                    cap_in
-                } else {
-                    0
-                };
+            let total_in = fan_in + if l == 0 && side { cap_in } else { 0 };
             let w =
                 xavier(total_in, h, fan_in, dtype, device, rng)?.with_label(&format!("W{}", l + 1));
-            let wc = if l == 0 && cap_embeddings.is_some() {
+            let wc = if l == 0 && side {
                 Some(xavier(total_in, h, cap_in, dtype, device, rng)?.with_label("W1_cap"))
             } else {
                 None
@@ -168,6 +224,7 @@ impl WindowNet {
             config,
             embeddings,
             cap_embeddings,
+            feature_embeddings,
             layers,
             out_w,
             out_b,
@@ -178,6 +235,7 @@ impl WindowNet {
     pub fn params(&self) -> Vec<Tensor> {
         let mut p = vec![self.embeddings.clone()];
         p.extend(self.cap_embeddings.clone());
+        p.extend(self.feature_embeddings.iter().cloned());
         for (w, wc, b) in &self.layers {
             p.push(w.clone());
             p.extend(wc.clone());
@@ -207,18 +265,10 @@ impl WindowNet {
             .gather_rows(&batch.words)?
             .reshape(&[b, w * self.config.dim])?;
         let mut h = x;
-        for (l, (wt, wc, bias)) in self.layers.iter().enumerate() {
+        for (wt, wc, bias) in &self.layers {
             let mut z = h.matmul(wt)?;
-            if let (Some(wc), Some(ce), Some(caps)) = (wc, &self.cap_embeddings, &batch.caps) {
-                let c = ce
-                    .gather_rows(caps)?
-                    .reshape(&[b, w * self.config.cap_dim])?;
-                z = z.add(&c.matmul(wc)?)?;
-            } else if l == 0 && wc.is_some() {
-                return Err(Error::invalid(
-                    "WindowNet::logits",
-                    "model needs capitalization ids",
-                ));
+            if let Some(wc) = wc {
+                z = z.add(&self.side_input(batch)?.matmul(wc)?)?;
             }
             h = self.config.activation.apply(&z.add(bias)?)?;
             if let Some((p, rng)) = dropout.as_mut() {
@@ -226,6 +276,58 @@ impl WindowNet {
             }
         }
         h.linear(&self.out_w, &self.out_b)
+    }
+
+    /// The `[batch, window · side_dim]` side input: per word its
+    /// capitalization vector, then each extra feature's `count` vectors,
+    /// concatenated. An error when the batch lacks ids the model reads.
+    fn side_input(&self, batch: &Batch) -> Result<Tensor> {
+        const OP: &str = "WindowNet::logits";
+        let words = batch.size * self.config.window;
+        let mut parts = Vec::new();
+        if let Some(ce) = &self.cap_embeddings {
+            let caps = batch
+                .caps
+                .as_ref()
+                .ok_or_else(|| Error::invalid(OP, "model needs capitalization ids"))?;
+            parts.push(
+                ce.gather_rows(caps)?
+                    .reshape(&[words, self.config.cap_dim])?,
+            );
+        }
+        if batch.features.len() != self.feature_embeddings.len() {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "model reads {} extra features, the batch has {}",
+                    self.feature_embeddings.len(),
+                    batch.features.len()
+                ),
+            ));
+        }
+        for ((table, ids), f) in self
+            .feature_embeddings
+            .iter()
+            .zip(&batch.features)
+            .zip(&self.config.features)
+        {
+            if ids.numel() != words * f.count {
+                return Err(Error::shape_detail(
+                    OP,
+                    ids.shape(),
+                    &[words * f.count],
+                    "expected batch·window·count feature ids",
+                ));
+            }
+            parts.push(table.gather_rows(ids)?.reshape(&[words, f.count * f.dim])?);
+        }
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        let side = if refs.len() == 1 {
+            parts[0].clone()
+        } else {
+            Tensor::concat(&refs, 1)?
+        };
+        side.reshape(&[batch.size, self.config.window * self.config.side_dim()])
     }
 
     /// Mean softmax cross-entropy of the batch.
@@ -302,9 +404,21 @@ pub fn random_batch(
     } else {
         None
     };
+    let features = config
+        .features
+        .iter()
+        .map(|f| {
+            let n = size * config.window * f.count;
+            let v: Vec<u32> = (0..n)
+                .map(|_| rng.random_range(0..f.classes as u32))
+                .collect();
+            Tensor::ids(v, &[n], device)
+        })
+        .collect::<Result<_>>()?;
     Ok(Batch {
         words: Tensor::ids(words, &[size * config.window], device)?,
         caps,
+        features,
         labels: Tensor::ids(labels, &[size], device)?,
         size,
     })

@@ -440,3 +440,22 @@ fn nn_building_blocks() {
         cross_entropy(&t[0], &ids(&[0, 4, 2, 2, 1, 3, 0], d), Some(&t[1]), 0.1)
     });
 }
+
+#[test]
+fn crf_sentence_likelihood() {
+    use deltagrad::crf::{CrfParams, nll};
+    check(
+        "crf nll",
+        &[&[3, 5, 4], &[4, 4], &[4], &[4]],
+        false,
+        |t, _| {
+            let p = CrfParams {
+                transitions: &t[1],
+                start: &t[2],
+                end: &t[3],
+            };
+            let gold = [1, 2, 3, 0, 0, 3, 3, 1, 2, 0, 2, 0, 0, 0, 0];
+            nll(&t[0], &[5, 4, 1], &gold, &p)
+        },
+    );
+}

@@ -216,6 +216,7 @@ fn ner_step_tuning_report() {
             hidden: vec![h],
             classes: c,
             activation: Activation::Tanh,
+            features: vec![],
         };
         let mut rng = Tensor::rng(1);
         let net = WindowNet::new(cfg.clone(), DType::F32, &dev, &mut rng).unwrap();

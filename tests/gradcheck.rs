@@ -569,3 +569,90 @@ fn cross_entropy_matches_the_fused_loss_and_pytorch_formula() -> Result<()> {
     assert!((want - got).abs() < 1e-12, "{want} vs {got}");
     Ok(())
 }
+
+/// Score of one tag path, by the CRF's definition.
+fn path_score(e: &[f64], tr: &[f64], st: &[f64], en: &[f64], k: usize, path: &[usize]) -> f64 {
+    let mut s = st[path[0]] + en[path[path.len() - 1]];
+    for (t, &y) in path.iter().enumerate() {
+        s += e[t * k + y];
+        if t > 0 {
+            s += tr[path[t - 1] * k + y];
+        }
+    }
+    s
+}
+
+/// The CRF's loss against an enumeration of every tag path (3 tags, up to
+/// 4 positions: 81 paths), with padding and an empty sentence in the
+/// batch; then its gradient against central differences.
+#[test]
+fn crf_matches_brute_force_enumeration() -> Result<()> {
+    use deltagrad::crf::{CrfParams, log_partition, nll};
+    let (s, t, k) = (3, 4, 3);
+    let lengths = [4usize, 2, 0];
+    let gold = [2u32, 0, 1, 1, 1, 2, 0, 0, 0, 0, 0, 0];
+    let (ev, _) = input(&[s, t, k], 130);
+    let (tv, _) = input(&[k, k], 131);
+    let (sv, _) = input(&[k], 132);
+    let (nv, _) = input(&[k], 133);
+    let e = Tensor::from_vec(ev.clone(), &[s, t, k])?;
+    let (tr, st, en) = (
+        Tensor::from_vec(tv.clone(), &[k, k])?,
+        Tensor::from_vec(sv.clone(), &[k])?,
+        Tensor::from_vec(nv.clone(), &[k])?,
+    );
+    let p = CrfParams {
+        transitions: &tr,
+        start: &st,
+        end: &en,
+    };
+    let got = nll(&e, &lengths, &gold, &p)?.to_vec_f64()?;
+    let z = log_partition(&e, &lengths, &p)?.to_vec_f64()?;
+    for (si, &len) in lengths.iter().enumerate() {
+        if len == 0 {
+            assert_eq!(got[si], 0.0, "an empty sentence costs nothing");
+            continue;
+        }
+        let es = &ev[si * t * k..(si * t + len) * k];
+        let mut total = 0.0;
+        for code in 0..k.pow(len as u32) {
+            let path: Vec<usize> = (0..len).map(|i| code / k.pow(i as u32) % k).collect();
+            total += path_score(es, &tv, &sv, &nv, k, &path).exp();
+        }
+        let g: Vec<usize> = gold[si * t..si * t + len]
+            .iter()
+            .map(|&y| y as usize)
+            .collect();
+        let want = total.ln() - path_score(es, &tv, &sv, &nv, k, &g);
+        assert!((z[si] - total.ln()).abs() < 1e-12, "sentence {si}: log Z");
+        assert!(
+            (got[si] - want).abs() < 1e-12,
+            "sentence {si}: {} vs {want}",
+            got[si]
+        );
+    }
+    gc(
+        "crf nll",
+        &[
+            (ev, vec![s, t, k]),
+            (tv, vec![k, k]),
+            (sv, vec![k]),
+            (nv, vec![k]),
+        ],
+        |x| {
+            let p = CrfParams {
+                transitions: &x[1],
+                start: &x[2],
+                end: &x[3],
+            };
+            nll(&x[0], &lengths, &gold, &p)
+        },
+    );
+    // Bad input is an error, not a panic.
+    assert!(nll(&e, &[5, 1, 0], &gold, &p).is_err(), "length above T");
+    let mut bad = gold;
+    bad[1] = 3;
+    assert!(nll(&e, &lengths, &bad, &p).is_err(), "tag id out of range");
+    assert!(nll(&e, &lengths, &gold[1..], &p).is_err(), "gold length");
+    Ok(())
+}

@@ -18,6 +18,7 @@ const ORDER: &[&str] = &[
     "autograd",
     "functional",
     "nn",
+    "crf",
     "optim",
     "gradcheck",
     "model",

@@ -65,6 +65,7 @@ fn window_classifier_learns_tiny_corpus() -> Result<()> {
         hidden: vec![16],
         classes: 3,
         activation: Activation::Tanh,
+        features: vec![],
     };
     let mut rng = Tensor::rng(7);
     let net = WindowNet::new(cfg, DType::F32, &device, &mut rng)?;
@@ -72,6 +73,7 @@ fn window_classifier_learns_tiny_corpus() -> Result<()> {
     let batch = Batch {
         words: Tensor::ids(words, &[n * 5], &device)?,
         caps: None,
+        features: vec![],
         labels: Tensor::ids(labels.clone(), &[n], &device)?,
         size: n,
     };

@@ -66,6 +66,8 @@ pub struct Viterbi {
     start: Vec<f64>,
     /// `n_tags x n_tags`, `[from * n_tags + to]` (`-inf` = forbidden).
     trans: Vec<f64>,
+    /// Score of ending a sentence with each tag.
+    end: Vec<f64>,
 }
 
 impl Viterbi {
@@ -95,7 +97,31 @@ impl Viterbi {
             n_tags: n,
             start,
             trans,
+            end: vec![0.0; n],
         }
+    }
+
+    /// Adds a CRF's learned scores of starting and ending a sentence with
+    /// each tag; forbidden starts stay forbidden. Non-finite entries are
+    /// errors.
+    pub fn with_start_end(mut self, start: &[f32], end: &[f32]) -> Result<Viterbi> {
+        const OP: &str = "Viterbi::with_start_end";
+        for (name, v) in [("start", start), ("end", end)] {
+            if v.len() != self.n_tags {
+                return Err(Error::invalid(
+                    OP,
+                    format!("{name}: expected {} values, got {}", self.n_tags, v.len()),
+                ));
+            }
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(Error::invalid(OP, format!("{name} entry {i} is {}", v[i])));
+            }
+        }
+        for (s, &x) in self.start.iter_mut().zip(start) {
+            *s += f64::from(x);
+        }
+        self.end = end.iter().map(|&x| f64::from(x)).collect();
+        Ok(self)
     }
 
     /// Adds transition log-probabilities (`n_tags x n_tags`,
@@ -162,7 +188,7 @@ impl Viterbi {
             }
             std::mem::swap(&mut delta, &mut next);
         }
-        let (mut j, best) = best_of(delta.iter().copied());
+        let (mut j, best) = best_of(delta.iter().zip(&self.end).map(|(d, e)| d + e));
         if best == f64::NEG_INFINITY {
             return Err(Error::invalid(
                 OP,

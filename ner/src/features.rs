@@ -11,7 +11,9 @@ use std::collections::{BTreeSet, HashMap};
 use deltagrad::{Error, Result};
 
 use crate::conll::{Sentence, Tag, parse_tag};
+use crate::gazetteer::{self, Gazetteer};
 use crate::glove::Embeddings;
+use crate::lexical::{self, AFFIX_SLOTS};
 
 /// Id of the padding word used beyond sentence edges.
 pub const PAD_ID: u32 = 0;
@@ -329,6 +331,54 @@ pub struct Windows {
     pub tags: Vec<u32>,
     /// Tokens per sentence, to split predictions back into sentences.
     pub sentence_lengths: Vec<usize>,
+    /// Per extra feature of [`Extras`] (in [`Extras::counts`] order),
+    /// `count` ids per window position, window by window; 0 beyond a
+    /// sentence's edges.
+    pub extra: Vec<Vec<u32>>,
+}
+
+/// The per-word features besides the word and its capitalization: the
+/// shape class, the affixes, the gazetteer states (see `lexical` and
+/// `gazetteer`). Which are on is the model's choice; their ids come in
+/// this order.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras<'a> {
+    pub shape: bool,
+    pub affix: bool,
+    pub gazetteer: Option<&'a Gazetteer>,
+}
+
+impl Extras<'_> {
+    /// `(classes, ids per word)` of each feature that is on, in order.
+    pub fn tables(&self) -> Vec<(usize, usize)> {
+        let mut t = Vec::new();
+        if self.shape {
+            t.push((lexical::SHAPE_CLASSES, 1));
+        }
+        if self.affix {
+            t.push((lexical::AFFIX_CLASSES, AFFIX_SLOTS));
+        }
+        if let Some(g) = self.gazetteer {
+            let n = g.types().len();
+            t.push((n * gazetteer::STATES, n));
+        }
+        t
+    }
+
+    /// Per feature that is on, the ids of every word of `tokens`.
+    fn ids(&self, tokens: &[&str]) -> Vec<Vec<u32>> {
+        let mut out = Vec::new();
+        if self.shape {
+            out.push(tokens.iter().map(|t| lexical::shape_id(t)).collect());
+        }
+        if self.affix {
+            out.push(tokens.iter().flat_map(|t| lexical::affix_ids(t)).collect());
+        }
+        if let Some(g) = self.gazetteer {
+            out.push(g.states(tokens));
+        }
+        out
+    }
 }
 
 impl Windows {
@@ -362,9 +412,21 @@ pub fn windows_for_tokens<S: AsRef<str>>(
     vocab: &Vocab,
     half: usize,
 ) -> Result<Windows> {
+    windows_for_tokens_with(sentences, vocab, half, &Extras::default())
+}
+
+/// [`windows_for_tokens`] with the `extras` features.
+pub fn windows_for_tokens_with<S: AsRef<str>>(
+    sentences: &[Vec<S>],
+    vocab: &Vocab,
+    half: usize,
+    extras: &Extras,
+) -> Result<Windows> {
     let mut w = empty_windows("windows_for_tokens", half)?;
+    w.extra = vec![Vec::new(); extras.tables().len()];
     for s in sentences {
-        push_sentence(&mut w, s.iter().map(AsRef::as_ref), vocab);
+        let tokens: Vec<&str> = s.iter().map(AsRef::as_ref).collect();
+        push_sentence(&mut w, &tokens, vocab, extras);
     }
     Ok(w)
 }
@@ -378,9 +440,44 @@ pub fn windows_for_sentences(
     tagset: &TagSet,
     half: usize,
 ) -> Result<Windows> {
+    windows_for_sentences_with(sentences, vocab, tagset, half, &Extras::default())
+}
+
+/// [`windows_for_sentences`] with the `extras` features.
+pub fn windows_for_sentences_with(
+    sentences: &[Sentence],
+    vocab: &Vocab,
+    tagset: &TagSet,
+    half: usize,
+    extras: &Extras,
+) -> Result<Windows> {
+    windows_for_sentences_by(sentences, vocab, tagset, half, &[*extras], |_| 0)
+}
+
+/// [`windows_for_sentences`] where sentence `i` reads the features of
+/// `extras[fold(i)]` (all alike but for their gazetteer): a training split
+/// whose gazetteer is built from the split itself reads, per block of
+/// sentences, a gazetteer built from the other blocks, so that its names
+/// are as often missing from the lists as unseen names will be. An error
+/// when `fold` leaves `extras`.
+pub fn windows_for_sentences_by(
+    sentences: &[Sentence],
+    vocab: &Vocab,
+    tagset: &TagSet,
+    half: usize,
+    extras: &[Extras],
+    fold: impl Fn(usize) -> usize,
+) -> Result<Windows> {
     const OP: &str = "windows_for_sentences";
     let mut w = empty_windows(OP, half)?;
+    w.extra = vec![Vec::new(); extras.first().map_or(0, |e| e.tables().len())];
     for (si, s) in sentences.iter().enumerate() {
+        let extras = extras.get(fold(si)).ok_or_else(|| {
+            Error::invalid(
+                OP,
+                format!("sentence {si}: fold {} has no features", fold(si)),
+            )
+        })?;
         if s.tokens.len() != s.tags.len() {
             return Err(Error::invalid(
                 OP,
@@ -403,14 +500,33 @@ pub fn windows_for_sentences(
             })?;
             w.tags.push(id);
         }
-        push_sentence(&mut w, s.tokens.iter().map(String::as_str), vocab);
+        let tokens: Vec<&str> = s.tokens.iter().map(String::as_str).collect();
+        push_sentence(&mut w, &tokens, vocab, extras);
     }
     Ok(w)
 }
 
-fn push_sentence<'a>(w: &mut Windows, tokens: impl Iterator<Item = &'a str>, vocab: &Vocab) {
-    let feats: Vec<(u32, u32)> = tokens.map(|t| (vocab.lookup(t), caps(t) as u32)).collect();
+fn push_sentence(w: &mut Windows, tokens: &[&str], vocab: &Vocab, extras: &Extras) {
+    let feats: Vec<(u32, u32)> = tokens
+        .iter()
+        .map(|t| (vocab.lookup(t), caps(t) as u32))
+        .collect();
     let n = feats.len();
+    for ((ids, out), (_, count)) in extras
+        .ids(tokens)
+        .iter()
+        .zip(&mut w.extra)
+        .zip(extras.tables())
+    {
+        for centre in 0..n {
+            for k in 0..=2 * w.half {
+                match (centre + k).checked_sub(w.half).filter(|&p| p < n) {
+                    Some(p) => out.extend_from_slice(&ids[p * count..(p + 1) * count]),
+                    None => out.extend(std::iter::repeat_n(0, count)),
+                }
+            }
+        }
+    }
     let half = w.half;
     w.word_ids.reserve(n * w.width());
     w.caps.reserve(n * w.width());

@@ -9,11 +9,13 @@
 //!
 //! 1. `files`, `conll`, `conlleval`, `glove`: file formats and file
 //!    helpers (bytes to values and back; no tensors).
-//! 2. `tokenize`, `fetch`, `datadir`, `features`, `decode`: raw text to
-//!    tokens, the CoNLL-2003 download, which data folder is read (and
-//!    checked) how, words and tags to ids and windows, tag decoding.
-//! 3. `data`, `eval`, `tag`: a corpus as engine batches; scoring a model;
-//!    tagging raw text with it.
+//! 2. `tokenize`, `fetch`, `datadir`, `lexical`, `gazetteer`, `features`,
+//!    `decode`: raw text to tokens, the CoNLL-2003 download, which data
+//!    folder is read (and checked) how, word shapes and affixes, name
+//!    lists, words and tags to ids and windows, tag decoding.
+//! 3. `net`, `data`, `eval`, `tag`: the network (window scores, optional
+//!    CRF); a corpus as engine batches (windows, or whole sentences in
+//!    length buckets); scoring a model; tagging raw text with it.
 //! 4. `options`, `checkpoint`, `model_io`, `plot`, `rundir`: a run's
 //!    settings, what it saves, and the run folder it saves into.
 //! 5. `train`.
@@ -33,8 +35,11 @@ pub mod eval;
 pub mod features;
 pub mod fetch;
 pub mod files;
+pub mod gazetteer;
 pub mod glove;
+pub mod lexical;
 pub mod model_io;
+pub mod net;
 pub mod options;
 pub mod plot;
 pub mod rundir;

@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Train the window NER classifier (fetches CoNLL-2003 into the
     /// default data folder on first use).
-    Train(TrainOptions),
+    Train(Box<TrainOptions>),
     /// Score a saved model on a split (conlleval-exact) and write predictions.
     Eval(EvalArgs),
     /// Tag raw text (a file, or stdin) with a saved model.
@@ -87,6 +87,10 @@ struct EvalArgs {
     /// Where to write `token gold predicted` lines (conlleval's input).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Also score the entities that contain a word unseen in the training
+    /// split (the data folder's train.txt).
+    #[arg(long)]
+    oov: bool,
     /// cpu, gpu or auto (a hardware GPU if there is one, else the CPU).
     #[arg(long, default_value = "auto")]
     device: String,
@@ -174,6 +178,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             print_scores("dev", &r.dev);
             print_scores("test", &r.test);
+            println!("plans compiled: {}", r.plans);
             println!(
                 "model, metrics.jsonl and training.png in {}",
                 opts.out.display()
@@ -226,7 +231,15 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     let sentences = split.into_iob2();
     let vocab = meta.vocab();
     let tags = meta.tagset();
-    let w = features::windows_for_sentences(&sentences, &vocab, &tags, meta.options.half_window)?;
+    let gazetteer = meta.gazetteer()?;
+    let extras = model_io::extras(&meta.options, &gazetteer);
+    let w = features::windows_for_sentences_with(
+        &sentences,
+        &vocab,
+        &tags,
+        meta.options.half_window,
+        &extras,
+    )?;
     let how = a.decode.unwrap_or(meta.options.decode.clone());
     let s = eval::score(
         &net,
@@ -240,6 +253,19 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     match &s.conlleval {
         Some(e) => print!("{}", e.report()),
         None => print_scores(&a.split, &s),
+    }
+    if a.oov && s.conlleval.is_some() {
+        let train = datadir::split_path("train", a.data.as_deref(), &meta.options.data)?;
+        let known: std::collections::HashSet<String> = Split::read(&train)?
+            .into_iob2()
+            .iter()
+            .flat_map(|s| s.tokens.iter().map(|w| features::normalize(w)))
+            .collect();
+        let (p, r, f, n) = eval::oov_scores(&sentences, &s.predicted, &known);
+        println!(
+            "entities with a word unseen in {}: {n}; precision {p:.2}%; recall {r:.2}%; FB1 {f:.2}",
+            train.display()
+        );
     }
     if let Some(out) = a.output {
         let mut buf = Vec::new();
@@ -278,10 +304,11 @@ fn tag_cmd(a: TagArgs) -> Result<()> {
     } else {
         Breaks::Lines
     };
-    let (vocab, tags) = (meta.vocab(), meta.tagset());
+    let (vocab, tags, gazetteer) = (meta.vocab(), meta.tagset(), meta.gazetteer()?);
     let tagger = tag::Tagger {
         net: &net,
         vocab: &vocab,
+        extras: model_io::extras(&meta.options, &gazetteer),
         tags: &tags,
         half_window: meta.options.half_window,
         decode: a.decode.as_deref().unwrap_or(&meta.options.decode),
@@ -323,6 +350,7 @@ fn explain_cmd(a: ExplainArgs) -> Result<()> {
         hidden: a.hidden.clone().unwrap_or(train.hidden.clone()),
         classes: a.classes.unwrap_or(TagSet::conll().len()),
         activation: Activation::parse(&train.activation)?,
+        features: vec![],
     };
     if cfg.hidden.is_empty()
         || cfg.hidden.contains(&0)

@@ -3,13 +3,15 @@
 
 use std::path::Path;
 
-use deltagrad::model::{WindowNet, WindowNetConfig};
+use deltagrad::model::{FeatureSpec, WindowNet, WindowNetConfig};
 use deltagrad::state_dict::StateDict;
 use deltagrad::{DType, Device, Error, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
-use crate::features::{MAX_HALF_WINDOW, N_CAPS, TagSet, Vocab};
+use crate::features::{Extras, MAX_HALF_WINDOW, N_CAPS, TagSet, Vocab};
+use crate::gazetteer::Gazetteer;
+use crate::net::{Crf, NerModel};
 use crate::options::{Progress, TrainOptions};
 
 pub const FORMAT: &str = "deltagrad-window-ner/1";
@@ -27,19 +29,55 @@ pub struct Meta {
     /// Training state, in `last` checkpoints only.
     #[serde(default)]
     pub progress: Option<Progress>,
+    /// The gazetteer's `(type, name)` pairs, when the model reads one.
+    #[serde(default)]
+    pub gazetteer: Vec<(String, String)>,
+}
+
+/// The extra features `opts` asks for, with `g` as the gazetteer.
+pub fn extras<'a>(opts: &TrainOptions, g: &'a Gazetteer) -> Extras<'a> {
+    let (shape, affix, gaz) = opts.extra_dims();
+    Extras {
+        shape: shape > 0,
+        affix: affix > 0,
+        gazetteer: (gaz > 0).then_some(g),
+    }
+}
+
+/// The network's extra feature tables for `extras`, sized by `opts`.
+pub fn feature_specs(opts: &TrainOptions, extras: &Extras) -> Vec<FeatureSpec> {
+    let (shape, affix, gaz) = opts.extra_dims();
+    let dims = [shape, affix, gaz].into_iter().filter(|&d| d > 0);
+    extras
+        .tables()
+        .into_iter()
+        .zip(dims)
+        .map(|((classes, count), dim)| FeatureSpec {
+            classes,
+            dim,
+            count,
+        })
+        .collect()
 }
 
 impl Meta {
-    pub fn new(opts: &TrainOptions, net: &WindowNet, vocab: &Vocab, tags: &TagSet) -> Meta {
+    pub fn new(
+        opts: &TrainOptions,
+        model: &NerModel,
+        vocab: &Vocab,
+        tags: &TagSet,
+        gazetteer: Option<&Gazetteer>,
+    ) -> Meta {
         Meta {
             format: FORMAT.into(),
-            config: net.config.clone(),
+            config: model.net.config.clone(),
             vocab: vocab.words().to_vec(),
             tags: tags.tags().to_vec(),
             options: opts.clone(),
             epoch: 0,
             dev_f1: 0.0,
             progress: None,
+            gazetteer: gazetteer.map(Gazetteer::to_pairs).unwrap_or_default(),
         }
     }
     pub fn at_epoch(&self, epoch: usize, dev_f1: f64) -> Meta {
@@ -64,10 +102,19 @@ impl Meta {
             .collect();
         TagSet::from_types(&types)
     }
+    /// The gazetteer the model reads (empty when it reads none).
+    pub fn gazetteer(&self) -> Result<Gazetteer> {
+        let types: Vec<String> = self
+            .tags
+            .iter()
+            .filter_map(|t| t.strip_prefix("B-").map(str::to_string))
+            .collect();
+        Gazetteer::from_pairs(&types, &self.gazetteer)
+    }
 }
 
-/// Parameter names (labels), in `WindowNet::params` order.
-pub fn param_names(net: &WindowNet) -> Vec<String> {
+/// Parameter names (labels), in `NerModel::params` order.
+pub fn param_names(net: &NerModel) -> Vec<String> {
     net.params()
         .iter()
         .enumerate()
@@ -75,7 +122,7 @@ pub fn param_names(net: &WindowNet) -> Vec<String> {
         .collect()
 }
 
-pub fn save(dir: &Path, name: &str, net: &WindowNet, meta: &Meta) -> Result<()> {
+pub fn save(dir: &Path, name: &str, net: &NerModel, meta: &Meta) -> Result<()> {
     save_with(dir, name, net, meta, &[])
 }
 
@@ -83,7 +130,7 @@ pub fn save(dir: &Path, name: &str, net: &WindowNet, meta: &Meta) -> Result<()> 
 pub fn save_with(
     dir: &Path,
     name: &str,
-    net: &WindowNet,
+    net: &NerModel,
     meta: &Meta,
     extra: &[(String, Tensor)],
 ) -> Result<()> {
@@ -99,7 +146,7 @@ pub fn save_with(
 }
 
 /// Loads a model saved by `save`, checking every tensor against the config.
-pub fn load(dir: &Path, name: &str, device: &Device) -> Result<(WindowNet, Meta)> {
+pub fn load(dir: &Path, name: &str, device: &Device) -> Result<(NerModel, Meta)> {
     let (net, meta, _) = load_with(dir, name, device)?;
     Ok((net, meta))
 }
@@ -115,7 +162,7 @@ pub fn moment_tensors(names: &[String], m: &[Tensor], v: &[Tensor]) -> Vec<(Stri
 }
 
 /// Takes Adam's moments (saved by `moment_tensors`) from a loaded checkpoint.
-pub fn take_moments(rest: &mut StateDict, net: &WindowNet) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+pub fn take_moments(rest: &mut StateDict, net: &NerModel) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
     let (mut m, mut v) = (Vec::new(), Vec::new());
     for (n, p) in param_names(net).iter().zip(net.params()) {
         for (prefix, out) in [("adam.m.", &mut m), ("adam.v.", &mut v)] {
@@ -126,11 +173,11 @@ pub fn take_moments(rest: &mut StateDict, net: &WindowNet) -> Result<(Vec<Tensor
 }
 
 /// Loads a model and returns the checkpoint's other tensors too.
-pub fn load_with(dir: &Path, name: &str, device: &Device) -> Result<(WindowNet, Meta, StateDict)> {
+pub fn load_with(dir: &Path, name: &str, device: &Device) -> Result<(NerModel, Meta, StateDict)> {
     read_checked(dir, name, device).map_err(checkpoint::without_line_zero)
 }
 
-fn read_checked(dir: &Path, name: &str, device: &Device) -> Result<(WindowNet, Meta, StateDict)> {
+fn read_checked(dir: &Path, name: &str, device: &Device) -> Result<(NerModel, Meta, StateDict)> {
     let (mut stored, json) = checkpoint::load(dir, name, device)?;
     let mp = checkpoint::meta_path(dir, name);
     let meta: Meta = serde_json::from_value(json).map_err(|e| {
@@ -152,14 +199,21 @@ fn read_checked(dir: &Path, name: &str, device: &Device) -> Result<(WindowNet, M
             msg: format!("format {:?}, expected {FORMAT:?}", meta.format),
         });
     }
-    check_meta(&meta, stored.numel()).map_err(|msg| Error::Parse {
-        file: mp.display().to_string(),
-        line: 0,
-        msg,
-    })?;
+    check_meta(&meta, stored.numel())
+        .and_then(|()| check_features(&meta))
+        .map_err(|msg| Error::Parse {
+            file: mp.display().to_string(),
+            line: 0,
+            msg,
+        })?;
     // A freshly built net gives the expected names and shapes.
     let mut rng = Tensor::rng(0);
-    let mut net = WindowNet::new(meta.config.clone(), DType::F32, device, &mut rng)?;
+    let net = WindowNet::new(meta.config.clone(), DType::F32, device, &mut rng)?;
+    let crf = match meta.options.crf() {
+        true => Some(Crf::zeros(meta.config.classes, device)?),
+        false => None,
+    };
+    let mut net = NerModel { net, crf };
     let wp = checkpoint::weights_path(dir, name);
     let mut loaded = Vec::new();
     for (n, p) in param_names(&net).iter().zip(net.params()) {
@@ -260,6 +314,20 @@ fn check_meta(meta: &Meta, stored_values: usize) -> std::result::Result<(), Stri
     }
 }
 
+/// Checks that the network's feature tables are those its options and
+/// gazetteer make the windows for, so that ids and tables line up.
+fn check_features(meta: &Meta) -> std::result::Result<(), String> {
+    let g = meta.gazetteer().map_err(|e| e.to_string())?;
+    let want = feature_specs(&meta.options, &extras(&meta.options, &g));
+    if meta.config.features != want {
+        return Err(format!(
+            "config features {:?}, but the options and gazetteer give {want:?}",
+            meta.config.features
+        ));
+    }
+    Ok(())
+}
+
 /// The number of values in a `WindowNet` built from `c` (mirrors
 /// `WindowNet::new`), or `None` on overflow.
 fn param_count(c: &WindowNetConfig) -> Option<usize> {
@@ -268,10 +336,15 @@ fn param_count(c: &WindowNetConfig) -> Option<usize> {
     if caps {
         n = n.checked_add(c.cap_classes.checked_mul(c.cap_dim)?)?;
     }
+    let mut side = if caps { c.cap_dim } else { 0 };
+    for f in &c.features {
+        n = n.checked_add(f.classes.checked_mul(f.dim)?)?;
+        side = side.checked_add(f.count.checked_mul(f.dim)?)?;
+    }
     let mut fan_in = c.window.checked_mul(c.dim)?;
-    let cap_in = c.window.checked_mul(c.cap_dim)?;
+    let cap_in = c.window.checked_mul(side)?;
     for (l, &h) in c.hidden.iter().enumerate() {
-        let rows = if l == 0 && caps {
+        let rows = if l == 0 && c.has_side() {
             fan_in.checked_add(cap_in)?
         } else {
             fan_in
@@ -284,15 +357,19 @@ fn param_count(c: &WindowNetConfig) -> Option<usize> {
 }
 
 /// Replaces the parameters (in `params` order).
-pub fn set_params(net: &mut WindowNet, params: Vec<Tensor>) -> Result<()> {
+pub fn set_params(model: &mut NerModel, params: Vec<Tensor>) -> Result<()> {
     let mut it = params.into_iter();
     let mut next = || {
         it.next()
             .ok_or_else(|| Error::Other("set_params: too few tensors".into()))
     };
+    let net = &mut model.net;
     net.embeddings = next()?;
     if net.cap_embeddings.is_some() {
         net.cap_embeddings = Some(next()?);
+    }
+    for f in &mut net.feature_embeddings {
+        *f = next()?;
     }
     for (w, wc, b) in &mut net.layers {
         *w = next()?;
@@ -303,5 +380,10 @@ pub fn set_params(net: &mut WindowNet, params: Vec<Tensor>) -> Result<()> {
     }
     net.out_w = next()?;
     net.out_b = next()?;
+    if let Some(c) = &mut model.crf {
+        c.transitions = next()?;
+        c.start = next()?;
+        c.end = next()?;
+    }
     Ok(())
 }

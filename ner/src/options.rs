@@ -33,6 +33,38 @@ pub struct TrainOptions {
     #[arg(long, conflicts_with = "resume")]
     #[serde(default)]
     pub force: bool,
+    /// crf (the default): the window network with word shape, affix and
+    /// gazetteer features and a CRF on top, trained with the
+    /// sentence-level likelihood; softmax: the same network and features
+    /// with the word-level softmax; window: the lecture's model (words and
+    /// capitalization, word-level softmax), which ignores the feature flags.
+    /// --binary always trains the lecture's classifier.
+    #[arg(long, default_value = "crf")]
+    #[serde(default = "lecture_model")]
+    pub model: String,
+    /// Size of the learned word-shape vector (0: none).
+    #[arg(long, default_value_t = 5)]
+    #[serde(default)]
+    pub shape_dim: usize,
+    /// Size of each learned prefix and suffix vector (lengths 1–4; 0: none).
+    #[arg(long, default_value_t = 8)]
+    #[serde(default)]
+    pub affix_dim: usize,
+    /// Size of the learned gazetteer-state vector per entity type (0: none).
+    #[arg(long, default_value_t = 5)]
+    #[serde(default)]
+    pub gazetteer_dim: usize,
+    /// Name lists (`TYPE<TAB>name` a line) instead of the names of the
+    /// training split's entities.
+    #[arg(long)]
+    #[serde(default)]
+    pub gazetteer: Option<PathBuf>,
+    /// Tokens (padding included) per step of the sentence-level model; its
+    /// loss is the step's summed sentence losses divided by --batch, so an
+    /// update weighs its tokens as the word-level model's do.
+    #[arg(long, default_value_t = 256)]
+    #[serde(default = "default_sentence_tokens")]
+    pub sentence_tokens: usize,
     #[arg(long, default_value_t = 12)]
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
@@ -96,6 +128,15 @@ pub struct TrainOptions {
     pub quiet: bool,
 }
 
+/// A checkpoint written before `--model` existed holds the lecture's model.
+fn lecture_model() -> String {
+    "window".into()
+}
+
+fn default_sentence_tokens() -> usize {
+    256
+}
+
 /// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EpochMetrics {
@@ -140,6 +181,22 @@ impl TrainOptions {
         }
     }
 
+    /// Whether the model has the CRF layer (`--binary` always trains the
+    /// lecture's logistic classifier).
+    pub fn crf(&self) -> bool {
+        self.model == "crf" && self.binary.is_none()
+    }
+
+    /// `(shape, affix, gazetteer)` feature sizes the model uses: none for
+    /// the lecture's `window` model and the binary classifier.
+    pub fn extra_dims(&self) -> (usize, usize, usize) {
+        if self.model == "window" || self.binary.is_some() {
+            (0, 0, 0)
+        } else {
+            (self.shape_dim, self.affix_dim, self.gazetteer_dim)
+        }
+    }
+
     /// Rejects settings that cannot train, before any data is read.
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid("train", m));
@@ -154,6 +211,15 @@ impl TrainOptions {
                 "--optimizer must be sgd or adam, got {:?}",
                 self.optimizer
             ));
+        }
+        if !matches!(self.model.as_str(), "crf" | "softmax" | "window") {
+            return bad(format!(
+                "--model must be crf, softmax or window, got {:?}",
+                self.model
+            ));
+        }
+        if self.sentence_tokens == 0 {
+            return bad("--sentence-tokens must be at least 1".into());
         }
         if !matches!(self.decode.as_str(), "greedy" | "viterbi") {
             return bad(format!(

@@ -14,12 +14,12 @@
 
 use std::io::Write;
 
-use deltagrad::model::WindowNet;
 use deltagrad::{Device, Error, Result};
 use serde::Serialize;
 
 use crate::eval;
-use crate::features::{self, TagSet, Vocab};
+use crate::features::{self, Extras, TagSet, Vocab};
+use crate::net::NerModel;
 use crate::tokenize::{self, Breaks, Token};
 
 /// A tokenized sentence with its predicted tags.
@@ -31,8 +31,10 @@ pub struct Tagged {
 
 /// A trained model as `tag` uses it.
 pub struct Tagger<'a> {
-    pub net: &'a WindowNet,
+    pub net: &'a NerModel,
     pub vocab: &'a Vocab,
+    /// The features besides words and capitalization the model reads.
+    pub extras: Extras<'a>,
     pub tags: &'a TagSet,
     pub half_window: usize,
     /// `greedy` or `viterbi`.
@@ -52,9 +54,17 @@ impl Tagger<'_> {
             .iter()
             .map(|s| s.iter().map(|t| t.text.as_str()).collect())
             .collect();
-        let w = features::windows_for_tokens(&words, self.vocab, self.half_window)?;
+        let w =
+            features::windows_for_tokens_with(&words, self.vocab, self.half_window, &self.extras)?;
         let scores = eval::predict(self.net, &w, self.device)?;
-        let predicted = eval::decode(&scores, &w.sentence_lengths, self.tags, self.decode)?;
+        let viterbi = self.net.viterbi(self.tags.tags())?;
+        let predicted = eval::decode(
+            &scores,
+            &w.sentence_lengths,
+            self.tags,
+            self.decode,
+            &viterbi,
+        )?;
         Ok(sentences
             .into_iter()
             .zip(predicted)

@@ -13,7 +13,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use deltagrad::model::{Activation, Batch, WindowNet, WindowNetConfig};
+use deltagrad::model::{Activation, WindowNet, WindowNetConfig};
+use deltagrad::schedule;
 use deltagrad::{Adam, DType, Device, Error, HostData, Result, Sgd, Tensor, no_grad};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
@@ -24,8 +25,10 @@ use crate::conll::Sentence;
 use crate::data::{self, Corpus, Features};
 use crate::eval::{self, Scores};
 use crate::features::{N_CAPS, TagSet, Vocab, Windows};
+use crate::gazetteer::Gazetteer;
 use crate::glove::{self, Embeddings};
 use crate::model_io::{self, Meta};
+use crate::net::{Crf, NerModel};
 use crate::options::{EpochMetrics, Progress, TrainOptions};
 use crate::plot;
 use crate::rundir::{self, RunDir};
@@ -39,6 +42,9 @@ pub struct TrainReport {
     pub epochs: Vec<EpochMetrics>,
     pub seconds: f64,
     pub device: String,
+    /// Plans the scheduler compiled during the run (training steps of
+    /// every bucket, scoring).
+    pub plans: u64,
 }
 
 /// Trains, keeps the best checkpoint (by dev F1) in `opts.out`, and scores
@@ -49,6 +55,7 @@ pub struct TrainReport {
 /// `--resume`.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let start = Instant::now();
+    let plans_before = schedule::thread_stats().misses;
     let opts = &opts.with_absolute_paths();
     RunDir::check(opts)?;
     let (setup, emb) = Setup::prepare(opts)?;
@@ -56,16 +63,20 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let (net, mut optimizer, mut progress) = start_or_resume(opts, &setup, &emb, &run)?;
     drop(emb);
     let mut metrics = open_metrics(run.work(), opts.resume)?;
-    let meta = Meta::new(opts, &net, &setup.vocab, &setup.tags);
+    let gaz = (opts.extra_dims().2 > 0).then_some(&setup.gazetteer);
+    let meta = Meta::new(opts, &net, &setup.vocab, &setup.tags, gaz);
     let names = model_io::param_names(&net);
     if !opts.quiet {
         eprintln!(
-            "training on {}: {} train windows, vocab {}, {} tags, hidden {:?}",
+            "training on {}: model {}, {} train windows, vocab {}, {} tags, hidden {:?}, \
+             {} gazetteer names",
             setup.device,
+            opts.model,
             setup.feats.train.n_tokens,
             setup.vocab.len(),
             setup.tags.len(),
-            opts.hidden
+            opts.hidden,
+            setup.gazetteer.len()
         );
     }
     for epoch in progress.epochs_done..opts.epochs {
@@ -88,6 +99,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         epochs: progress.history,
         seconds: start.elapsed().as_secs_f64(),
         device: setup.device.to_string(),
+        plans: schedule::thread_stats().misses - plans_before,
     };
     run.commit()?;
     Ok(report)
@@ -102,6 +114,10 @@ struct Setup {
     feats: Features,
     /// The entity type of a `--binary` run.
     binary: Option<String>,
+    /// The name lists of the gazetteer feature (empty when unused).
+    gazetteer: Gazetteer,
+    /// Where each training sentence's windows start.
+    offsets: Vec<usize>,
     /// Tag id → the class the model predicts (see `eval::label_map`).
     label_map: Box<dyn Fn(u32) -> u32>,
     decode: String,
@@ -131,9 +147,32 @@ impl Setup {
                 format!("--binary {t}: no such entity type in the training data"),
             ));
         }
-        let feats = data::features(&corpus, &vocab, &tags, opts.half_window)?;
+        if opts.crf() {
+            check_buckets(&opts.data, &corpus.train)?;
+        }
+        let types: Vec<String> = tags
+            .tags()
+            .iter()
+            .filter_map(|t| t.strip_prefix("B-").map(str::to_string))
+            .collect();
+        let gazetteer = match &opts.gazetteer {
+            Some(path) if opts.extra_dims().2 > 0 => Gazetteer::read(path, &types)?,
+            _ => Gazetteer::from_sentences(&types, &corpus.train),
+        };
+        let extras = model_io::extras(opts, &gazetteer);
+        let from_train = opts.gazetteer.is_none();
+        let feats = data::features(
+            &corpus,
+            &vocab,
+            &tags,
+            opts.half_window,
+            &extras,
+            from_train,
+        )?;
         let setup = Setup {
             device,
+            offsets: data::sentence_offsets(&feats.train),
+            gazetteer,
             label_map: eval::label_map(&tags, opts.binary.as_deref()),
             corpus,
             vocab,
@@ -147,7 +186,7 @@ impl Setup {
 
     /// Precision, recall and F1 of `net` on one split, decoded as the run
     /// decodes.
-    fn score(&self, net: &WindowNet, w: &Windows, sentences: &[Sentence]) -> Result<Scores> {
+    fn score(&self, net: &NerModel, w: &Windows, sentences: &[Sentence]) -> Result<Scores> {
         eval::score(
             net,
             w,
@@ -160,16 +199,42 @@ impl Setup {
     }
 }
 
+/// Refuses a training sentence longer than the sentence-level model's
+/// longest bucket, naming the file and the line the sentence starts on.
+fn check_buckets(data: &Path, train: &[Sentence]) -> Result<()> {
+    let Some(i) = train
+        .iter()
+        .position(|s| data::bucket_of(s.len()).is_none())
+    else {
+        return Ok(());
+    };
+    let path = data.join("train.txt");
+    let line = crate::conll::read_conll_lines(&path)
+        .ok()
+        .and_then(|(_, lines)| lines.get(i).copied())
+        .unwrap_or(0);
+    Err(Error::Parse {
+        file: path.display().to_string(),
+        line,
+        msg: format!(
+            "a sentence of {} tokens: the sentence-level model pads sentences to at most {} \
+             (split it, or train --model softmax)",
+            train[i].len(),
+            data::BUCKETS[data::BUCKETS.len() - 1]
+        ),
+    })
+}
+
 /// Builds the model for `opts`, with the embedding table set from `emb`
-/// (GloVe rows for the words it has, small random rows for the others).
-pub fn build_model(
+/// (GloVe rows for the words it has, small random rows for the others)
+/// and the extra feature tables `setup`'s windows carry.
+fn build_model(
     opts: &TrainOptions,
-    vocab: &Vocab,
-    tags: &TagSet,
+    setup: &Setup,
     emb: &Embeddings,
-    device: &Device,
     rng: &mut StdRng,
-) -> Result<WindowNet> {
+) -> Result<NerModel> {
+    let (vocab, tags, device) = (&setup.vocab, &setup.tags, &setup.device);
     let (matrix, dim) = data::embedding_init(vocab, emb, rng);
     let config = WindowNetConfig {
         vocab: vocab.len(),
@@ -180,12 +245,17 @@ pub fn build_model(
         hidden: opts.hidden.clone(),
         classes: if opts.binary.is_some() { 1 } else { tags.len() },
         activation: Activation::parse(&opts.activation)?,
+        features: model_io::feature_specs(opts, &model_io::extras(opts, &setup.gazetteer)),
     };
     let mut net = WindowNet::new(config, DType::F32, device, rng)?;
     net.embeddings = Tensor::from_host(HostData::F32(matrix), &[vocab.len(), dim], device)?
         .requires_grad()
         .with_label("embeddings");
-    Ok(net)
+    let crf = match opts.crf() {
+        true => Some(Crf::zeros(tags.len(), device)?),
+        false => None,
+    };
+    Ok(NerModel { net, crf })
 }
 
 /// The optimizer `--optimizer` names.
@@ -195,7 +265,7 @@ enum Optimizer {
 }
 
 impl Optimizer {
-    fn new(opts: &TrainOptions, net: &WindowNet) -> Result<Optimizer> {
+    fn new(opts: &TrainOptions, net: &NerModel) -> Result<Optimizer> {
         Ok(match opts.optimizer.as_str() {
             "adam" => {
                 let mut a = Adam::new(net.params(), opts.lr)?;
@@ -237,16 +307,9 @@ fn start_or_resume(
     setup: &Setup,
     emb: &Embeddings,
     run: &RunDir,
-) -> Result<(WindowNet, Optimizer, Progress)> {
+) -> Result<(NerModel, Optimizer, Progress)> {
     let mut init_rng = Tensor::rng(opts.seed);
-    let fresh = build_model(
-        opts,
-        &setup.vocab,
-        &setup.tags,
-        emb,
-        &setup.device,
-        &mut init_rng,
-    )?;
+    let fresh = build_model(opts, setup, emb, &mut init_rng)?;
     if !opts.resume {
         let optimizer = Optimizer::new(opts, &fresh)?;
         let progress = Progress {
@@ -258,7 +321,7 @@ fn start_or_resume(
     let from = run.resume_from();
     let (net, meta, mut rest) = model_io::load_with(from, "last", &setup.device)?;
     // The fresh model says what this run's data and flags would build.
-    rundir::check_resume(from, &meta, opts, &fresh.config, setup.vocab.words())?;
+    rundir::check_resume(from, &meta, opts, &fresh.net.config, setup.vocab.words())?;
     let progress = meta.progress.unwrap_or_default();
     let mut optimizer = Optimizer::new(opts, &net)?;
     if let Optimizer::Adam(a) = &mut optimizer {
@@ -293,7 +356,7 @@ fn epoch_rng(seed: u64, epoch: usize) -> StdRng {
 fn run_epoch(
     opts: &TrainOptions,
     setup: &Setup,
-    net: &WindowNet,
+    net: &NerModel,
     optimizer: &mut Optimizer,
     epoch: usize,
     names: &[String],
@@ -303,17 +366,38 @@ fn run_epoch(
     optimizer.set_lr(lr);
     let n = setup.feats.train.n_tokens;
     let mut rng = epoch_rng(opts.seed, epoch);
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rng);
+    let steps = epoch_steps(opts, setup, &mut rng)?;
     let bar = progress_bar(n as u64, epoch, opts.quiet);
     let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
     let mut grad_norms = Vec::new();
-    for (step, idx) in order.chunks(opts.batch).enumerate() {
+    for (step, what) in steps.iter().enumerate() {
         let at = || format!("epoch {}, step {step}", epoch + 1);
-        let batch = data::batch(&setup.feats.train, idx, &setup.label_map, &setup.device)?;
         let dropout = (opts.dropout > 0.0).then_some((opts.dropout, &mut rng));
         let log_norms = opts.grad_norm_every > 0 && step % opts.grad_norm_every == 0;
-        let (loss, norms) = train_step(net, optimizer, &batch, setup, dropout, log_norms)?;
+        let (loss, norms, tokens) = match what {
+            Step::Windows(idx) => {
+                let batch = data::batch(&setup.feats.train, idx, &setup.label_map, &setup.device)?;
+                let loss = eval::loss(net, &batch, setup.binary.is_some(), dropout)?;
+                let (l, norms) = train_step(net, optimizer, loss, log_norms)?;
+                (l, norms, idx.len())
+            }
+            Step::Sentences(s) => {
+                let b = data::sentence_batch(&setup.feats.train, &setup.offsets, s, &setup.device)?;
+                // Summed over the step's sentences and divided by --batch:
+                // each token weighs what it weighs in a word-level batch.
+                let w: Vec<f32> = b
+                    .lengths
+                    .iter()
+                    .map(|&l| if l > 0 { 1.0 / opts.batch as f32 } else { 0.0 })
+                    .collect();
+                let tokens: usize = b.lengths.iter().sum();
+                let loss = net.sentence_loss(&b, &w, dropout)?;
+                let (l, norms) = train_step(net, optimizer, loss, log_norms)?;
+                // Reported per token, as the word-level loss is.
+                (l * opts.batch as f64 / tokens.max(1) as f64, norms, tokens)
+            }
+        };
+        let idx_len = tokens;
         if !loss.is_finite() {
             let bad = non_finite_params(&net.params())?;
             return Err(Error::Other(format!(
@@ -325,9 +409,9 @@ fn run_epoch(
         if log_norms {
             grad_norms = named_norms(names, &norms, at)?;
         }
-        loss_sum += loss * idx.len() as f64;
-        loss_n += idx.len();
-        bar.inc(idx.len() as u64);
+        loss_sum += loss * idx_len as f64;
+        loss_n += idx_len;
+        bar.inc(idx_len as u64);
         if step % 20 == 0 {
             let rate = bar.position() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
@@ -353,17 +437,42 @@ fn run_epoch(
     })
 }
 
-/// Forward, backward and update on one batch: returns the loss, and with
+/// What one training step reads.
+enum Step {
+    /// Token positions of single windows (word-level models).
+    Windows(Vec<usize>),
+    /// Whole sentences padded to a bucket (the sentence-level model).
+    Sentences(data::SentenceStep),
+}
+
+/// The epoch's steps in a seeded random order: shuffled windows in
+/// batches of --batch, or shuffled sentences grouped by length bucket,
+/// --sentence-tokens per step, the steps shuffled again.
+fn epoch_steps(opts: &TrainOptions, setup: &Setup, rng: &mut StdRng) -> Result<Vec<Step>> {
+    let w = &setup.feats.train;
+    if !opts.crf() {
+        let mut order: Vec<usize> = (0..w.n_tokens).collect();
+        order.shuffle(rng);
+        return Ok(order
+            .chunks(opts.batch)
+            .map(|c| Step::Windows(c.to_vec()))
+            .collect());
+    }
+    let mut order: Vec<usize> = (0..w.sentence_lengths.len()).collect();
+    order.shuffle(rng);
+    let mut steps = data::sentence_steps(&w.sentence_lengths, &order, opts.sentence_tokens)?;
+    steps.shuffle(rng);
+    Ok(steps.into_iter().map(Step::Sentences).collect())
+}
+
+/// Backward and update for `loss`: returns its value, and with
 /// `log_norms` each parameter's gradient norm (computed in the same plan).
 fn train_step(
-    net: &WindowNet,
+    net: &NerModel,
     optimizer: &mut Optimizer,
-    batch: &Batch,
-    setup: &Setup,
-    dropout: Option<(f64, &mut StdRng)>,
+    loss: Tensor,
     log_norms: bool,
 ) -> Result<(f64, Vec<Tensor>)> {
-    let loss = eval::loss(net, batch, setup.binary.is_some(), dropout)?;
     loss.backward()?;
     let norms: Vec<Tensor> = if log_norms {
         no_grad(|| {
@@ -439,7 +548,7 @@ fn log_epoch(metrics: &mut File, m: &EpochMetrics, quiet: bool) -> Result<()> {
 fn keep_checkpoints(
     opts: &TrainOptions,
     dir: &Path,
-    net: &WindowNet,
+    net: &NerModel,
     optimizer: &Optimizer,
     meta: &Meta,
     names: &[String],

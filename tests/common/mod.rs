@@ -69,6 +69,7 @@ pub fn ner_config(hidden: usize) -> WindowNetConfig {
         hidden: vec![hidden],
         classes: 5,
         activation: Activation::Tanh,
+        features: vec![],
     }
 }
 

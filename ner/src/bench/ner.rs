@@ -28,6 +28,7 @@ fn config(s: &NerShape) -> WindowNetConfig {
         hidden: vec![s.hidden],
         classes: s.classes,
         activation: Activation::Tanh,
+        features: vec![],
     }
 }
 
@@ -104,6 +105,7 @@ impl Case for NerCase {
         let batch = Batch {
             words: Tensor::ids(words, &[b * w], &self.device)?,
             caps: None,
+            features: vec![],
             labels: Tensor::ids(labels, &[b], &self.device)?,
             size: b,
         };

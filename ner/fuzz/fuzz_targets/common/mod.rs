@@ -14,7 +14,9 @@ use clap::Parser;
 use deltagrad::model::{Activation, WindowNet, WindowNetConfig};
 use deltagrad::{DType, Device, Result, Tensor};
 use deltagrad_ner::features::{self, N_CAPS, TagSet, Vocab};
+use deltagrad_ner::gazetteer::Gazetteer;
 use deltagrad_ner::model_io::{self, Meta};
+use deltagrad_ner::net::{Crf, NerModel};
 use deltagrad_ner::options::TrainOptions;
 use deltagrad_ner::{conll, eval, files, glove, tokenize};
 
@@ -136,11 +138,23 @@ pub fn checkpoint(data: &[u8], dir: &Path) {
     }
     // What the loader accepted must be usable: `tag` does exactly this.
     let sentence = [vec!["Ann", "visited", "Rome", "."]];
-    let w = features::windows_for_tokens(&sentence, &meta.vocab(), meta.options.half_window)
-        .expect("the loader checked half_window");
+    let gazetteer = meta.gazetteer().expect("the loader checked the gazetteer");
+    let extras = model_io::extras(&meta.options, &gazetteer);
+    let w = features::windows_for_tokens_with(
+        &sentence,
+        &meta.vocab(),
+        meta.options.half_window,
+        &extras,
+    )
+    .expect("the loader checked half_window");
     let scores = eval::predict(&net, &w, &Device::cpu()).expect("loaded model predicts");
-    eval::decode(&scores, &w.sentence_lengths, &meta.tagset(), "greedy")
-        .expect("loaded model's scores decode");
+    let viterbi = net
+        .viterbi(meta.tagset().tags())
+        .expect("loaded CRF decodes");
+    for how in ["greedy", "viterbi"] {
+        eval::decode(&scores, &w.sentence_lengths, &meta.tagset(), how, &viterbi)
+            .expect("loaded model's scores decode");
+    }
 }
 
 /// A fresh, unique scratch folder for one test or fuzz process.
@@ -160,8 +174,18 @@ struct Cli {
     opts: TrainOptions,
 }
 
-/// `train` flags for a tiny model: window 3, one hidden layer of 3.
-pub const TINY: &[&str] = &["--hidden", "3", "--half-window", "1", "--cap-dim", "2"];
+/// `train` flags for a tiny model: window 3, one hidden layer of 3, the
+/// lecture's word-level model.
+pub const TINY: &[&str] = &[
+    "--hidden",
+    "3",
+    "--half-window",
+    "1",
+    "--cap-dim",
+    "2",
+    "--model",
+    "window",
+];
 
 /// Saves a tiny real model (4 words plus `<pad>`/`<unk>`, PER and LOC, dim
 /// 2) built from `train` flags (such as [`TINY`]) as `build_model` reads
@@ -176,6 +200,8 @@ pub fn save_tiny_model(dir: &Path, name: &str, flags: &[&str]) -> Result<()> {
         vocab.insert(w);
     }
     let tags = TagSet::from_types(&["PER", "LOC"]);
+    let mut gazetteer = Gazetteer::new(&["PER", "LOC"]);
+    gazetteer.insert("LOC", vec!["Rome".into()]);
     let config = WindowNetConfig {
         vocab: vocab.len(),
         dim: 2,
@@ -185,7 +211,14 @@ pub fn save_tiny_model(dir: &Path, name: &str, flags: &[&str]) -> Result<()> {
         hidden: opts.hidden.clone(),
         classes: if opts.binary.is_some() { 1 } else { tags.len() },
         activation: Activation::Tanh,
+        features: model_io::feature_specs(&opts, &model_io::extras(&opts, &gazetteer)),
     };
     let net = WindowNet::new(config, DType::F32, &Device::cpu(), &mut Tensor::rng(7))?;
-    model_io::save(dir, name, &net, &Meta::new(&opts, &net, &vocab, &tags))
+    let crf = match opts.crf() {
+        true => Some(Crf::zeros(tags.len(), &Device::cpu())?),
+        false => None,
+    };
+    let net = NerModel { net, crf };
+    let gaz = (opts.extra_dims().2 > 0).then_some(&gazetteer);
+    model_io::save(dir, name, &net, &Meta::new(&opts, &net, &vocab, &tags, gaz))
 }
