@@ -163,6 +163,7 @@ fn training_results(d: &Device) -> Result<(Vec<f64>, Vec<HostData>)> {
         hidden: vec![128],
         classes: 9,
         activation: Activation::Tanh,
+        features: vec![],
     };
     let mut rng = Tensor::rng(3);
     let net = WindowNet::new(cfg.clone(), DType::F32, d, &mut rng)?;
@@ -241,6 +242,7 @@ fn warmed_up_cpu_step_allocates_no_buffer() -> Result<()> {
         hidden: vec![64],
         classes: 5,
         activation: Activation::Tanh,
+        features: vec![],
     };
     let mut rng = Tensor::rng(5);
     let net = WindowNet::new(cfg.clone(), DType::F32, &d, &mut rng)?;
