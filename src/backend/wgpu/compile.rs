@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::buffer::{GpuBuffer, Raw};
+use super::choice::Choice;
 use super::emit::Access;
 use super::kernels::KernelId;
-use super::tune::Choice;
 use super::variants::MatmulShape;
 use crate::dtype::DType;
 use crate::error::{Error, Result};

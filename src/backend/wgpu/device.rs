@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::tune::{self, Tuning};
+use super::choice::{self, Tuning};
 use crate::error::{Error, Result};
 
 /// How to pick and drive the device.
@@ -54,8 +54,8 @@ impl Default for WgpuOptions {
             max_cached_plans: 64,
             max_cached_pipelines: 256,
             tuning: Tuning::from_env(),
-            tune_cache: tune::cache_dir_from_env(),
-            tune_budget: tune::budget_from_env(),
+            tune_cache: choice::cache_dir_from_env(),
+            tune_budget: choice::budget_from_env(),
             subgroups: true,
             trusted_shaders: true,
         }

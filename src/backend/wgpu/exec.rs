@@ -7,13 +7,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use super::buffer::{GpuBuffer, Pool, Raw, create_raw, gpu_buffer};
+use super::choice::{Choice, Tuner};
 use super::compile::{self, Bind, Bufs, Compiled, Dispatch, Env, Step};
 use super::ctx::Ctx;
 use super::host;
 use super::pipelines::{Pipeline, Pipelines};
 use super::profile::{self, Timer};
 use super::record::{self, Recorder};
-use super::tune::Tuner;
 use super::variants::MatmulShape;
 use crate::backend::Storage;
 use crate::error::{Error, Result};
@@ -83,23 +83,30 @@ pub(super) struct Exec {
     pub last_times: Option<Vec<(String, f64)>>,
     /// Each matmul's variant.
     pub tuner: Tuner,
+    /// Gives the tuner a choice for every matmul of a plan (`tune::prepare`,
+    /// passed in because tuning runs plans through this executor).
+    tune: Tune,
 }
 
+/// Gives the tuner a choice for every matmul of a plan.
+pub(super) type Tune = fn(&mut Tuner, &Ctx, &Plan);
+
 impl Exec {
-    pub fn new(max_pipelines: usize, tuner: Tuner) -> Exec {
+    pub fn new(max_pipelines: usize, tuner: Tuner, tune: Tune) -> Exec {
         Exec {
             pipelines: Pipelines::new(max_pipelines),
             plans: HashMap::new(),
             tick: 0,
             last_times: None,
             tuner,
+            tune,
         }
     }
 
     /// The per-launch notes of `plan` as it would run now (tuning its
     /// matmuls first if needed), for `explain`.
     pub fn notes(&mut self, cx: &Ctx, plan: &Plan) -> Result<Vec<String>> {
-        self.tuner.prepare(cx, plan);
+        (self.tune)(&mut self.tuner, cx, plan);
         let tuner = &self.tuner;
         let choose = |s: &MatmulShape| tuner.choose(s);
         Ok(compile::compile(plan, &env(cx, &choose))?.notes)
@@ -110,7 +117,7 @@ impl Exec {
     }
 }
 
-fn env<'a>(cx: &Ctx, choose: &'a dyn Fn(&MatmulShape) -> super::tune::Choice) -> Env<'a> {
+fn env<'a>(cx: &Ctx, choose: &'a dyn Fn(&MatmulShape) -> Choice) -> Env<'a> {
     Env {
         max_groups: cx.gpu.limits.max_compute_workgroups_per_dimension,
         subgroups: cx.gpu.subgroups,
@@ -182,11 +189,12 @@ fn state_for<'a>(
     tick: u64,
     max_plans: usize,
     tuner: &mut Tuner,
+    tune: Tune,
 ) -> Result<&'a mut PlanState> {
     let sig = (plan.slots.len(), plan.launches.len());
     if plans.get(&plan.id).is_none_or(|s| s.sig != sig) {
         // First run of this plan: tune its matmuls' shape classes now.
-        tuner.prepare(cx, plan);
+        tune(tuner, cx, plan);
         let tuner = &*tuner;
         let choose = |s: &MatmulShape| tuner.choose(s);
         let st = new_state(cx, plan, tick, &env(cx, &choose))?;
@@ -229,8 +237,9 @@ pub(super) fn execute(
         last_times,
         tick,
         tuner,
+        tune,
     } = ex;
-    let st = state_for(plans, cx, plan, *tick, max_plans, tuner)?;
+    let st = state_for(plans, cx, plan, *tick, max_plans, tuner, *tune)?;
     let outputs = acquire_outputs(cx, st)?;
     let PlanState {
         fixed,

@@ -9,6 +9,7 @@
 //! ```
 
 mod buffer;
+mod choice;
 mod compile;
 mod ctx;
 mod device;
@@ -22,6 +23,7 @@ mod profile;
 mod record;
 mod segments;
 pub mod tune;
+mod tune_cache;
 pub mod variants;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,10 +36,10 @@ pub use tune::Tuning;
 pub use variants::{MatmulShape, MatmulVariant};
 
 use self::buffer::{Pool, Stats, gpu_buffer};
+use self::choice::Tuner;
 use self::ctx::{Ctx, f64_unsupported, host_data, lock};
 use self::device::Gpu;
 use self::exec::Exec;
-use self::tune::Tuner;
 use super::{Backend, Counters, DeviceBuffer, Storage};
 use crate::dtype::HostData;
 use crate::error::Result;
@@ -86,7 +88,7 @@ impl WgpuBackend {
                 stats,
                 last: Mutex::new(None),
             },
-            exec: Mutex::new(Exec::new(opts.max_cached_pipelines, tuner)),
+            exec: Mutex::new(Exec::new(opts.max_cached_pipelines, tuner, tune::prepare)),
             opts,
             profiling: AtomicBool::new(false),
         })
@@ -137,7 +139,7 @@ impl WgpuBackend {
     pub fn matmul_choice(&self, shape: &MatmulShape) -> tune::Choice {
         let mut ex = lock(&self.exec);
         let plan = tune::one_matmul(shape);
-        ex.tuner.prepare(&self.cx, &plan);
+        tune::prepare(&mut ex.tuner, &self.cx, &plan);
         ex.tuner.choose(shape)
     }
 
