@@ -258,19 +258,7 @@ pub(super) fn execute(
     if caches.bind_groups.len() > 64 + 4 * fixed.compiled.steps.len() {
         caches.bind_groups.clear();
     }
-    // Without the device's clock, profiling leaves the plan as it is.
-    let period = cx.gpu.timestamp_period.filter(|_| profile);
-    let owners = match period {
-        Some(_) => timed_launches(&fixed.compiled),
-        None => Vec::new(),
-    };
-    if period.is_some()
-        && timer
-            .as_ref()
-            .is_none_or(|t| t.queries as usize != 2 * owners.len())
-    {
-        *timer = Timer::new(cx, owners.len())?;
-    }
+    let (period, owners) = profiling(cx, &fixed.compiled, timer, profile)?;
     let timing = timer.as_ref().filter(|_| period.is_some());
     let dispatches = record(cx, plan, fixed, caches, &bufs, &pipes, timing)?;
     cx.stats
@@ -350,6 +338,30 @@ fn prepare(
 }
 
 /// The launch each dispatch belongs to, in dispatch order.
+/// When profiling, the device's tick length and the launch of each timed
+/// dispatch, with `timer` sized for them. Without the device's clock,
+/// profiling leaves the plan as it is.
+fn profiling(
+    cx: &Ctx,
+    compiled: &Compiled,
+    timer: &mut Option<Timer>,
+    profile: bool,
+) -> Result<(Option<f64>, Vec<usize>)> {
+    let period = cx.gpu.timestamp_period.filter(|_| profile);
+    let owners = match period {
+        Some(_) => timed_launches(compiled),
+        None => Vec::new(),
+    };
+    if period.is_some()
+        && timer
+            .as_ref()
+            .is_none_or(|t| t.queries as usize != 2 * owners.len())
+    {
+        *timer = Timer::new(cx, owners.len())?;
+    }
+    Ok((period, owners))
+}
+
 fn timed_launches(compiled: &Compiled) -> Vec<usize> {
     (compiled.steps.iter().zip(&compiled.launch_of))
         .filter(|(s, _)| matches!(s, Step::Dispatch(_)))

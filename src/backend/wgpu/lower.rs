@@ -7,7 +7,7 @@ use super::compile::{
 use super::emit::Access;
 use super::kernels::{KernelId, MAX_EPI_INPUTS, MAX_EW_INPUTS, MAX_RANK, SoftmaxKind};
 use super::segments;
-use super::variants::MatmulShape;
+use super::variants::{MatmulShape, MatmulVariant};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ir::{Epilogue, Expr, Kernel};
@@ -147,26 +147,17 @@ impl Compiler<'_> {
         let bb = self.need(*b, kk * n, DType::F32, "matmul b")?;
         let (epi_binds, epi_words, epi) = self.epilogue(epilogue, [m, n], ob)?;
         let (trans_a, trans_b) = (*trans_a, *trans_b);
-        let choice = (self.env.choose)(&MatmulShape {
+        let shape = MatmulShape {
             m,
             k: kk,
             n,
             trans_a,
             trans_b,
-        });
-        let v = choice.variant;
-        let (chunk, splits) = v.k_chunks(kk);
-        self.note = format!("{} ({})", v.with_split(splits as u32), choice.how);
+        };
+        let (v, chunk, splits, [gx, gy]) = self.matmul_variant(&shape)?;
         // Four values at once where the operand's contiguous axis allows.
         let vec_a = if trans_a { m } else { kk }.is_multiple_of(4);
         let vec_b = if trans_b { kk } else { n }.is_multiple_of(4);
-        let (gx, gy) = v.groups(m, n);
-        let max = self.max_groups as u64;
-        if gx > max || gy > max || splits as u64 > max {
-            return Err(Error::Gpu(format!(
-                "matmul {m}x{n} needs a {gx}x{gy}x{splits} grid with variant {v}, over the adapter's limit"
-            )));
-        }
         if m * n == 0 {
             return Ok(());
         }
@@ -212,6 +203,28 @@ impl Compiler<'_> {
             words(&epi_params),
             groups,
         )
+    }
+
+    /// The variant chosen for `s`, its K chunk and number of K ranges, and
+    /// its grid, checked against the adapter's limit; notes the choice for
+    /// `explain`.
+    fn matmul_variant(
+        &mut self,
+        s: &MatmulShape,
+    ) -> Result<(MatmulVariant, usize, usize, [u64; 2])> {
+        let choice = (self.env.choose)(s);
+        let v = choice.variant;
+        let (chunk, splits) = v.k_chunks(s.k);
+        self.note = format!("{} ({})", v.with_split(splits as u32), choice.how);
+        let (gx, gy) = v.groups(s.m, s.n);
+        let max = self.max_groups as u64;
+        if gx > max || gy > max || splits as u64 > max {
+            return Err(Error::Gpu(format!(
+                "matmul {}x{} needs a {gx}x{gy}x{splits} grid with variant {v}, over the adapter's limit",
+                s.m, s.n
+            )));
+        }
+        Ok((v, chunk, splits, [gx, gy]))
     }
 
     /// A dispatch over an explicit grid (sizes checked by the caller).
