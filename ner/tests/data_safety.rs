@@ -151,7 +151,7 @@ fn a_trained_model_is_replaced_only_when_told() {
     assert_eq!(snapshot(&out), before, "bad data changed the run folder");
     // A sentence longer than the sentence-level model's longest bucket,
     // a gazetteer file that is malformed or missing: the file and line.
-    let long = std::iter::repeat_n("w O\n", 130).collect::<String>();
+    let long = std::iter::repeat_n("w NN I-NP O\n", 130).collect::<String>();
     let train_txt = std::fs::read_to_string(fixtures().join("train.txt")).unwrap();
     std::fs::write(bad.join("train.txt"), format!("{train_txt}\n{long}")).unwrap();
     std::fs::copy(fixtures().join("test.txt"), bad.join("test.txt")).unwrap();
