@@ -94,7 +94,7 @@ pub struct TrainOptions {
     #[arg(long, default_value_t = 2)]
     pub half_window: usize,
     /// Epochs without dev-F1 improvement before stopping.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub patience: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -148,6 +148,10 @@ pub struct EpochMetrics {
     pub dev_f1: f64,
     pub seconds: f64,
     pub windows_per_s: f64,
+    /// Plans compiled for the epoch's training steps (the first epoch
+    /// compiles one per bucket and step kind; later ones replay them).
+    #[serde(default)]
+    pub step_plans: u64,
     /// Gradient L2 norm per parameter, at the last logged step of the epoch:
     /// vanishing or exploding gradients show here.
     #[serde(default)]

@@ -368,6 +368,7 @@ fn run_epoch(
     let mut rng = epoch_rng(opts.seed, epoch);
     let steps = epoch_steps(opts, setup, &mut rng)?;
     let bar = progress_bar(n as u64, epoch, opts.quiet);
+    let plans_before = schedule::thread_stats().misses;
     let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
     let mut grad_norms = Vec::new();
     for (step, what) in steps.iter().enumerate() {
@@ -422,6 +423,7 @@ fn run_epoch(
         }
     }
     bar.finish_and_clear();
+    let step_plans = schedule::thread_stats().misses - plans_before;
     let train_secs = t0.elapsed().as_secs_f64();
     let dev = setup.score(net, &setup.feats.valid, &setup.corpus.valid)?;
     Ok(EpochMetrics {
@@ -433,6 +435,7 @@ fn run_epoch(
         dev_f1: dev.f1,
         seconds: t0.elapsed().as_secs_f64(),
         windows_per_s: n as f64 / train_secs.max(1e-9),
+        step_plans,
         grad_norms,
     })
 }
@@ -528,14 +531,16 @@ fn log_epoch(metrics: &mut File, m: &EpochMetrics, quiet: bool) -> Result<()> {
     writeln!(metrics, "{line}").map_err(|e| Error::io("writing metrics", e))?;
     if !quiet {
         eprintln!(
-            "epoch {:>2}  loss {:.4}  dev P {:.2} R {:.2} F1 {:.2}  {:.1}s  {:.0} windows/s",
+            "epoch {:>2}  loss {:.4}  dev P {:.2} R {:.2} F1 {:.2}  {:.1}s  {:.0} windows/s  \
+             {} new step plans",
             m.epoch,
             m.train_loss,
             m.dev_precision,
             m.dev_recall,
             m.dev_f1,
             m.seconds,
-            m.windows_per_s
+            m.windows_per_s,
+            m.step_plans
         );
     }
     Ok(())

@@ -350,6 +350,33 @@ fn checkpoint_missing_tensor() {
     assert_mentions(&c.load_err(), &[&c.weights_path(), "tensor U is missing"]);
 }
 
+/// A CRF checkpoint whose transition matrix belongs to another tag set,
+/// and one whose feature tables disagree with its options.
+#[test]
+fn checkpoint_crf_of_another_tag_set() {
+    let dir = common::scratch_dir("bad-crf");
+    common::save_tiny_model(&dir, NAME, &common::TINY[..6]).unwrap();
+    let c = Ckpt {
+        json: checkpoint::meta_path(&dir, NAME),
+        weights: checkpoint::weights_path(&dir, NAME),
+        dir,
+    };
+    let (model, _) = model_io::load(&c.dir, NAME, &Device::cpu()).expect("the CRF model loads");
+    assert!(model.crf.is_some() && !model.net.feature_embeddings.is_empty());
+    c.edit_weights(|t| {
+        t.insert(
+            "crf_transitions",
+            Tensor::from_vec(vec![0f32; 49], &[7, 7]).unwrap(),
+        );
+    });
+    assert_mentions(
+        &c.load_err(),
+        &[&c.weights_path(), "crf_transitions", "[7, 7]", "[5, 5]"],
+    );
+    c.edit_meta(|m| m["options"]["affix_dim"] = serde_json::json!(3));
+    assert_mentions(&c.load_err(), &[&c.json_path(), "config features"]);
+}
+
 #[test]
 fn checkpoint_wrong_shape_vs_config() {
     let c = tiny();

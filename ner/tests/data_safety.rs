@@ -149,6 +149,28 @@ fn a_trained_model_is_replaced_only_when_told() {
     let err = fails(&mut train(&bad, &out, &["--force"]));
     assert_has(&err, &["test.txt:3:", "\"B-CITY\""]);
     assert_eq!(snapshot(&out), before, "bad data changed the run folder");
+    // A sentence longer than the sentence-level model's longest bucket,
+    // a gazetteer file that is malformed or missing: the file and line.
+    let long = std::iter::repeat_n("w NN I-NP O\n", 130).collect::<String>();
+    let train_txt = std::fs::read_to_string(fixtures().join("train.txt")).unwrap();
+    std::fs::write(bad.join("train.txt"), format!("{train_txt}\n{long}")).unwrap();
+    std::fs::copy(fixtures().join("test.txt"), bad.join("test.txt")).unwrap();
+    let line = train_txt.lines().count() + 2;
+    let err = fails(&mut train(&bad, &out, &["--force"]));
+    assert_has(&err, &[&format!("train.txt:{line}:"), "130 tokens"]);
+    let gaz = root.join("names.txt");
+    std::fs::write(&gaz, "LOC\tOslo\nPER Ann\n").unwrap();
+    let gaz_flag = ["--force", "--gazetteer", gaz.to_str().unwrap()];
+    let err = fails(&mut train(&fixtures(), &out, &gaz_flag));
+    assert_has(&err, &["names.txt:2:", "TYPE<TAB>name"]);
+    std::fs::remove_file(&gaz).unwrap();
+    let err = fails(&mut train(&fixtures(), &out, &gaz_flag));
+    assert_has(&err, &["names.txt"]);
+    assert_eq!(
+        snapshot(&out),
+        before,
+        "a failed run changed the run folder"
+    );
     let err = fails(&mut train(
         &fixtures(),
         &out,

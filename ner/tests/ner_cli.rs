@@ -78,9 +78,13 @@ fn train_eval_tag_on_fixture_corpus() {
     let preds = out.join("pred.txt");
     let report = run(bin()
         .args(["eval", "--device", "cpu", "--model", out.to_str().unwrap()])
-        .args(["--output", preds.to_str().unwrap()]));
+        .args(["--output", preds.to_str().unwrap(), "--oov"]));
     assert!(
         report.contains("accuracy:") && report.contains("FB1:"),
+        "{report}"
+    );
+    assert!(
+        report.contains("entities with a word unseen in") && report.contains("train.txt"),
         "{report}"
     );
     let lines = std::fs::read_to_string(&preds).unwrap();
