@@ -74,11 +74,16 @@ impl Pool {
             return;
         };
         let f: &(dyn Fn(usize) + Sync) = &f;
-        // SAFETY: `f` is only called for a task claimed from `next`, and
-        // this function returns only once every claimed task is done (even
-        // when one panics), so no call outlives the borrow; a helper that
-        // starts later claims nothing and never touches `f`.
-        let f: &'static (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
+        // SAFETY (of the lifetime erased here): `f` is only called for a
+        // task claimed from `next`, and this function returns only once
+        // every claimed task is done (even when one panics), so no call
+        // outlives the borrow; a helper that starts later claims nothing
+        // and never dereferences the pointer.
+        let f = unsafe {
+            std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync)>(
+                f,
+            )
+        };
         let job = Arc::new(Job {
             next: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
@@ -151,8 +156,12 @@ struct Job {
     done: AtomicUsize,
     panicked: AtomicBool,
     tasks: usize,
-    f: &'static (dyn Fn(usize) + Sync),
+    f: *const (dyn Fn(usize) + Sync),
 }
+
+// SAFETY: `f` points to a `Sync` closure, called only while `tasks` waits.
+unsafe impl Send for Job {}
+unsafe impl Sync for Job {}
 
 impl Job {
     fn work(&self) {
@@ -163,7 +172,9 @@ impl Job {
             }
             // A panicking task still counts as done, so that `tasks`
             // never waits forever and never returns while a task runs.
-            let f = self.f;
+            // SAFETY: task t was claimed, so `Pool::tasks` is still waiting
+            // and the closure is alive.
+            let f = unsafe { &*self.f };
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(t))).is_err() {
                 self.panicked.store(true, Ordering::Release);
             }
