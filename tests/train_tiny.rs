@@ -118,7 +118,8 @@ fn input(shape: &[usize], dtype: DType, seed: u64, d: &Device) -> Result<Tensor>
 
 /// Each op at sizes above the CPU backend's thresholds for splitting work
 /// (matmuls by rows and by columns, every transpose, element-wise work
-/// with broadcasting, reductions along each axis, the fused loss, gather),
+/// with broadcasting, reductions along each axis and over long axes, the
+/// fused loss, gather),
 /// forward and backward: every value and gradient, as bits.
 fn op_results(d: &Device, dtype: DType) -> Result<Vec<HostData>> {
     let mut out = Vec::new();
@@ -140,6 +141,11 @@ fn op_results(d: &Device, dtype: DType) -> Result<Vec<HostData>> {
     let r = x.sum_axis(0)?.sum()?.add(&x.max_axis(1)?.sum()?)?;
     r.add(&x.log_softmax_axis(1)?.sum()?)?.backward()?;
     out.extend([r.to_host()?, x.grad().expect("a gradient").to_host()?]);
+    // Long axes to few outputs: the reductions cut into fixed blocks.
+    let z = input(&[3, 20_000], dtype, 8, d)?;
+    let r = z.sum_axis(1)?.mul(&z.max_axis(1)?)?.sum()?.add(&z.sum()?)?;
+    r.backward()?;
+    out.extend([r.to_host()?, z.grad().expect("a gradient").to_host()?]);
     let logits = input(&[5000, 9], dtype, 7, d)?;
     let labels: Vec<u32> = (0..5000).map(|i| (i * 7 % 9) as u32).collect();
     let loss = logits.softmax_cross_entropy(&Tensor::ids(labels, &[5000], d)?)?;

@@ -62,7 +62,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let run = RunDir::start(opts)?;
     let (net, mut optimizer, mut progress) = start_or_resume(opts, &setup, &emb, &run)?;
     drop(emb);
-    let mut metrics = open_metrics(run.work(), opts.resume)?;
+    let mut metrics = open_metrics(run.work(), opts.resume, progress.epochs_done)?;
     let gaz = (opts.extra_dims().2 > 0).then_some(&setup.gazetteer);
     let meta = Meta::new(opts, &net, &setup.vocab, &setup.tags, gaz);
     let names = model_io::param_names(&net);
@@ -331,18 +331,36 @@ fn start_or_resume(
     Ok((net, optimizer, progress))
 }
 
-/// `metrics.jsonl` in `dir`: appended to on `--resume`, else new.
-fn open_metrics(dir: &Path, resume: bool) -> Result<File> {
+/// `metrics.jsonl` in `dir`: on `--resume`, its first `epochs_done` lines
+/// kept and appended to, else new. An interrupt between an epoch's line and
+/// its checkpoint leaves one line more than the checkpoint has epochs; the
+/// resumed run writes that epoch's line again.
+fn open_metrics(dir: &Path, resume: bool, epochs_done: usize) -> Result<File> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let path = dir.join("metrics.jsonl");
-    std::fs::OpenOptions::new()
+    let kept: String = if resume {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .lines()
+                .take(epochs_done)
+                .flat_map(|l| [l, "\n"])
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    } else {
+        String::new()
+    };
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
-        .append(resume)
-        .truncate(!resume)
+        .truncate(true)
         .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    file.write_all(kept.as_bytes())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    Ok(file)
 }
 
 /// The generator of epoch `e`'s shuffle and dropout masks: derived from the
@@ -599,4 +617,29 @@ fn progress_bar(len: u64, epoch: usize, quiet: bool) -> ProgressBar {
     }
     bar.set_prefix(format!("{}", epoch + 1));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resuming_keeps_only_the_checkpointed_epochs_metrics() {
+        let dir = std::env::temp_dir().join(format!("deltagrad-metrics-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Interrupted after epoch 2's line, before its checkpoint.
+        std::fs::write(dir.join("metrics.jsonl"), "{\"epoch\":1}\n{\"epoch\":2}\n").unwrap();
+        let mut f = open_metrics(&dir, true, 1).unwrap();
+        writeln!(f, "{{\"epoch\":2}}").unwrap();
+        drop(f);
+        let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        assert_eq!(text, "{\"epoch\":1}\n{\"epoch\":2}\n");
+        open_metrics(&dir, false, 1).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap(),
+            ""
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

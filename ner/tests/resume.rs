@@ -182,3 +182,51 @@ fn same_seed_same_model_on_the_gpu() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// `train` on the CPU writes the same losses and the same checkpoint, byte
+/// for byte, on 1 thread, the default count and 3 threads: the batch and
+/// hidden layer are large enough that every step splits its matmuls,
+/// element-wise work and reductions over threads. An unusable
+/// `DELTAGRAD_THREADS` is a warning, then the default.
+#[test]
+fn same_model_at_any_cpu_thread_count() {
+    let mut runs = Vec::new();
+    for threads in ["1", "", "3", "abc"] {
+        let out = scratch(&format!("threads-{threads}"));
+        let mut cmd = common::bin();
+        cmd.args(["train", "--no-fetch", "--quiet", "--device", "cpu"])
+            .args(["--epochs", "2", "--batch", "512", "--hidden", "128"])
+            .arg("--data")
+            .arg(common::fixtures())
+            .arg("--out")
+            .arg(&out)
+            .env_remove("DELTAGRAD_THREADS");
+        if !threads.is_empty() {
+            cmd.env("DELTAGRAD_THREADS", threads);
+        }
+        let o = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "DELTAGRAD_THREADS={threads}: {stderr}");
+        assert_eq!(
+            stderr.contains("DELTAGRAD_THREADS=\"abc\""),
+            threads == "abc",
+            "{stderr}"
+        );
+        let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        let losses: Vec<u64> = metrics
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["train_loss"].as_f64().unwrap().to_bits()
+            })
+            .collect();
+        assert_eq!(losses.len(), 2, "{metrics}");
+        runs.push((threads, losses, weights(&out)));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    let (_, losses, model) = &runs[0];
+    for (threads, l, m) in &runs[1..] {
+        assert_eq!(l, losses, "losses with DELTAGRAD_THREADS={threads:?}");
+        assert!(m == model, "checkpoint with DELTAGRAD_THREADS={threads:?}");
+    }
+}

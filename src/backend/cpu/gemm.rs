@@ -11,7 +11,7 @@
 //! process-wide pool from `MATMUL_NUM_THREADS`, where a device here
 //! chooses its own count.
 
-use super::par::Pool;
+use super::par::{Pool, SendPtr};
 use crate::ir::Float;
 
 /// Multiply-adds below which a product stays on the calling thread.
@@ -107,24 +107,6 @@ macro_rules! impl_gemm {
 
 impl_gemm!(f32, matrixmultiply::sgemm);
 impl_gemm!(f64, matrixmultiply::dgemm);
-
-/// A pointer that may cross threads: each task writes a disjoint block.
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-// SAFETY: the tasks given the pointer write disjoint elements of C.
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    /// The element `i` places further (a method, so that closures capture
-    /// the whole `SendPtr` rather than its raw-pointer field).
-    ///
-    /// # Safety
-    /// As `pointer::add`.
-    unsafe fn at(self, i: usize) -> *mut T {
-        unsafe { self.0.add(i) }
-    }
-}
 
 /// `C = A·B` (row-major C, m×n) on the pool's threads, one block of rows
 /// (or columns, when n > m) of C per thread.

@@ -408,6 +408,10 @@ fn reduce<T: Float>(
         ReduceOp::Sum => T::ZERO,
         ReduceOp::Max => T::neg_infinity(),
     };
+    if inner < LANES && len > BLOCK {
+        reduce_narrow(pool, op, x, len, inner, init, o);
+        return Ok(());
+    }
     let piece = (PAR_MIN / len.max(1)).max(64);
     pool.pieces(o, piece, |start, part| {
         part.fill(init);
@@ -433,6 +437,60 @@ fn reduce<T: Float>(
         }
     });
     Ok(())
+}
+
+/// Independent partial results per block of a narrow reduction.
+const LANES: usize = 8;
+/// Elements of the reduced axis per block of a narrow reduction.
+const BLOCK: usize = 4096;
+
+/// A reduction to few outputs over a long axis (a norm, a total): one
+/// output at a time would be a chain of dependent additions. Each output's
+/// axis is cut into blocks of `BLOCK`; a block is folded in `LANES`
+/// interleaved partials, combined pairwise; the blocks' results are folded
+/// in order. The cuts depend on `len` alone, so the result is the same for
+/// any thread count; blocks go to threads.
+fn reduce_narrow<T: Float>(
+    pool: &Pool,
+    op: ReduceOp,
+    x: &[T],
+    len: usize,
+    inner: usize,
+    init: T,
+    o: &mut [T],
+) {
+    let f = |a: T, b: T| match op {
+        ReduceOp::Sum => a + b,
+        ReduceOp::Max => max_nan(a, b),
+    };
+    let blocks = len.div_ceil(BLOCK);
+    let mut partial = vec![init; o.len() * blocks];
+    pool.pieces(&mut partial, (PAR_MIN / BLOCK).max(1), |start, part| {
+        for (j, p) in part.iter_mut().enumerate() {
+            let (out, b) = ((start + j) / blocks, (start + j) % blocks);
+            let (a, i) = (out / inner, out % inner);
+            let at = |l: usize| x[(a * len + l) * inner + i];
+            let (lo, hi) = (b * BLOCK, ((b + 1) * BLOCK).min(len));
+            let mut lanes = [init; LANES];
+            let mut l = lo;
+            while l + LANES <= hi {
+                for (k, v) in lanes.iter_mut().enumerate() {
+                    *v = f(*v, at(l + k));
+                }
+                l += LANES;
+            }
+            for (k, v) in lanes.iter_mut().enumerate().take(hi - l) {
+                *v = f(*v, at(l + k));
+            }
+            let [l0, l1, l2, l3, l4, l5, l6, l7] = lanes;
+            *p = f(f(f(l0, l1), f(l2, l3)), f(f(l4, l5), f(l6, l7)));
+        }
+    });
+    for (out, v) in o.iter_mut().enumerate() {
+        *v = partial[out * blocks..(out + 1) * blocks]
+            .iter()
+            .fold(init, |acc, &p| f(acc, p));
+    }
 }
 
 /// `[outer, len, inner]` placed at `before` inside zeros of

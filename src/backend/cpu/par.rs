@@ -6,6 +6,9 @@
 //! decide *who* computes a piece, not *what* it computes, so results are
 //! bit-identical for any number of threads.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use crate::error::{Error, Result};
 
 /// Below this many elements of work a loop stays on the calling thread:
@@ -13,10 +16,11 @@ use crate::error::{Error, Result};
 /// this many simple element operations.
 pub(crate) const PAR_MIN: usize = 1 << 15;
 
-/// A thread pool of a fixed size (none for one thread).
+/// A thread pool of a fixed size: the calling thread and `threads − 1`
+/// helpers (none for one thread).
 pub(crate) struct Pool {
     threads: usize,
-    pool: Option<rayon::ThreadPool>,
+    helpers: Option<rayon::ThreadPool>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -26,17 +30,17 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool of `threads` workers; 0 is an error, and so is a pool the
+    /// A pool of `threads` threads; 0 is an error, and so is a pool the
     /// operating system refuses to start.
     pub(crate) fn new(threads: usize) -> Result<Pool> {
         if threads == 0 {
             return Err(Error::invalid("cpu threads", "need at least one thread"));
         }
-        let pool = if threads == 1 {
+        let helpers = if threads == 1 {
             None
         } else {
             let p = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
+                .num_threads(threads - 1)
                 .thread_name(|i| format!("deltagrad-cpu-{i}"))
                 .build()
                 .map_err(|e| {
@@ -44,20 +48,66 @@ impl Pool {
                 })?;
             Some(p)
         };
-        Ok(Pool { threads, pool })
+        Ok(Pool { threads, helpers })
     }
 
     /// Everything on the calling thread.
     pub(crate) fn single() -> Pool {
         Pool {
             threads: 1,
-            pool: None,
+            helpers: None,
         }
     }
 
     /// The number of threads work is spread over.
     pub(crate) fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Calls `f(t)` for every task `t` in `0..tasks`, in parallel when
+    /// there are several. The calling thread works too, so a task starts
+    /// at once even while the helpers are still waking up, and it takes
+    /// whatever tasks they have not claimed.
+    pub(crate) fn tasks(&self, tasks: usize, f: impl Fn(usize) + Sync) {
+        let Some(helpers) = self.helpers.as_ref().filter(|_| tasks > 1) else {
+            (0..tasks).for_each(f);
+            return;
+        };
+        let f: &(dyn Fn(usize) + Sync) = &f;
+        // SAFETY (of the lifetime erased here): `f` is only called for a
+        // task claimed from `next`, and this function returns only once
+        // every claimed task is done (even when one panics), so no call
+        // outlives the borrow; a helper that starts later claims nothing
+        // and never dereferences the pointer.
+        let f = unsafe {
+            std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync)>(
+                f,
+            )
+        };
+        let job = Arc::new(Job {
+            next: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            tasks,
+            f,
+        });
+        for _ in 0..(self.threads - 1).min(tasks - 1) {
+            let j = Arc::clone(&job);
+            helpers.spawn(move || j.work());
+        }
+        job.work();
+        let mut spins = 0u32;
+        while job.done.load(Ordering::Acquire) < tasks {
+            if spins < 64 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        if job.panicked.load(Ordering::Acquire) {
+            panic!("a CPU kernel task panicked");
+        }
     }
 
     /// Calls `f(start, piece)` for consecutive pieces of `out` of `piece`
@@ -70,33 +120,16 @@ impl Pool {
         f: impl Fn(usize, &mut [T]) + Sync,
     ) {
         let piece = piece.max(1);
-        match &self.pool {
-            Some(pool) if out.len() > piece => {
-                use rayon::prelude::*;
-                pool.install(|| {
-                    out.par_chunks_mut(piece)
-                        .enumerate()
-                        .for_each(|(i, c)| f(i * piece, c))
-                });
-            }
-            _ => {
-                for (i, c) in out.chunks_mut(piece).enumerate() {
-                    f(i * piece, c);
-                }
-            }
-        }
-    }
-
-    /// Calls `f(t)` for every task `t` in `0..tasks`, in parallel when
-    /// there are several.
-    pub(crate) fn tasks(&self, tasks: usize, f: impl Fn(usize) + Sync) {
-        match &self.pool {
-            Some(pool) if tasks > 1 => {
-                use rayon::prelude::*;
-                pool.install(|| (0..tasks).into_par_iter().for_each(&f));
-            }
-            _ => (0..tasks).for_each(f),
-        }
+        let len = out.len();
+        let base = SendPtr(out.as_mut_ptr());
+        self.tasks(len.div_ceil(piece), |i| {
+            let start = i * piece;
+            let n = piece.min(len - start);
+            // SAFETY: task i alone gets elements start..start + n of `out`,
+            // which is borrowed mutably for the whole call.
+            let part = unsafe { std::slice::from_raw_parts_mut(base.at(start), n) };
+            f(start, part);
+        });
     }
 
     /// `pieces` over rows of `row_len` elements, grouped so that a piece
@@ -114,6 +147,63 @@ impl Pool {
         self.pieces(out, rows_per_piece * row_len, |start, c| {
             f(start / row_len, c)
         });
+    }
+}
+
+/// One parallel loop: tasks are claimed in turn from `next`.
+struct Job {
+    next: AtomicUsize,
+    done: AtomicUsize,
+    panicked: AtomicBool,
+    tasks: usize,
+    f: *const (dyn Fn(usize) + Sync),
+}
+
+// SAFETY: `f` points to a `Sync` closure, called only while `tasks` waits.
+unsafe impl Send for Job {}
+unsafe impl Sync for Job {}
+
+impl Job {
+    fn work(&self) {
+        loop {
+            let t = self.next.fetch_add(1, Ordering::Relaxed);
+            if t >= self.tasks {
+                return;
+            }
+            // A panicking task still counts as done, so that `tasks`
+            // never waits forever and never returns while a task runs.
+            // SAFETY: task t was claimed, so `Pool::tasks` is still waiting
+            // and the closure is alive.
+            let f = unsafe { &*self.f };
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(t))).is_err() {
+                self.panicked.store(true, Ordering::Release);
+            }
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// A pointer that may cross threads: each task writes a disjoint part.
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
+// Not derived: a derive would ask `T: Copy`.
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+// SAFETY: the tasks given the pointer write disjoint elements.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The element `i` places further (a method, so that closures capture
+    /// the whole `SendPtr` rather than its raw-pointer field).
+    ///
+    /// # Safety
+    /// As `pointer::add`.
+    pub(crate) unsafe fn at(self, i: usize) -> *mut T {
+        unsafe { self.0.add(i) }
     }
 }
 
