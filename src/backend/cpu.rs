@@ -15,6 +15,7 @@ use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
 use crate::ir::{Kernel, Plan, SlotKind};
 
+mod access;
 mod buffers;
 mod elementwise;
 mod gemm;
@@ -142,7 +143,7 @@ impl Backend for CpuBackend {
             {
                 // Two outputs: the loss and the gradient.
                 let grad = self.buffers.acquire(out_slot.dtype, batch * classes);
-                losses::softmax_xent_with_grad(
+                kernels::softmax_xent_with_grad(
                     k,
                     out_slot,
                     &read,
@@ -171,23 +172,7 @@ impl Backend for CpuBackend {
                 _ => slots[out] = Some(result),
             }
         }
-        let mut outputs = vec![None; plan.n_outputs];
-        for (i, slot) in plan.slots.iter().enumerate() {
-            if let SlotKind::Output(k) = slot.kind
-                && let Some(o) = outputs.get_mut(k)
-            {
-                *o = slots[i].clone();
-            }
-        }
-        outputs
-            .into_iter()
-            .enumerate()
-            .map(|(k, s)| {
-                s.map(|b| Storage::new(b)).ok_or_else(|| {
-                    Error::invalid("cpu execute", format!("output {k} never written"))
-                })
-            })
-            .collect()
+        collect_outputs(plan, &slots)
     }
 
     fn sync(&self) -> Result<()> {
@@ -208,4 +193,24 @@ impl Backend for CpuBackend {
     fn is_gpu(&self) -> bool {
         false
     }
+}
+
+/// The plan's outputs, from the slots the launches wrote.
+fn collect_outputs(plan: &Plan, slots: &[Option<Arc<CpuBuffer>>]) -> Result<Vec<Storage>> {
+    let mut outputs = vec![None; plan.n_outputs];
+    for (i, slot) in plan.slots.iter().enumerate() {
+        if let SlotKind::Output(k) = slot.kind
+            && let Some(o) = outputs.get_mut(k)
+        {
+            *o = slots[i].clone();
+        }
+    }
+    outputs
+        .into_iter()
+        .enumerate()
+        .map(|(k, s)| {
+            s.map(|b| Storage::new(b))
+                .ok_or_else(|| Error::invalid("cpu execute", format!("output {k} never written")))
+        })
+        .collect()
 }

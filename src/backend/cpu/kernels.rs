@@ -1,17 +1,15 @@
 //! One function per kernel kind, generic over the float type; each writes
 //! into an output buffer the backend hands it.
 
-use super::CpuBuffer;
-use super::elementwise::{Scratch, evaluate};
-use super::gemm::{Gemm, gemm};
+use super::access::{Reader, Typed, borrow, floats, load_ids};
+use super::elementwise::evaluate;
+use super::gemm::gemm;
 use super::losses;
 use super::par::{PAR_MIN, Pool};
 use crate::dtype::HostData;
 use crate::error::{Error, Result};
 use crate::ir::float::max_nan;
 use crate::ir::{Epilogue, Float, Kernel, ReduceOp, Slot, View};
-
-pub(super) type Reader<'a> = dyn Fn(usize) -> Result<&'a CpuBuffer> + 'a;
 
 /// Runs `k` into `out` (the output slot's buffer: its dtype and length).
 pub(super) fn run(
@@ -40,76 +38,6 @@ pub(super) fn run(
     }
 }
 
-/// Typed access to a buffer's contents.
-pub(super) trait Typed: Gemm + Scratch {
-    fn slice(d: &HostData) -> Option<&[Self]>;
-}
-impl Typed for f32 {
-    fn slice(d: &HostData) -> Option<&[f32]> {
-        match d {
-            HostData::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-impl Typed for f64 {
-    fn slice(d: &HostData) -> Option<&[f64]> {
-        match d {
-            HostData::F64(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-pub(super) fn floats<'a, T: Typed>(d: &'a HostData, what: &str) -> Result<&'a [T]> {
-    T::slice(d).ok_or_else(|| {
-        Error::invalid(
-            "cpu execute",
-            format!(
-                "{what}: expected a float buffer of the kernel's dtype, got {}",
-                d.dtype()
-            ),
-        )
-    })
-}
-
-/// Binds `$name: &[T]` to a slot's contents without copying them (the read
-/// guard lives in `$guard` for the rest of the scope).
-macro_rules! borrow {
-    ($read:expr, $slot:expr, $what:expr => $guard:ident, $name:ident) => {
-        let $guard = $read($slot)?.read();
-        let $name: &[T] = floats::<T>(&$guard, $what)?;
-    };
-}
-
-/// u32 ids from `slot`, each checked against `bound`.
-pub(super) fn load_ids(
-    read: &Reader<'_>,
-    slot: usize,
-    what: &str,
-    bound: usize,
-) -> Result<Vec<u32>> {
-    let b = read(slot)?;
-    let v = match &*b.read() {
-        HostData::U32(v) => v.clone(),
-        other => {
-            return Err(Error::invalid(
-                "cpu execute",
-                format!("{what}: expected u32 ids, got {}", other.dtype()),
-            ));
-        }
-    };
-    if let Some((position, &id)) = v.iter().enumerate().find(|(_, i)| **i as usize >= bound) {
-        return Err(Error::IdOutOfRange {
-            op: "cpu execute",
-            id: id as u64,
-            position,
-            rows: bound,
-        });
-    }
-    Ok(v)
-}
-
 /// Evaluates views and an expression into `out`, borrowing every input's
 /// buffer; with `acc`, `Expr::Acc` is what `out` held.
 fn with_views<T: Typed>(
@@ -133,16 +61,8 @@ fn with_views<T: Typed>(
 }
 
 fn run_typed<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool) -> Result<()> {
-    let expect = |n: usize| {
-        if n == o.len() {
-            Ok(())
-        } else {
-            Err(Error::invalid(
-                "cpu execute",
-                format!("{} produces {n} values for a slot of {}", k.name(), o.len()),
-            ))
-        }
-    };
+    let have = o.len();
+    let expect = |n: usize| expect_len(k, n, have);
     match k {
         Kernel::Elementwise {
             shape,
@@ -154,6 +74,52 @@ fn run_typed<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool) 
             expect(m * n)?;
             matmul(k, read, o, pool)
         }
+        Kernel::Reduce { .. } | Kernel::Pad { .. } => axis_kernel(k, read, o, pool),
+        Kernel::ArgMax { .. } => Err(Error::invalid("cpu execute", "argmax writes u32")),
+        Kernel::Gather { .. } | Kernel::ScatterAdd { .. } => row_kernel(k, read, o, pool),
+        Kernel::SoftmaxXent { .. } | Kernel::SoftmaxXentGrad { .. } => {
+            losses::softmax_xent(k, read, o, pool)
+        }
+        Kernel::LogSoftmax {
+            input, rows, cols, ..
+        } => {
+            expect(rows * cols)?;
+            borrow!(read, *input, "log_softmax input" => x_guard, x);
+            losses::log_softmax(pool, x, *rows, *cols, o)
+        }
+        Kernel::LogisticLoss { .. } | Kernel::LogisticLossGrad { .. } => {
+            losses::logistic(k, read, o, pool)
+        }
+        Kernel::Custom { .. } => {
+            let r = custom::<T>(k, read)?;
+            expect(r.len())?;
+            o.copy_from_slice(&r);
+            Ok(())
+        }
+        Kernel::IndexAddInPlace { .. } => {
+            Err(Error::invalid("cpu execute", "index_add runs in place"))
+        }
+        Kernel::SoftmaxXentWithGrad { .. } => Err(Error::invalid("cpu execute", "two outputs")),
+    }
+}
+
+/// An error unless `k`'s `n` values fit the output slot's `have`.
+fn expect_len(k: &Kernel, n: usize, have: usize) -> Result<()> {
+    if n == have {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "cpu execute",
+            format!("{} produces {n} values for a slot of {have}", k.name()),
+        ))
+    }
+}
+
+/// Reductions (with their epilogues) and padding along an axis.
+fn axis_kernel<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool) -> Result<()> {
+    let have = o.len();
+    let expect = |n: usize| expect_len(k, n, have);
+    match k {
         Kernel::Reduce {
             op,
             input,
@@ -188,7 +154,15 @@ fn run_typed<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool) 
             borrow!(read, *input, "pad input" => x_guard, x);
             pad(x, *outer, *len, *inner, *before, *total, o)
         }
-        Kernel::ArgMax { .. } => Err(Error::invalid("cpu execute", "argmax writes u32")),
+        _ => Err(Error::invalid("cpu execute", "not an axis kernel")),
+    }
+}
+
+/// Row gathers and scatter-adds.
+fn row_kernel<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool) -> Result<()> {
+    let have = o.len();
+    let expect = |n: usize| expect_len(k, n, have);
+    match k {
         Kernel::Gather {
             table,
             ids,
@@ -217,29 +191,7 @@ fn run_typed<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool) 
             o.fill(T::ZERO);
             scatter_rows(o, s, ids.get(..*n).unwrap_or(&ids), *dim, T::ONE)
         }
-        Kernel::SoftmaxXent { .. } | Kernel::SoftmaxXentGrad { .. } => {
-            losses::softmax_xent(k, read, o, pool)
-        }
-        Kernel::LogSoftmax {
-            input, rows, cols, ..
-        } => {
-            expect(rows * cols)?;
-            borrow!(read, *input, "log_softmax input" => x_guard, x);
-            losses::log_softmax(pool, x, *rows, *cols, o)
-        }
-        Kernel::LogisticLoss { .. } | Kernel::LogisticLossGrad { .. } => {
-            losses::logistic(k, read, o, pool)
-        }
-        Kernel::Custom { .. } => {
-            let r = custom::<T>(k, read)?;
-            expect(r.len())?;
-            o.copy_from_slice(&r);
-            Ok(())
-        }
-        Kernel::IndexAddInPlace { .. } => {
-            Err(Error::invalid("cpu execute", "index_add runs in place"))
-        }
-        Kernel::SoftmaxXentWithGrad { .. } => Err(Error::invalid("cpu execute", "two outputs")),
+        _ => Err(Error::invalid("cpu execute", "not a row kernel")),
     }
 }
 
@@ -380,14 +332,6 @@ fn scatter_rows<T: Float>(o: &mut [T], s: &[T], ids: &[u32], dim: usize, scale: 
         }
     }
     Ok(())
-}
-
-pub(super) fn scalar_of<T: Typed>(read: &Reader<'_>, slot: usize) -> Result<T> {
-    let g = read(slot)?.read();
-    floats::<T>(&g, "upstream gradient")?
-        .first()
-        .copied()
-        .ok_or_else(|| Error::invalid("cpu execute", "empty upstream gradient"))
 }
 
 /// `x` seen as `[outer, len, inner]` reduced along `len` into `o`
@@ -571,4 +515,52 @@ fn argmax(k: &Kernel, read: &Reader<'_>, o: &mut [u32]) -> Result<()> {
         HostData::F64(x) => arg_extreme(x, *outer, *len, *inner, *min, o),
         HostData::U32(_) => Err(Error::invalid("cpu argmax", "input is u32")),
     }
+}
+
+/// The loss and the gradient of a `SoftmaxXentWithGrad`, into `loss` and
+/// `grad`: the same two computations as `SoftmaxXent` and
+/// `SoftmaxXentGrad`, so fused and unfused plans agree exactly.
+pub(super) fn softmax_xent_with_grad(
+    k: &Kernel,
+    out: &Slot,
+    read: &Reader<'_>,
+    (loss, grad_data): (&mut HostData, &mut HostData),
+    pool: &Pool,
+) -> Result<()> {
+    let Kernel::SoftmaxXentWithGrad {
+        logits,
+        labels,
+        grad,
+        batch,
+        classes,
+        out: loss_out,
+        grad_out,
+    } = *k
+    else {
+        return Err(Error::invalid(
+            "cpu execute",
+            "not a softmax_xent_with_grad",
+        ));
+    };
+    let forward = Kernel::SoftmaxXent {
+        logits,
+        labels,
+        batch,
+        classes,
+        out: loss_out,
+    };
+    let backward = Kernel::SoftmaxXentGrad {
+        logits,
+        labels,
+        grad,
+        batch,
+        classes,
+        out: grad_out,
+    };
+    let grad_slot = Slot {
+        len: batch * classes,
+        ..out.clone()
+    };
+    run(&forward, out, read, loss, pool)?;
+    run(&backward, &grad_slot, read, grad_data, pool)
 }

@@ -2,12 +2,11 @@
 //! are independent and go to threads in fixed groups; a loss's mean sums
 //! the rows in order on one thread, so it is the same for any thread count.
 
-use super::HostData;
-use super::kernels::{Reader, Typed, floats, load_ids, run, scalar_of};
+use super::access::{Reader, Typed, floats, load_ids, scalar_of};
 use super::par::Pool;
 use crate::error::{Error, Result};
 use crate::ir::float::{max_nan, sigmoid};
-use crate::ir::{Float, Kernel, Slot};
+use crate::ir::{Float, Kernel};
 
 /// The numerically careful pieces of a row's log-softmax: its maximum `m`
 /// and `log Σ exp(x − m)`. Callers form `(x − m) − log_sum`, so that the
@@ -121,54 +120,6 @@ pub(super) fn softmax_xent<T: Typed>(
         }
     });
     Ok(())
-}
-
-/// The loss and the gradient of a `SoftmaxXentWithGrad`, into `loss` and
-/// `grad`: the same two computations as `SoftmaxXent` and
-/// `SoftmaxXentGrad`, so fused and unfused plans agree exactly.
-pub(super) fn softmax_xent_with_grad(
-    k: &Kernel,
-    out: &Slot,
-    read: &Reader<'_>,
-    (loss, grad_data): (&mut HostData, &mut HostData),
-    pool: &Pool,
-) -> Result<()> {
-    let Kernel::SoftmaxXentWithGrad {
-        logits,
-        labels,
-        grad,
-        batch,
-        classes,
-        out: loss_out,
-        grad_out,
-    } = *k
-    else {
-        return Err(Error::invalid(
-            "cpu execute",
-            "not a softmax_xent_with_grad",
-        ));
-    };
-    let forward = Kernel::SoftmaxXent {
-        logits,
-        labels,
-        batch,
-        classes,
-        out: loss_out,
-    };
-    let backward = Kernel::SoftmaxXentGrad {
-        logits,
-        labels,
-        grad,
-        batch,
-        classes,
-        out: grad_out,
-    };
-    let grad_slot = Slot {
-        len: batch * classes,
-        ..out.clone()
-    };
-    run(&forward, out, read, loss, pool)?;
-    run(&backward, &grad_slot, read, grad_data, pool)
 }
 
 /// Mean binary cross-entropy with logits, or its gradient, into `o`.
