@@ -143,6 +143,12 @@ struct ExplainArgs {
     /// Show the plan without fusion (one launch per primitive op).
     #[arg(long)]
     unfused: bool,
+    /// Also show what this device's backend runs for each launch (on a
+    /// GPU: each matmul's variant, tuned now if it was not yet): cpu, gpu
+    /// or auto. Without it, the plan alone, which is the same on every
+    /// device.
+    #[arg(long)]
+    device: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -386,7 +392,7 @@ fn explain_cmd(a: ExplainArgs) -> Result<()> {
     );
     if sized {
         println!(
-            "(a window net of the sizes given{}; without size flags, explain shows the model train builds)",
+            "(a window net of the sizes given{}; without size flags, explain shows the model `train --model window` builds)",
             if cap_dim > 0 {
                 ""
             } else {
@@ -395,15 +401,20 @@ fn explain_cmd(a: ExplainArgs) -> Result<()> {
         );
     } else {
         println!(
-            "(the model train builds with its default flags: {}-word windows of GloVe vectors and \
+            "(the lecture's model as `train --model window` builds it: {}-word windows of GloVe vectors and \
              capitalization features, the CoNLL-2003 tags; its vocabulary is the embedded GloVe \
              words, to which training adds the corpus words they lack)",
             cfg.window
         );
     }
-    match plan {
-        Some(p) => print!("{}", schedule::explain::explain(&p)),
-        None => println!("nothing to compute"),
+    match (plan, &a.device) {
+        (Some(p), None) => print!("{}", schedule::explain::explain(&p)),
+        (Some(p), Some(name)) => {
+            let on = Device::parse(name)?;
+            println!("(launch notes from the {on} backend)");
+            print!("{}", schedule::explain::explain_on(&p, &on));
+        }
+        (None, _) => println!("nothing to compute"),
     }
     Ok(())
 }

@@ -278,7 +278,10 @@ fn explain_shows_the_model_train_builds() {
             &train.activation,
         ],
     );
-    assert_has(&text, &["the model train builds with its default flags"]);
+    assert_has(
+        &text,
+        &["the lecture's model as `train --model window` builds it"],
+    );
     // The benchmark's small step, as documented.
     let (small, _) = ok(bin().args([
         "explain",
@@ -301,6 +304,48 @@ fn explain_shows_the_model_train_builds() {
             "plan: 11 launches",
         ],
     );
+}
+
+/// `explain --device gpu` adds, under each matmul, the variant the GPU
+/// backend chose and how; the CPU has no notes and the plan is the same.
+#[test]
+fn explain_on_a_device_shows_the_matmul_variants() {
+    let sizes = [
+        "explain",
+        "--batch",
+        "64",
+        "--dim",
+        "8",
+        "--hidden",
+        "16",
+        "--classes",
+        "5",
+        "--vocab",
+        "100",
+    ];
+    let (plain, _) = ok(bin().args(sizes));
+    let (cpu, _) = ok(bin().args(sizes).args(["--device", "cpu"]));
+    assert_has(&cpu, &["launch notes from the cpu backend"]);
+    fn plan(t: &str) -> Vec<&str> {
+        t.lines()
+            .filter(|l| !l.starts_with("(launch notes"))
+            .collect()
+    }
+    assert_eq!(plan(&plain), plan(&cpu));
+    if common::gpu().is_none() {
+        return;
+    }
+    let (gpu, _) = ok(bin()
+        .args(sizes)
+        .args(["--device", "gpu"])
+        .env("DELTAGRAD_TUNE", "off"));
+    let matmuls = plain.lines().filter(|l| l.contains("matmul")).count();
+    let variants = gpu
+        .lines()
+        .filter(|l| l.contains("/k") && l.contains("(heuristic)"))
+        .count();
+    assert!(matmuls > 0 && variants >= matmuls / 2, "{gpu}");
+    assert!(gpu.lines().count() > plain.lines().count(), "{gpu}");
 }
 
 /// A resumed run that differs from the saved one says in what.
