@@ -65,7 +65,7 @@ pub struct TrainOptions {
     #[arg(long, default_value_t = 256)]
     #[serde(default = "default_sentence_tokens")]
     pub sentence_tokens: usize,
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
