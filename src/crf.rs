@@ -81,8 +81,8 @@ fn data(v: Vec<f64>, shape: &[usize], like: &Tensor) -> Result<Tensor> {
 
 /// `[S]` log-partition log Σ_paths exp(score) of each sentence, by the
 /// forward algorithm over `emissions` `[S, T, K]` with `lengths[s] ≤ T`
-/// (a sentence of length 0 gives log Σₖ exp(start[k] + emit[0, k] +
-/// end[k]), a value callers mask out). Gradient: through the composition,
+/// (a sentence of length 0 gives log Σₖ exp(start\[k\] + emit\[0, k\] +
+/// end\[k\]), a value callers mask out). Gradient: through the composition,
 /// i.e. the tag marginals for the emissions, the expected transition
 /// counts for the transitions.
 pub fn log_partition(emissions: &Tensor, lengths: &[usize], p: &CrfParams) -> Result<Tensor> {

@@ -331,7 +331,7 @@ pub struct Windows {
     pub tags: Vec<u32>,
     /// Tokens per sentence, to split predictions back into sentences.
     pub sentence_lengths: Vec<usize>,
-    /// Per extra feature of [`Extras`] (in [`Extras::counts`] order),
+    /// Per extra feature of [`Extras`] (in [`Extras::tables`] order),
     /// `count` ids per window position, window by window; 0 beyond a
     /// sentence's edges.
     pub extra: Vec<Vec<u32>>,
