@@ -179,7 +179,6 @@ fn tuning_off_and_pinned_choices_are_reported() {
 #[ignore]
 fn ner_step_tuning_report() {
     use deltagrad::backend::wgpu::variants::candidates;
-    use deltagrad::ir::Kernel;
     use deltagrad::model::{Activation, WindowNetConfig};
     let mut steps = vec![("small", 1024, 50, 100, 5)];
     if std::env::var("DELTAGRAD_TUNE_REPORT_LARGE").as_deref() == Ok("1") {
@@ -255,25 +254,11 @@ fn ner_step_tuning_report() {
         let plan = plan_for(&[loss], &sgd.assigns().unwrap()).unwrap().unwrap();
         print!("{}", explain_on(&plan, &dev));
         // Every candidate on every matmul shape of the step.
-        for l in &plan.launches {
-            let Kernel::Matmul {
-                m,
-                k,
-                n,
-                trans_a,
-                trans_b,
-                ..
-            } = l.kernel
-            else {
-                continue;
-            };
-            let shape = MatmulShape {
-                m,
-                k,
-                n,
-                trans_a,
-                trans_b,
-            };
+        for shape in plan
+            .launches
+            .iter()
+            .filter_map(|l| MatmulShape::of(&l.kernel))
+        {
             let cands = candidates(&shape, &g.limits());
             let times = g.time_variants(&shape, &cands, Duration::from_secs(30));
             let best = times.iter().map(|t| t.ms).fold(f64::INFINITY, f64::min);
@@ -281,6 +266,13 @@ fn ner_step_tuning_report() {
                 .iter()
                 .map(|t| format!("{} {:.3} ms ({:.2}x)", t.variant, t.ms, t.ms / best))
                 .collect();
+            let MatmulShape {
+                m,
+                k,
+                n,
+                trans_a,
+                trans_b,
+            } = shape;
             println!("{m}x{k}x{n} ta={trans_a} tb={trans_b}: {}", row.join("; "));
         }
         let _ = std::fs::remove_dir_all(&dir);

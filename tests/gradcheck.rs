@@ -246,29 +246,7 @@ fn larger_odd_shapes() {
 
 #[test]
 fn custom_op_with_correct_backward_passes() {
-    #[derive(Debug)]
-    struct Cube;
-    impl deltagrad::CustomOp for Cube {
-        fn name(&self) -> &str {
-            "cube"
-        }
-        fn output_shape(&self, s: &[Vec<usize>]) -> Result<Vec<usize>> {
-            Ok(s[0].clone())
-        }
-        fn forward(&self, x: &[Vec<f64>], _: &[Vec<usize>]) -> Result<Vec<f64>> {
-            Ok(x[0].iter().map(|v| v * v * v).collect())
-        }
-        fn backward(
-            &self,
-            x: &[Vec<f64>],
-            _: &[Vec<usize>],
-            g: &[f64],
-            _: usize,
-        ) -> Result<Vec<f64>> {
-            Ok(x[0].iter().zip(g).map(|(v, g)| 3.0 * v * v * g).collect())
-        }
-    }
-    let op = std::sync::Arc::new(Cube);
+    let op = std::sync::Arc::new(common::Cube);
     gc("custom cube", &[input(&[2, 3], 33)], |t| {
         Tensor::custom(op.clone(), &[&t[0]])?.tanh()
     });

@@ -412,30 +412,8 @@ fn grad_semantics_like_pytorch() -> Result<()> {
 
 #[test]
 fn custom_op_second_derivative_is_a_clear_error() -> Result<()> {
-    #[derive(Debug)]
-    struct Cube;
-    impl deltagrad::CustomOp for Cube {
-        fn name(&self) -> &str {
-            "cube"
-        }
-        fn output_shape(&self, s: &[Vec<usize>]) -> Result<Vec<usize>> {
-            Ok(s[0].clone())
-        }
-        fn forward(&self, x: &[Vec<f64>], _: &[Vec<usize>]) -> Result<Vec<f64>> {
-            Ok(x[0].iter().map(|v| v * v * v).collect())
-        }
-        fn backward(
-            &self,
-            x: &[Vec<f64>],
-            _: &[Vec<usize>],
-            g: &[f64],
-            _: usize,
-        ) -> Result<Vec<f64>> {
-            Ok(x[0].iter().zip(g).map(|(v, g)| 3.0 * v * v * g).collect())
-        }
-    }
     let x = leaf(vec![1.0, 2.0], &[2]);
-    let y = Tensor::custom(Arc::new(Cube), &[&x])?.sum()?;
+    let y = Tensor::custom(Arc::new(common::Cube), &[&x])?.sum()?;
     let g = grad(&[&y], &[&x], true)?[0].clone().unwrap();
     assert_eq!(g.to_vec_f64()?, vec![3.0, 12.0]);
     let e = grad(&[&g.sum()?], &[&x], false).unwrap_err().to_string();

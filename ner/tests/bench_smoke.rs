@@ -207,7 +207,8 @@ fn committed_case_list_is_current() {
 }
 
 /// The Python script reads the committed list (it needs no PyTorch for
-/// `--list-cases`); skipped where there is no python3.
+/// `--list-cases`); skipped where there is no python3, unless
+/// `DELTAGRAD_REQUIRE_PYTHON=1` (as in CI).
 #[test]
 fn torch_reference_reads_the_case_list() {
     let script = repo_root().join("benches/torch_reference.py");
@@ -218,6 +219,10 @@ fn torch_reference_reads_the_case_list() {
     {
         Ok(out) => out,
         Err(e) => {
+            assert!(
+                std::env::var("DELTAGRAD_REQUIRE_PYTHON").as_deref() != Ok("1"),
+                "DELTAGRAD_REQUIRE_PYTHON=1 but no python3: {e}"
+            );
             eprintln!("skipping: no python3 ({e})");
             return;
         }

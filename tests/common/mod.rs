@@ -106,3 +106,29 @@ impl NerTrainer {
         self.sgd.step_with(&[&loss])
     }
 }
+
+/// x³ as a custom op with its correct backward, 3x²·g (forward and
+/// backward on the host, in f64).
+#[derive(Debug)]
+pub struct Cube;
+
+impl deltagrad::CustomOp for Cube {
+    fn name(&self) -> &str {
+        "cube"
+    }
+    fn output_shape(&self, s: &[Vec<usize>]) -> deltagrad::Result<Vec<usize>> {
+        Ok(s[0].clone())
+    }
+    fn forward(&self, x: &[Vec<f64>], _: &[Vec<usize>]) -> deltagrad::Result<Vec<f64>> {
+        Ok(x[0].iter().map(|v| v * v * v).collect())
+    }
+    fn backward(
+        &self,
+        x: &[Vec<f64>],
+        _: &[Vec<usize>],
+        g: &[f64],
+        _: usize,
+    ) -> deltagrad::Result<Vec<f64>> {
+        Ok(x[0].iter().zip(g).map(|(v, g)| 3.0 * v * v * g).collect())
+    }
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::tune_cache::Disk;
 use super::variants::{MatmulShape, MatmulVariant, candidates, heuristic};
-use crate::ir::{Kernel, Plan};
+use crate::ir::Plan;
 
 /// How the backend picks each matmul's variant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,27 +193,13 @@ impl Tuner {
             return Vec::new();
         }
         let mut out: Vec<MatmulShape> = Vec::new();
-        for l in &plan.launches {
-            let Kernel::Matmul {
-                m,
-                k,
-                n,
-                trans_a,
-                trans_b,
-                ..
-            } = l.kernel
-            else {
-                continue;
-            };
-            let shape = MatmulShape {
-                m,
-                k,
-                n,
-                trans_a,
-                trans_b,
-            };
+        for shape in plan
+            .launches
+            .iter()
+            .filter_map(|l| MatmulShape::of(&l.kernel))
+        {
             let class = shape.class();
-            if m * n == 0
+            if shape.m * shape.n == 0
                 || self.chosen.contains_key(&class)
                 || out.iter().any(|s| s.class() == class)
             {

@@ -127,33 +127,30 @@ impl Compiler<'_> {
     /// partial products and a second dispatch summing them in order into
     /// the epilogue.
     fn matmul(&mut self, k: &Kernel) -> Result<()> {
-        let Kernel::Matmul {
-            m,
-            k: kk,
-            n,
-            a,
-            b,
-            trans_a,
-            trans_b,
-            epilogue,
-            out,
-        } = k
+        let (
+            Some(shape),
+            Kernel::Matmul {
+                a,
+                b,
+                epilogue,
+                out,
+                ..
+            },
+        ) = (MatmulShape::of(k), k)
         else {
             return Err(invalid("not a matmul".into()));
         };
-        let (m, kk, n) = (*m, *kk, *n);
+        let MatmulShape {
+            m,
+            k: kk,
+            n,
+            trans_a,
+            trans_b,
+        } = shape;
         let ob = self.out(*out, m * n, "matmul")?;
         let ab = self.need(*a, m * kk, DType::F32, "matmul a")?;
         let bb = self.need(*b, kk * n, DType::F32, "matmul b")?;
         let (epi_binds, epi_words, epi) = self.epilogue(epilogue, [m, n], ob)?;
-        let (trans_a, trans_b) = (*trans_a, *trans_b);
-        let shape = MatmulShape {
-            m,
-            k: kk,
-            n,
-            trans_a,
-            trans_b,
-        };
         let (v, chunk, splits, [gx, gy]) = self.matmul_variant(&shape)?;
         // Four values at once where the operand's contiguous axis allows.
         let vec_a = if trans_a { m } else { kk }.is_multiple_of(4);

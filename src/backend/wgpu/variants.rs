@@ -12,6 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::ir::Kernel;
 
 /// One tiling of the matmul template, and how many ways K is split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -219,6 +220,29 @@ pub struct MatmulShape {
     pub trans_a: bool,
     /// B is stored as `[n, k]`.
     pub trans_b: bool,
+}
+
+impl MatmulShape {
+    /// The shape of a matmul kernel; `None` for any other kernel.
+    pub fn of(k: &Kernel) -> Option<MatmulShape> {
+        match *k {
+            Kernel::Matmul {
+                m,
+                k,
+                n,
+                trans_a,
+                trans_b,
+                ..
+            } => Some(MatmulShape {
+                m,
+                k,
+                n,
+                trans_a,
+                trans_b,
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl MatmulShape {
