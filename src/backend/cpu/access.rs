@@ -1,6 +1,8 @@
 //! Reading a kernel's inputs: the slot reader, typed views of a buffer,
 //! ids checked against their bound.
 
+use std::sync::RwLockReadGuard;
+
 use super::CpuBuffer;
 use super::elementwise::Scratch;
 use super::gemm::Gemm;
@@ -52,22 +54,33 @@ macro_rules! borrow {
     };
 }
 
+/// The u32 ids of a slot, borrowed from its buffer (no copy per step).
+pub(super) struct Ids<'a>(RwLockReadGuard<'a, HostData>);
+
+impl std::ops::Deref for Ids<'_> {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        match &*self.0 {
+            HostData::U32(v) => v,
+            // `load_ids` let only u32 data through.
+            _ => &[],
+        }
+    }
+}
+
 /// u32 ids from `slot`, each checked against `bound`.
-pub(super) fn load_ids(
-    read: &Reader<'_>,
+pub(super) fn load_ids<'a>(
+    read: &Reader<'a>,
     slot: usize,
     what: &str,
     bound: usize,
-) -> Result<Vec<u32>> {
-    let b = read(slot)?;
-    let v = match &*b.read() {
-        HostData::U32(v) => v.clone(),
-        other => {
-            return Err(Error::invalid(
-                "cpu execute",
-                format!("{what}: expected u32 ids, got {}", other.dtype()),
-            ));
-        }
+) -> Result<Ids<'a>> {
+    let guard = read(slot)?.read();
+    let HostData::U32(v) = &*guard else {
+        return Err(Error::invalid(
+            "cpu execute",
+            format!("{what}: expected u32 ids, got {}", guard.dtype()),
+        ));
     };
     if let Some((position, &id)) = v.iter().enumerate().find(|(_, i)| **i as usize >= bound) {
         return Err(Error::IdOutOfRange {
@@ -77,7 +90,7 @@ pub(super) fn load_ids(
             rows: bound,
         });
     }
-    Ok(v)
+    Ok(Ids(guard))
 }
 
 pub(super) fn scalar_of<T: Typed>(read: &Reader<'_>, slot: usize) -> Result<T> {

@@ -173,7 +173,7 @@ fn row_kernel<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool)
         } => {
             borrow!(read, *table, "gather table" => t_guard, t);
             let ids = load_ids(read, *ids, "gather ids", *rows)?;
-            let ids = ids.get(..*n).unwrap_or(&ids);
+            let ids = ids.get(..*n).unwrap_or(&ids[..]);
             expect(ids.len() * dim)?;
             gather(pool, t, ids, *dim, o)
         }
@@ -189,7 +189,7 @@ fn row_kernel<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool)
             borrow!(read, *src, "scatter_add src" => s_guard, s);
             let ids = load_ids(read, *ids, "scatter_add ids", *rows)?;
             o.fill(T::ZERO);
-            scatter_rows(o, s, ids.get(..*n).unwrap_or(&ids), *dim, T::ONE)
+            scatter_rows(o, s, ids.get(..*n).unwrap_or(&ids[..]), *dim, T::ONE)
         }
         _ => Err(Error::invalid("cpu execute", "not a row kernel")),
     }
@@ -301,7 +301,7 @@ pub(super) fn index_add_in_place(
         return Err(Error::invalid("cpu execute", "not an index_add"));
     };
     let idv = load_ids(read, *ids, "index_add ids", *rows)?;
-    let idv = idv.get(..*n).unwrap_or(&idv);
+    let idv = idv.get(..*n).unwrap_or(&idv[..]);
     let scale = f64::from_bits(*scale);
     match target {
         HostData::F32(t) => {
