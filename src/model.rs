@@ -87,6 +87,32 @@ pub struct FeatureSpec {
     pub dim: usize,
     /// Ids per word.
     pub count: usize,
+    /// Read the word's `count` vectors as a sequence through a
+    /// convolution, max-pooled over positions (a character CNN, dos
+    /// Santos and Zadrozny 2014), instead of concatenating them.
+    #[serde(default)]
+    pub conv: Option<ConvSpec>,
+}
+
+/// A 1-D convolution over one word's sequence of feature vectors, then the
+/// maximum over positions and tanh: `filters` values per word, whatever
+/// its length.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConvSpec {
+    /// Positions each filter reads (≤ the feature's `count`).
+    pub width: usize,
+    /// Filters, i.e. values per word.
+    pub filters: usize,
+}
+
+impl FeatureSpec {
+    /// Values per word this feature adds to the side input.
+    pub fn side_dim(&self) -> usize {
+        match self.conv {
+            Some(c) => c.filters,
+            None => self.count * self.dim,
+        }
+    }
 }
 
 impl WindowNetConfig {
@@ -98,7 +124,11 @@ impl WindowNetConfig {
         } else {
             0
         };
-        caps + self.features.iter().map(|f| f.count * f.dim).sum::<usize>()
+        caps + self
+            .features
+            .iter()
+            .map(FeatureSpec::side_dim)
+            .sum::<usize>()
     }
 
     /// Whether the first layer has a side input (capitalization or extra
@@ -120,6 +150,9 @@ pub struct WindowNet {
     /// The extra feature tables, `[classes, dim]` each, in
     /// `config.features` order.
     pub feature_embeddings: Vec<Tensor>,
+    /// Per extra feature with a convolution, its `[width · dim, filters]`
+    /// weights and `[filters]` bias (`None` for the others).
+    pub feature_convs: Vec<Option<(Tensor, Tensor)>>,
     /// Per hidden layer: the weights reading the word vectors, the weights
     /// reading the side input — capitalization and extra feature vectors —
     /// (first layer only), and the bias.
@@ -188,8 +221,12 @@ impl WindowNet {
             None
         };
         let mut feature_embeddings = Vec::new();
+        let mut feature_convs = Vec::new();
         for (i, f) in config.features.iter().enumerate() {
-            if f.classes == 0 || f.dim == 0 || f.count == 0 {
+            let bad_conv = f
+                .conv
+                .is_some_and(|c| c.width == 0 || c.width > f.count || c.filters == 0);
+            if f.classes == 0 || f.dim == 0 || f.count == 0 || bad_conv {
                 return Err(Error::invalid(
                     "WindowNet",
                     format!("feature {i} is degenerate: {f:?}"),
@@ -200,6 +237,19 @@ impl WindowNet {
                     .requires_grad()
                     .with_label(&format!("feature{i}_embeddings")),
             );
+            // Drawn only for a convolution, so that a model without one
+            // draws the same weights as before convolutions existed.
+            feature_convs.push(match f.conv {
+                Some(c) => {
+                    let fan_in = c.width * f.dim;
+                    let w = xavier(fan_in, c.filters, fan_in, dtype, device, rng)?
+                        .with_label(&format!("feature{i}_conv_w"));
+                    let b = zeros(&[c.filters], dtype, device)?
+                        .with_label(&format!("feature{i}_conv_b"));
+                    Some((w, b))
+                }
+                None => None,
+            });
         }
         let mut layers = Vec::new();
         let mut fan_in = config.window * config.dim;
@@ -225,6 +275,7 @@ impl WindowNet {
             embeddings,
             cap_embeddings,
             feature_embeddings,
+            feature_convs,
             layers,
             out_w,
             out_b,
@@ -236,6 +287,10 @@ impl WindowNet {
         let mut p = vec![self.embeddings.clone()];
         p.extend(self.cap_embeddings.clone());
         p.extend(self.feature_embeddings.iter().cloned());
+        for (w, b) in self.feature_convs.iter().flatten() {
+            p.push(w.clone());
+            p.push(b.clone());
+        }
         for (w, wc, b) in &self.layers {
             p.push(w.clone());
             p.extend(wc.clone());
@@ -305,11 +360,12 @@ impl WindowNet {
                 ),
             ));
         }
-        for ((table, ids), f) in self
+        for (((table, ids), f), conv) in self
             .feature_embeddings
             .iter()
             .zip(&batch.features)
             .zip(&self.config.features)
+            .zip(&self.feature_convs)
         {
             if ids.numel() != words * f.count {
                 return Err(Error::shape_detail(
@@ -319,7 +375,11 @@ impl WindowNet {
                     "expected batch·window·count feature ids",
                 ));
             }
-            parts.push(table.gather_rows(ids)?.reshape(&[words, f.count * f.dim])?);
+            let vectors = table.gather_rows(ids)?;
+            parts.push(match (f.conv, conv) {
+                (Some(spec), Some((w, b))) => conv_max(&vectors, words, f, spec, w, b)?,
+                _ => vectors.reshape(&[words, f.count * f.dim])?,
+            });
         }
         let refs: Vec<&Tensor> = parts.iter().collect();
         let side = if refs.len() == 1 {
@@ -335,6 +395,32 @@ impl WindowNet {
         self.logits(batch, dropout)?
             .softmax_cross_entropy(&batch.labels)
     }
+}
+
+/// The convolution of each word's `count` vectors (`[words · count, dim]`,
+/// word by word) with `w` and `b`, max-pooled over the `count − width + 1`
+/// positions, through tanh: `[words, filters]`. The unfolding into
+/// windows of `width` positions is `width` shifted views, concatenated.
+fn conv_max(
+    vectors: &Tensor,
+    words: usize,
+    f: &FeatureSpec,
+    spec: ConvSpec,
+    w: &Tensor,
+    b: &Tensor,
+) -> Result<Tensor> {
+    let positions = f.count + 1 - spec.width;
+    let seq = vectors.reshape(&[words, f.count, f.dim])?;
+    let shifted: Vec<Tensor> = (0..spec.width)
+        .map(|j| seq.narrow(1, j, positions))
+        .collect::<Result<_>>()?;
+    let refs: Vec<&Tensor> = shifted.iter().collect();
+    Tensor::concat(&refs, 2)?
+        .reshape(&[words * positions, spec.width * f.dim])?
+        .linear(w, b)?
+        .reshape(&[words, positions, spec.filters])?
+        .max_axis(1)?
+        .tanh()
 }
 
 fn zeros(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {

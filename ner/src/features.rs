@@ -338,14 +338,21 @@ pub struct Windows {
 }
 
 /// The per-word features besides the word and its capitalization: the
-/// shape class, the affixes, the gazetteer states (see `lexical` and
-/// `gazetteer`). Which are on is the model's choice; their ids come in
+/// shape class, the affixes, the gazetteer states and the external name
+/// lists' states, the characters (see `lexical`, `gazetteer` and
+/// `namelists`). Which are on is the model's choice; their ids come in
 /// this order.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Extras<'a> {
     pub shape: bool,
     pub affix: bool,
     pub gazetteer: Option<&'a Gazetteer>,
+    /// External name lists, read like the gazetteer but through their own
+    /// table: they come from elsewhere and deserve their own trust.
+    pub lexicon: Option<&'a Gazetteer>,
+    /// Each word's characters, read by a convolution (see
+    /// `lexical::char_ids`).
+    pub chars: bool,
 }
 
 impl Extras<'_> {
@@ -362,6 +369,13 @@ impl Extras<'_> {
             let n = g.types().len();
             t.push((n * gazetteer::STATES, n));
         }
+        if let Some(g) = self.lexicon {
+            let n = g.types().len();
+            t.push((n * gazetteer::STATES, n));
+        }
+        if self.chars {
+            t.push((lexical::CHAR_CLASSES, lexical::CHAR_SLOTS));
+        }
         t
     }
 
@@ -374,8 +388,11 @@ impl Extras<'_> {
         if self.affix {
             out.push(tokens.iter().flat_map(|t| lexical::affix_ids(t)).collect());
         }
-        if let Some(g) = self.gazetteer {
+        for g in [self.gazetteer, self.lexicon].into_iter().flatten() {
             out.push(g.states(tokens));
+        }
+        if self.chars {
+            out.push(tokens.iter().flat_map(|t| lexical::char_ids(t)).collect());
         }
         out
     }

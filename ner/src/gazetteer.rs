@@ -2,11 +2,12 @@
 //! per type and word — outside any listed name, the first word of one, or
 //! a later word of one (Collobert et al. 2011 §6.2).
 //!
-//! The lists come from the training split's own entities (no list on a
-//! registry this project fetches from has a licence that allows it), or
-//! from a file given with `--gazetteer`: one name a line, `TYPE<TAB>name`,
-//! the name's words separated by spaces; `#` starts a comment line. They
-//! are never built from dev or test.
+//! The lists come from the training split's own entities, or from a file
+//! given with `--gazetteer`: one name a line, `TYPE<TAB>name`, the name's
+//! words separated by spaces; `#` starts a comment line. They are never
+//! built from dev or test. (External lists of places and personal names,
+//! which say nothing of organisations or MISC, are a feature of their own:
+//! see `namelists`.)
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;

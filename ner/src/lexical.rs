@@ -16,6 +16,15 @@ pub const MAX_AFFIX: usize = 4;
 /// Affix ids per word: prefixes of lengths 1..=4, then suffixes.
 pub const AFFIX_SLOTS: usize = 2 * MAX_AFFIX;
 
+/// Rows of the character table: 0 pads, ASCII characters take 1..=128,
+/// any other character hashes into 129..CHAR_CLASSES.
+pub const CHAR_CLASSES: usize = 256;
+/// Character ids per word: a padding position on each side (the
+/// character convolution reads 3 at a time), then up to 14 characters.
+pub const CHAR_SLOTS: usize = 16;
+/// Characters kept of a longer word: the first and the last half of them.
+const CHARS_KEPT: usize = CHAR_SLOTS - 2;
+
 /// FNV-1a over a tag byte and the text, so that equal strings of
 /// different kinds (a prefix and a suffix) hash apart.
 fn fnv1a(kind: u8, text: &str) -> u64 {
@@ -62,6 +71,32 @@ pub fn shape_id(word: &str) -> u32 {
     bucket(b's', &shape(word), SHAPE_CLASSES)
 }
 
+/// The `CHAR_SLOTS` character ids of a word, case kept: padding, the
+/// characters (of a word longer than 14, its first 7 and last 7), then
+/// padding to the end.
+pub fn char_ids(word: &str) -> [u32; CHAR_SLOTS] {
+    let chars: Vec<char> = word.chars().collect();
+    let kept: Vec<char> = if chars.len() > CHARS_KEPT {
+        let half = CHARS_KEPT / 2;
+        chars[..half]
+            .iter()
+            .chain(&chars[chars.len() - half..])
+            .copied()
+            .collect()
+    } else {
+        chars
+    };
+    let mut ids = [0u32; CHAR_SLOTS];
+    for (slot, c) in ids[1..].iter_mut().zip(kept) {
+        *slot = if c.is_ascii() {
+            1 + c as u32
+        } else {
+            129 + (fnv1a(b'c', c.encode_utf8(&mut [0; 4])) % (CHAR_CLASSES as u64 - 129)) as u32
+        };
+    }
+    ids
+}
+
 /// The `AFFIX_SLOTS` affix ids of a word, in `1..AFFIX_CLASSES`:
 /// lowercased prefixes of lengths 1..=4, then suffixes (case is the
 /// capitalization feature's job). A word shorter than a length gives its
@@ -82,6 +117,21 @@ pub fn affix_ids(word: &str) -> [u32; AFFIX_SLOTS] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn char_ids_pad_both_sides_and_keep_both_ends_of_long_words() {
+        let ids = char_ids("Ab");
+        assert_eq!(ids[..4], [0, 1 + 'A' as u32, 1 + 'b' as u32, 0]);
+        assert!(ids[4..].iter().all(|&i| i == 0));
+        let long = char_ids("Internationalisation");
+        let want: Vec<u32> = "Internaisation".chars().map(|c| 1 + c as u32).collect();
+        assert_eq!(long[1..15], want[..]);
+        assert_eq!((long[0], long[15]), (0, 0));
+        for id in char_ids("Zürich—Ørsted") {
+            assert!((id as usize) < CHAR_CLASSES);
+        }
+        assert!(char_ids("ü")[1] >= 129);
+    }
 
     #[test]
     fn shapes() {

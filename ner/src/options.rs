@@ -59,6 +59,26 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(default)]
     pub gazetteer: Option<PathBuf>,
+    /// Size of the learned state vector per external name list — places,
+    /// first names, last names (0: none).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub lexicon_dim: usize,
+    /// Size of the learned character vectors read by the character
+    /// convolution (0: no convolution).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub char_dim: usize,
+    /// Filters of the character convolution (3 characters wide), i.e.
+    /// values per word.
+    #[arg(long, default_value_t = 32)]
+    #[serde(default)]
+    pub char_filters: usize,
+    /// External name lists (`LIST<TAB>name` a line, LIST one of LOC,
+    /// FIRST, LAST) instead of the ones fetched into the data folder.
+    #[arg(long)]
+    #[serde(default)]
+    pub lexicon: Option<PathBuf>,
     /// Tokens (padding included) per step of the sentence-level model; its
     /// loss is the step's summed sentence losses divided by --batch, so an
     /// update weighs its tokens as the word-level model's do.
@@ -128,6 +148,35 @@ pub struct TrainOptions {
     pub quiet: bool,
 }
 
+/// Sizes of the per-word feature vectors besides the word's and its
+/// capitalization's (0: the feature is off).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExtraDims {
+    pub shape: usize,
+    pub affix: usize,
+    pub gazetteer: usize,
+    pub lexicon: usize,
+    pub chars: usize,
+    /// Filters of the character convolution.
+    pub char_filters: usize,
+}
+
+impl ExtraDims {
+    /// The sizes of the features that are on, in `Extras::tables` order.
+    pub fn on(&self) -> Vec<usize> {
+        [
+            self.shape,
+            self.affix,
+            self.gazetteer,
+            self.lexicon,
+            self.chars,
+        ]
+        .into_iter()
+        .filter(|&d| d > 0)
+        .collect()
+    }
+}
+
 /// A checkpoint written before `--model` existed holds the lecture's model.
 fn lecture_model() -> String {
     "window".into()
@@ -180,6 +229,8 @@ impl TrainOptions {
         TrainOptions {
             data: abs(&self.data),
             vectors: self.vectors.as_ref().map(abs),
+            gazetteer: self.gazetteer.as_ref().map(abs),
+            lexicon: self.lexicon.as_ref().map(abs),
             out: abs(&self.out),
             ..self.clone()
         }
@@ -191,13 +242,20 @@ impl TrainOptions {
         self.model == "crf" && self.binary.is_none()
     }
 
-    /// `(shape, affix, gazetteer)` feature sizes the model uses: none for
-    /// the lecture's `window` model and the binary classifier.
-    pub fn extra_dims(&self) -> (usize, usize, usize) {
+    /// The extra feature sizes the model uses: none for the lecture's
+    /// `window` model and the binary classifier.
+    pub fn extra_dims(&self) -> ExtraDims {
         if self.model == "window" || self.binary.is_some() {
-            (0, 0, 0)
+            ExtraDims::default()
         } else {
-            (self.shape_dim, self.affix_dim, self.gazetteer_dim)
+            ExtraDims {
+                shape: self.shape_dim,
+                affix: self.affix_dim,
+                gazetteer: self.gazetteer_dim,
+                lexicon: self.lexicon_dim,
+                chars: self.char_dim,
+                char_filters: self.char_filters,
+            }
         }
     }
 
@@ -233,6 +291,9 @@ impl TrainOptions {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("--dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if self.char_dim > 0 && self.char_filters == 0 {
+            return bad("--char-filters must be at least 1 with --char-dim".into());
         }
         if self.hidden.is_empty() || self.hidden.contains(&0) {
             return bad("--hidden needs at least one non-zero layer size".into());

@@ -27,7 +27,9 @@ use crate::eval::{self, Scores};
 use crate::features::{N_CAPS, TagSet, Vocab, Windows};
 use crate::gazetteer::Gazetteer;
 use crate::glove::{self, Embeddings};
+use crate::model_io::Lists;
 use crate::model_io::{self, Meta};
+use crate::namelists;
 use crate::net::{Crf, NerModel};
 use crate::options::{EpochMetrics, Progress, TrainOptions};
 use crate::plot;
@@ -63,20 +65,23 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let (net, mut optimizer, mut progress) = start_or_resume(opts, &setup, &emb, &run)?;
     drop(emb);
     let mut metrics = open_metrics(run.work(), opts.resume, progress.epochs_done)?;
-    let gaz = (opts.extra_dims().2 > 0).then_some(&setup.gazetteer);
-    let meta = Meta::new(opts, &net, &setup.vocab, &setup.tags, gaz);
+    let meta = Meta::new(opts, &net, &setup.vocab, &setup.tags, &setup.lists);
     let names = model_io::param_names(&net);
     if !opts.quiet {
+        let external = match setup.lists.lexicon.len() {
+            0 => String::new(),
+            n => format!(", {n} names in external lists"),
+        };
         eprintln!(
             "training on {}: model {}, {} train windows, vocab {}, {} tags, hidden {:?}, \
-             {} gazetteer names",
+             {} gazetteer names{external}",
             setup.device,
             opts.model,
             setup.feats.train.n_tokens,
             setup.vocab.len(),
             setup.tags.len(),
             opts.hidden,
-            setup.gazetteer.len()
+            setup.lists.gazetteer.len(),
         );
     }
     for epoch in progress.epochs_done..opts.epochs {
@@ -114,8 +119,9 @@ struct Setup {
     feats: Features,
     /// The entity type of a `--binary` run.
     binary: Option<String>,
-    /// The name lists of the gazetteer feature (empty when unused).
-    gazetteer: Gazetteer,
+    /// The name lists of the gazetteer and lexicon features (empty when
+    /// unused).
+    lists: Lists,
     /// Where each training sentence's windows start.
     offsets: Vec<usize>,
     /// Tag id → the class the model predicts (see `eval::label_map`).
@@ -156,10 +162,15 @@ impl Setup {
             .filter_map(|t| t.strip_prefix("B-").map(str::to_string))
             .collect();
         let gazetteer = match &opts.gazetteer {
-            Some(path) if opts.extra_dims().2 > 0 => Gazetteer::read(path, &types)?,
+            Some(path) if opts.extra_dims().gazetteer > 0 => Gazetteer::read(path, &types)?,
             _ => Gazetteer::from_sentences(&types, &corpus.train),
         };
-        let extras = model_io::extras(opts, &gazetteer);
+        let lexicon = match opts.extra_dims().lexicon > 0 {
+            true => namelists::load(opts.lexicon.as_deref(), !opts.no_fetch)?,
+            false => Gazetteer::new(&namelists::LISTS),
+        };
+        let lists = Lists { gazetteer, lexicon };
+        let extras = model_io::extras(opts, &lists);
         let from_train = opts.gazetteer.is_none();
         let feats = data::features(
             &corpus,
@@ -172,7 +183,7 @@ impl Setup {
         let setup = Setup {
             device,
             offsets: data::sentence_offsets(&feats.train),
-            gazetteer,
+            lists,
             label_map: eval::label_map(&tags, opts.binary.as_deref()),
             corpus,
             vocab,
@@ -245,7 +256,7 @@ fn build_model(
         hidden: opts.hidden.clone(),
         classes: if opts.binary.is_some() { 1 } else { tags.len() },
         activation: Activation::parse(&opts.activation)?,
-        features: model_io::feature_specs(opts, &model_io::extras(opts, &setup.gazetteer)),
+        features: model_io::feature_specs(opts, &model_io::extras(opts, &setup.lists)),
     };
     let mut net = WindowNet::new(config, DType::F32, device, rng)?;
     net.embeddings = Tensor::from_host(HostData::F32(matrix), &[vocab.len(), dim], device)?

@@ -15,6 +15,7 @@ const ORDER: &[&str] = &[
     "datadir",
     "lexical",
     "gazetteer",
+    "namelists",
     "features",
     "decode",
     "net",

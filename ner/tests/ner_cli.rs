@@ -161,3 +161,104 @@ fn binary_location_classifier_reports_precision_recall_f1() {
     assert!(test_f1 > 60.0, "binary LOC test F1 {test_f1}\n{text}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// External name lists: given as a file, saved inside the model (tagging
+/// works once the file is gone), and missing ones are a clear error.
+#[test]
+fn external_name_lists_travel_with_the_model() {
+    let out = scratch("ner-lexicon");
+    std::fs::create_dir_all(&out).unwrap();
+    let lists = out.join("lists.tsv");
+    std::fs::write(&lists, "LOC\tDravenport\nFIRST\tMarta\nLAST\tQuell\n").unwrap();
+    let model = out.join("model");
+    let train = |extra: &[&str]| {
+        let mut c = bin();
+        c.args(["train", "--no-fetch", "--device", "cpu", "--quiet"])
+            .args(["--data", fixtures().to_str().unwrap()])
+            .args(["--out", model.to_str().unwrap(), "--epochs", "2"])
+            .args(["--hidden", "16", "--lexicon-dim", "3"])
+            .args(extra)
+            .current_dir(&out);
+        c
+    };
+    let text = run(&mut train(&["--lexicon", lists.to_str().unwrap()]));
+    assert!(f1(&text, "test") >= 0.0, "{text}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("best.json")).unwrap()).unwrap();
+    let pairs = meta["lexicon"].as_array().unwrap();
+    assert_eq!(pairs.len(), 3, "{pairs:?}");
+    let features = meta["config"]["features"].as_array().unwrap();
+    let last = features.last().unwrap();
+    assert_eq!(
+        (last["classes"].as_u64(), last["count"].as_u64()),
+        (Some(9), Some(3))
+    );
+    std::fs::remove_file(&lists).unwrap();
+    let input = out.join("raw.txt");
+    std::fs::write(&input, "Marta Quell flew to Dravenport.\n").unwrap();
+    let tagged = run(bin()
+        .args(["tag", "--json", "--model", model.to_str().unwrap()])
+        .arg(&input));
+    assert!(tagged.lines().next().unwrap().starts_with('{'), "{tagged}");
+
+    // No --lexicon, nothing fetched and fetching forbidden: say what to do.
+    let o = train(&["--force"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("data/namelists/lexicon.tsv") && err.contains("deltagrad data fetch"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The character convolution: trained, saved, and read back by eval and
+/// tag; its weights are in the checkpoint.
+#[test]
+fn character_convolution_trains_and_round_trips() {
+    let out = scratch("ner-chars");
+    let text = run(bin()
+        .args(["train", "--no-fetch", "--device", "cpu", "--quiet"])
+        .args(["--data", fixtures().to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--epochs", "4"])
+        .args(["--hidden", "32", "--lr", "0.1"])
+        .args(["--char-dim", "6", "--char-filters", "10"]));
+    let test_f1 = f1(&text, "test");
+    assert!(test_f1 > 50.0, "test F1 {test_f1}\n{text}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
+    let features = meta["config"]["features"].as_array().unwrap();
+    let chars = features.last().unwrap();
+    assert_eq!(chars["conv"]["filters"].as_u64(), Some(10), "{features:?}");
+    assert_eq!(chars["count"].as_u64(), Some(16));
+    let report = run(bin().args(["eval", "--device", "cpu", "--model", out.to_str().unwrap()]));
+    assert!(report.contains("FB1:"), "{report}");
+    let input = out.join("raw.txt");
+    std::fs::write(&input, "Marta Quell flew to Dravenport.\n").unwrap();
+    let tagged = run(bin()
+        .args(["tag", "--json", "--model", out.to_str().unwrap()])
+        .arg(&input));
+    assert!(tagged.lines().next().unwrap().starts_with('{'), "{tagged}");
+    let bad = run_err(
+        bin()
+            .args([
+                "train",
+                "--no-fetch",
+                "--quiet",
+                "--char-dim",
+                "4",
+                "--char-filters",
+                "0",
+            ])
+            .args(["--data", fixtures().to_str().unwrap(), "--out"])
+            .arg(out.join("other")),
+    );
+    assert!(bad.contains("--char-filters"), "{bad}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run deltagrad");
+    assert!(!out.status.success(), "{cmd:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}

@@ -18,7 +18,7 @@ use deltagrad_ner::gazetteer::Gazetteer;
 use deltagrad_ner::model_io::{self, Meta};
 use deltagrad_ner::net::{Crf, NerModel};
 use deltagrad_ner::options::TrainOptions;
-use deltagrad_ner::{conll, eval, files, glove, tokenize};
+use deltagrad_ner::{conll, eval, files, glove, namelists, tokenize};
 
 /// Name of the checkpoint that [`checkpoint`] writes and loads.
 pub const CKPT: &str = "fuzz";
@@ -138,8 +138,8 @@ pub fn checkpoint(data: &[u8], dir: &Path) {
     }
     // What the loader accepted must be usable: `tag` does exactly this.
     let sentence = [vec!["Ann", "visited", "Rome", "."]];
-    let gazetteer = meta.gazetteer().expect("the loader checked the gazetteer");
-    let extras = model_io::extras(&meta.options, &gazetteer);
+    let lists = meta.lists().expect("the loader checked the name lists");
+    let extras = model_io::extras(&meta.options, &lists);
     let w = features::windows_for_tokens_with(
         &sentence,
         &meta.vocab(),
@@ -202,6 +202,9 @@ pub fn save_tiny_model(dir: &Path, name: &str, flags: &[&str]) -> Result<()> {
     let tags = TagSet::from_types(&["PER", "LOC"]);
     let mut gazetteer = Gazetteer::new(&["PER", "LOC"]);
     gazetteer.insert("LOC", vec!["Rome".into()]);
+    let mut lexicon = Gazetteer::new(&namelists::LISTS);
+    lexicon.insert("FIRST", vec!["Ann".into()]);
+    let lists = model_io::Lists { gazetteer, lexicon };
     let config = WindowNetConfig {
         vocab: vocab.len(),
         dim: 2,
@@ -211,7 +214,7 @@ pub fn save_tiny_model(dir: &Path, name: &str, flags: &[&str]) -> Result<()> {
         hidden: opts.hidden.clone(),
         classes: if opts.binary.is_some() { 1 } else { tags.len() },
         activation: Activation::Tanh,
-        features: model_io::feature_specs(&opts, &model_io::extras(&opts, &gazetteer)),
+        features: model_io::feature_specs(&opts, &model_io::extras(&opts, &lists)),
     };
     let net = WindowNet::new(config, DType::F32, &Device::cpu(), &mut Tensor::rng(7))?;
     let crf = match opts.crf() {
@@ -219,6 +222,10 @@ pub fn save_tiny_model(dir: &Path, name: &str, flags: &[&str]) -> Result<()> {
         false => None,
     };
     let net = NerModel { net, crf };
-    let gaz = (opts.extra_dims().2 > 0).then_some(&gazetteer);
-    model_io::save(dir, name, &net, &Meta::new(&opts, &net, &vocab, &tags, gaz))
+    model_io::save(
+        dir,
+        name,
+        &net,
+        &Meta::new(&opts, &net, &vocab, &tags, &lists),
+    )
 }
