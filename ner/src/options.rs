@@ -85,7 +85,7 @@ pub struct TrainOptions {
     #[arg(long, default_value_t = 256)]
     #[serde(default = "default_sentence_tokens")]
     pub sentence_tokens: usize,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 30)]
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
