@@ -378,7 +378,13 @@ impl WindowNet {
             let vectors = table.gather_rows(ids)?;
             parts.push(match (f.conv, conv) {
                 (Some(spec), Some((w, b))) => conv_max(&vectors, words, f, spec, w, b)?,
-                _ => vectors.reshape(&[words, f.count * f.dim])?,
+                (None, None) => vectors.reshape(&[words, f.count * f.dim])?,
+                _ => {
+                    return Err(Error::invalid(
+                        OP,
+                        "a feature's convolution and its weights disagree (config against feature_convs)",
+                    ));
+                }
             });
         }
         let refs: Vec<&Tensor> = parts.iter().collect();

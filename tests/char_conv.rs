@@ -192,8 +192,19 @@ fn conv_feature_on_the_gpu_matches_the_cpu() -> Result<()> {
 }
 
 #[test]
-fn degenerate_convolutions_are_errors() {
+fn degenerate_convolutions_are_errors() -> Result<()> {
     let device = Device::cpu();
+    // A convolution in the config whose weights are missing.
+    let mut n = net(DType::F32, &device)?;
+    n.feature_convs[0] = None;
+    let msg = match n.logits(&batch(&device)?, None) {
+        Ok(_) => panic!("a convolution without weights must fail"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        msg.contains("convolution and its weights disagree"),
+        "{msg}"
+    );
     for (width, filters) in [(0, 4), (COUNT + 1, 4), (3, 0)] {
         let mut cfg = config();
         cfg.features[0].conv = Some(ConvSpec { width, filters });
@@ -204,4 +215,5 @@ fn degenerate_convolutions_are_errors() {
             .to_string();
         assert!(msg.contains("degenerate"), "{msg}");
     }
+    Ok(())
 }

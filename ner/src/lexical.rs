@@ -17,10 +17,14 @@ pub const MAX_AFFIX: usize = 4;
 pub const AFFIX_SLOTS: usize = 2 * MAX_AFFIX;
 
 /// Rows of the character table: 0 pads, ASCII characters take 1..=128,
-/// any other character hashes into 129..CHAR_CLASSES.
+/// any other character hashes into `FIRST_HASHED_CHAR..CHAR_CLASSES`.
 pub const CHAR_CLASSES: usize = 256;
+const FIRST_HASHED_CHAR: u32 = 129;
+/// Characters each filter of the character convolution reads.
+pub const CHAR_WIDTH: usize = 3;
 /// Character ids per word: a padding position on each side (the
-/// character convolution reads 3 at a time), then up to 14 characters.
+/// convolution reads `CHAR_WIDTH` = 3 at a time), then up to 14
+/// characters.
 pub const CHAR_SLOTS: usize = 16;
 /// Characters kept of a longer word: the first and the last half of them.
 const CHARS_KEPT: usize = CHAR_SLOTS - 2;
@@ -91,7 +95,8 @@ pub fn char_ids(word: &str) -> [u32; CHAR_SLOTS] {
         *slot = if c.is_ascii() {
             1 + c as u32
         } else {
-            129 + (fnv1a(b'c', c.encode_utf8(&mut [0; 4])) % (CHAR_CLASSES as u64 - 129)) as u32
+            let hashed = CHAR_CLASSES as u64 - u64::from(FIRST_HASHED_CHAR);
+            FIRST_HASHED_CHAR + (fnv1a(b'c', c.encode_utf8(&mut [0; 4])) % hashed) as u32
         };
     }
     ids

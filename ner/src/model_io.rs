@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use deltagrad::model::{ConvSpec, FeatureSpec, WindowNet, WindowNetConfig};
+use deltagrad::model::{FeatureSpec, WindowNet, WindowNetConfig};
 use deltagrad::state_dict::StateDict;
 use deltagrad::{DType, Device, Error, Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -58,30 +58,21 @@ pub fn extras<'a>(opts: &TrainOptions, lists: &'a Lists) -> Extras<'a> {
     }
 }
 
-/// The network's extra feature tables for `extras`, sized by `opts`; the
-/// characters (the last table, when on) go through a convolution.
+/// The network's extra feature tables for `extras`, sized by `opts` (the
+/// characters' read through a convolution).
 pub fn feature_specs(opts: &TrainOptions, extras: &Extras) -> Vec<FeatureSpec> {
-    let d = opts.extra_dims();
-    let tables = extras.tables();
-    let last = tables.len().wrapping_sub(1);
-    tables
+    extras
+        .tables()
         .into_iter()
-        .zip(d.on())
-        .enumerate()
-        .map(|(i, ((classes, count), dim))| FeatureSpec {
+        .zip(opts.extra_dims().on())
+        .map(|((classes, count), (dim, conv))| FeatureSpec {
             classes,
             dim,
             count,
-            conv: (extras.chars && i == last).then_some(ConvSpec {
-                width: CHAR_WIDTH,
-                filters: d.char_filters,
-            }),
+            conv,
         })
         .collect()
 }
-
-/// Characters each filter of the character convolution reads.
-pub const CHAR_WIDTH: usize = 3;
 
 impl Meta {
     pub fn new(
@@ -368,12 +359,13 @@ fn param_count(c: &WindowNetConfig) -> Option<usize> {
     let mut side = if caps { c.cap_dim } else { 0 };
     for f in &c.features {
         n = n.checked_add(f.classes.checked_mul(f.dim)?)?;
-        if let Some(cv) = f.conv {
-            let w = cv.width.checked_mul(f.dim)?.checked_mul(cv.filters)?;
-            n = n.checked_add(w)?.checked_add(cv.filters)?;
-        }
+        // FeatureSpec::side_dim, with every product checked.
         let per_word = match f.conv {
-            Some(cv) => cv.filters,
+            Some(cv) => {
+                let w = cv.width.checked_mul(f.dim)?.checked_mul(cv.filters)?;
+                n = n.checked_add(w)?.checked_add(cv.filters)?;
+                cv.filters
+            }
             None => f.count.checked_mul(f.dim)?,
         };
         side = side.checked_add(per_word)?;

@@ -4,9 +4,11 @@
 
 use std::path::PathBuf;
 
-use deltagrad::model::Activation;
+use deltagrad::model::{Activation, ConvSpec};
 use deltagrad::{Error, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::lexical;
 
 /// Hyper-parameters and paths of a training run (also saved in checkpoints).
 #[derive(Clone, Debug, Serialize, Deserialize, clap::Args)]
@@ -162,17 +164,22 @@ pub struct ExtraDims {
 }
 
 impl ExtraDims {
-    /// The sizes of the features that are on, in `Extras::tables` order.
-    pub fn on(&self) -> Vec<usize> {
+    /// The vector size of each feature that is on, in `Extras::tables`
+    /// order, with the convolution that reads it (the characters' only).
+    pub fn on(&self) -> Vec<(usize, Option<ConvSpec>)> {
+        let chars = ConvSpec {
+            width: lexical::CHAR_WIDTH,
+            filters: self.char_filters,
+        };
         [
-            self.shape,
-            self.affix,
-            self.gazetteer,
-            self.lexicon,
-            self.chars,
+            (self.shape, None),
+            (self.affix, None),
+            (self.gazetteer, None),
+            (self.lexicon, None),
+            (self.chars, Some(chars)),
         ]
         .into_iter()
-        .filter(|&d| d > 0)
+        .filter(|&(d, _)| d > 0)
         .collect()
     }
 }

@@ -31,6 +31,17 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
+/// Tags `text` with the model in `model` (`tag --json`, the text written
+/// to a file in `dir`) and returns the first output line.
+fn tag_json(dir: &std::path::Path, model: &std::path::Path, text: &str) -> String {
+    let input = dir.join("raw.txt");
+    std::fs::write(&input, text).unwrap();
+    let tagged = run(bin()
+        .args(["tag", "--json", "--model", model.to_str().unwrap()])
+        .arg(&input));
+    tagged.lines().next().unwrap_or_default().to_string()
+}
+
 /// The F1 on a `name: precision … F1 x` line.
 fn f1(text: &str, name: &str) -> f64 {
     let line = text
@@ -92,16 +103,12 @@ fn train_eval_tag_on_fixture_corpus() {
     assert_eq!(first.split(' ').count(), 3, "{first}");
 
     // tag: raw text in, entities out (JSON lines).
-    let input = out.join("raw.txt");
-    std::fs::write(
-        &input,
+    let tagged = tag_json(
+        &out,
+        &out,
         "Yesterday Marta Quell said the talks in Dravenport went well.\n",
-    )
-    .unwrap();
-    let tagged = run(bin()
-        .args(["tag", "--json", "--model", out.to_str().unwrap()])
-        .arg(&input));
-    let v: serde_json::Value = serde_json::from_str(tagged.lines().next().unwrap()).unwrap();
+    );
+    let v: serde_json::Value = serde_json::from_str(&tagged).unwrap();
     assert!(v.is_object(), "{tagged}");
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -194,17 +201,12 @@ fn external_name_lists_travel_with_the_model() {
         (Some(9), Some(3))
     );
     std::fs::remove_file(&lists).unwrap();
-    let input = out.join("raw.txt");
-    std::fs::write(&input, "Marta Quell flew to Dravenport.\n").unwrap();
-    let tagged = run(bin()
-        .args(["tag", "--json", "--model", model.to_str().unwrap()])
-        .arg(&input));
-    assert!(tagged.lines().next().unwrap().starts_with('{'), "{tagged}");
+    let tagged = tag_json(&out, &model, "Marta Quell flew to Dravenport.\n");
+    let v: serde_json::Value = serde_json::from_str(&tagged).unwrap();
+    assert!(v.is_object(), "{tagged}");
 
     // No --lexicon, nothing fetched and fetching forbidden: say what to do.
-    let o = train(&["--force"]).output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    let err = run_err(&mut train(&["--force"]));
     assert!(
         err.contains("data/namelists/lexicon.tsv") && err.contains("deltagrad data fetch"),
         "{err}"
@@ -233,12 +235,9 @@ fn character_convolution_trains_and_round_trips() {
     assert_eq!(chars["count"].as_u64(), Some(16));
     let report = run(bin().args(["eval", "--device", "cpu", "--model", out.to_str().unwrap()]));
     assert!(report.contains("FB1:"), "{report}");
-    let input = out.join("raw.txt");
-    std::fs::write(&input, "Marta Quell flew to Dravenport.\n").unwrap();
-    let tagged = run(bin()
-        .args(["tag", "--json", "--model", out.to_str().unwrap()])
-        .arg(&input));
-    assert!(tagged.lines().next().unwrap().starts_with('{'), "{tagged}");
+    let tagged = tag_json(&out, &out, "Marta Quell flew to Dravenport.\n");
+    let v: serde_json::Value = serde_json::from_str(&tagged).unwrap();
+    assert!(v.is_object(), "{tagged}");
     let bad = run_err(
         bin()
             .args([
