@@ -16,6 +16,9 @@ use deltagrad::{Error, Result};
 pub struct Sentence {
     pub tokens: Vec<String>,
     pub tags: Vec<String>,
+    /// The document it belongs to: the number of `-DOCSTART-` lines before
+    /// it in its file (so a file without them is one document).
+    pub doc: usize,
 }
 
 impl Sentence {
@@ -113,6 +116,7 @@ pub fn parse_conll_lines(bytes: &[u8], file_name: &str) -> Result<(Vec<Sentence>
     // 4-column file is caught rather than silently read.
     let mut n_columns: Option<(usize, usize)> = None;
     let mut n_lines = 0;
+    let mut doc = 0;
 
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line_no = i + 1;
@@ -138,10 +142,12 @@ pub fn parse_conll_lines(bytes: &[u8], file_name: &str) -> Result<(Vec<Sentence>
             if !current.is_empty() {
                 sentences.push(std::mem::take(&mut current));
             }
+            doc += 1;
             continue;
         }
         if current.is_empty() {
             starts.push(line_no);
+            current.doc = doc;
         }
         check_columns(&mut n_columns, cols.len(), line_no).map_err(|m| err(line_no, m))?;
         let tag = cols.last().copied().unwrap_or_default();
@@ -351,6 +357,9 @@ mod tests {
         let (s, lines) = parse_conll_lines(text.as_bytes(), "t").unwrap();
         assert_eq!(s.len(), 3);
         assert_eq!(lines, vec![3, 7, 9]);
+        // Each -DOCSTART- opens the next document.
+        let docs: Vec<usize> = s.iter().map(|s| s.doc).collect();
+        assert_eq!(docs, vec![1, 1, 2]);
     }
 
     #[test]
@@ -420,6 +429,7 @@ mod tests {
         let mk = |t: &str| Sentence {
             tokens: tags(t).iter().map(|_| "w".to_string()).collect(),
             tags: tags(t),
+            doc: 0,
         };
         let mut iob2 = vec![mk("B-PER I-PER O"), mk("O B-LOC")];
         assert_eq!(to_iob2(&mut iob2), TagScheme::Iob2);
@@ -458,6 +468,7 @@ mod tests {
         let s = vec![Sentence {
             tokens: tags("John lives"),
             tags: tags("B-PER O"),
+            doc: 0,
         }];
         let mut out = Vec::new();
         write_predictions(&mut out, &s, &[tags("B-PER B-LOC")]).unwrap();
@@ -471,6 +482,7 @@ mod tests {
         let spaced = vec![Sentence {
             tokens: vec!["a b".into()],
             tags: tags("O"),
+            doc: 0,
         }];
         assert!(write_predictions(&mut out, &spaced, &[tags("O")]).is_err());
     }

@@ -274,6 +274,7 @@ mod tests {
                 .split(' ')
                 .map(String::from)
                 .collect(),
+            doc: 0,
         };
         let known: HashSet<String> = ["met", "ann", "in", "paris"]
             .iter()

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use deltagrad::{Error, Result};
 
 use crate::conll::{Sentence, Tag, parse_tag};
+use crate::document::{self, DOC_CLASSES};
 use crate::gazetteer::{self, Gazetteer};
 use crate::glove::Embeddings;
 use crate::lexical::{self, AFFIX_SLOTS};
@@ -339,8 +340,8 @@ pub struct Windows {
 
 /// The per-word features besides the word and its capitalization: the
 /// shape class, the affixes, the gazetteer states and the external name
-/// lists' states, the characters (see `lexical`, `gazetteer` and
-/// `namelists`). Which are on is the model's choice; their ids come in
+/// lists' states, the characters, what the rest of the document says of
+/// the word (see `lexical`, `gazetteer`, `namelists` and `document`). Which are on is the model's choice; their ids come in
 /// this order.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Extras<'a> {
@@ -353,6 +354,9 @@ pub struct Extras<'a> {
     /// Each word's characters, read by a convolution (see
     /// `lexical::char_ids`).
     pub chars: bool,
+    /// The word's case and place in names elsewhere in its document (see
+    /// `document`).
+    pub document: bool,
 }
 
 impl Extras<'_> {
@@ -376,11 +380,15 @@ impl Extras<'_> {
         if self.chars {
             t.push((lexical::CHAR_CLASSES, lexical::CHAR_SLOTS));
         }
+        if self.document {
+            t.push((DOC_CLASSES, 1));
+        }
         t
     }
 
-    /// Per feature that is on, the ids of every word of `tokens`.
-    fn ids(&self, tokens: &[&str]) -> Vec<Vec<u32>> {
+    /// Per feature that is on, the ids of every word of `tokens`, whose
+    /// document features are `doc_ids`.
+    fn ids(&self, tokens: &[&str], doc_ids: &[u32]) -> Vec<Vec<u32>> {
         let mut out = Vec::new();
         if self.shape {
             out.push(tokens.iter().map(|t| lexical::shape_id(t)).collect());
@@ -393,6 +401,9 @@ impl Extras<'_> {
         }
         if self.chars {
             out.push(tokens.iter().flat_map(|t| lexical::char_ids(t)).collect());
+        }
+        if self.document {
+            out.push(doc_ids.to_vec());
         }
         out
     }
@@ -432,7 +443,8 @@ pub fn windows_for_tokens<S: AsRef<str>>(
     windows_for_tokens_with(sentences, vocab, half, &Extras::default())
 }
 
-/// [`windows_for_tokens`] with the `extras` features.
+/// [`windows_for_tokens`] with the `extras` features; the sentences are
+/// one document.
 pub fn windows_for_tokens_with<S: AsRef<str>>(
     sentences: &[Vec<S>],
     vocab: &Vocab,
@@ -441,11 +453,34 @@ pub fn windows_for_tokens_with<S: AsRef<str>>(
 ) -> Result<Windows> {
     let mut w = empty_windows("windows_for_tokens", half)?;
     w.extra = vec![Vec::new(); extras.tables().len()];
-    for s in sentences {
-        let tokens: Vec<&str> = s.iter().map(AsRef::as_ref).collect();
-        push_sentence(&mut w, &tokens, vocab, extras);
+    let words: Vec<Vec<&str>> = sentences
+        .iter()
+        .map(|s| s.iter().map(AsRef::as_ref).collect())
+        .collect();
+    let doc_ids = doc_ids_of(extras.document, &words, |_| 0);
+    for (tokens, ids) in words.iter().zip(&doc_ids) {
+        push_sentence(&mut w, tokens, ids, vocab, extras);
     }
     Ok(w)
+}
+
+/// The document features of every sentence of `sentences`, where a
+/// document is a run of sentences with the same `doc(i)`; empty lists
+/// when `on` is false.
+fn doc_ids_of(on: bool, sentences: &[Vec<&str>], doc: impl Fn(usize) -> usize) -> Vec<Vec<u32>> {
+    if !on {
+        return vec![Vec::new(); sentences.len()];
+    }
+    let mut out = Vec::with_capacity(sentences.len());
+    let mut start = 0;
+    while start < sentences.len() {
+        let end = (start..sentences.len())
+            .find(|&i| doc(i) != doc(start))
+            .unwrap_or(sentences.len());
+        out.extend(document::document_ids(&sentences[start..end]));
+        start = end;
+    }
+    out
 }
 
 /// Windows plus gold tag ids for tagged sentences. Errors on a tag missing
@@ -488,6 +523,12 @@ pub fn windows_for_sentences_by(
     const OP: &str = "windows_for_sentences";
     let mut w = empty_windows(OP, half)?;
     w.extra = vec![Vec::new(); extras.first().map_or(0, |e| e.tables().len())];
+    let words: Vec<Vec<&str>> = sentences
+        .iter()
+        .map(|s| s.tokens.iter().map(String::as_str).collect())
+        .collect();
+    let on = extras.first().is_some_and(|e| e.document);
+    let doc_ids = doc_ids_of(on, &words, |i| sentences[i].doc);
     for (si, s) in sentences.iter().enumerate() {
         let extras = extras.get(fold(si)).ok_or_else(|| {
             Error::invalid(
@@ -517,20 +558,25 @@ pub fn windows_for_sentences_by(
             })?;
             w.tags.push(id);
         }
-        let tokens: Vec<&str> = s.tokens.iter().map(String::as_str).collect();
-        push_sentence(&mut w, &tokens, vocab, extras);
+        push_sentence(&mut w, &words[si], &doc_ids[si], vocab, extras);
     }
     Ok(w)
 }
 
-fn push_sentence(w: &mut Windows, tokens: &[&str], vocab: &Vocab, extras: &Extras) {
+fn push_sentence(
+    w: &mut Windows,
+    tokens: &[&str],
+    doc_ids: &[u32],
+    vocab: &Vocab,
+    extras: &Extras,
+) {
     let feats: Vec<(u32, u32)> = tokens
         .iter()
         .map(|t| (vocab.lookup(t), caps(t) as u32))
         .collect();
     let n = feats.len();
     for ((ids, out), (_, count)) in extras
-        .ids(tokens)
+        .ids(tokens, doc_ids)
         .iter()
         .zip(&mut w.extra)
         .zip(extras.tables())
@@ -571,6 +617,7 @@ mod tests {
         Sentence {
             tokens: tokens.split_whitespace().map(String::from).collect(),
             tags: tags.split_whitespace().map(String::from).collect(),
+            doc: 0,
         }
     }
 
@@ -687,6 +734,31 @@ mod tests {
         let raw = windows_for_tokens(&[vec!["c", "zz"]], &v, 1).unwrap();
         assert_eq!(raw.word_ids, vec![p, c, UNK_ID, c, UNK_ID, p]);
         assert!(raw.tags.is_empty());
+    }
+
+    #[test]
+    fn document_features_stay_inside_their_document() {
+        let v = Vocab::new();
+        let tags = TagSet::conll();
+        let mut data = [
+            sent("Fans in Japan", "O O B-LOC"),
+            sent("JAPAN WIN", "B-LOC O"),
+            sent("JAPAN WIN", "B-LOC O"),
+        ];
+        data[2].doc = 1;
+        let extras = Extras {
+            document: true,
+            ..Extras::default()
+        };
+        assert_eq!(extras.tables(), vec![(DOC_CLASSES, 1)]);
+        let w = windows_for_sentences_with(&data, &v, &tags, 0, &extras).unwrap();
+        // "JAPAN" reads "Japan" in its own document only: (capitalised
+        // elsewhere, never in a name) is id 1 + 1·4 + 0.
+        assert_eq!(w.extra[0], vec![1, 1, 1, 5, 1, 1, 1]);
+        // Raw text is one document.
+        let raw = [vec!["JAPAN", "WIN"], vec!["Fans", "in", "Japan"]];
+        let w = windows_for_tokens_with(&raw, &v, 1, &extras).unwrap();
+        assert_eq!(&w.extra[0][..3], &[0, 5, 1]);
     }
 
     #[test]

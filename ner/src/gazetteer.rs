@@ -211,6 +211,7 @@ mod tests {
         Sentence {
             tokens: tokens.split_whitespace().map(String::from).collect(),
             tags: tags.split_whitespace().map(String::from).collect(),
+            doc: 0,
         }
     }
 

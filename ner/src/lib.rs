@@ -9,9 +9,10 @@
 //!
 //! 1. `files`, `conll`, `conlleval`, `glove`: file formats and file
 //!    helpers (bytes to values and back; no tensors).
-//! 2. `tokenize`, `fetch`, `datadir`, `lexical`, `gazetteer`, `namelists`, `features`,
-//!    `decode`: raw text to tokens, the CoNLL-2003 download, which data
-//!    folder is read (and checked) how, word shapes and affixes, name
+//! 2. `tokenize`, `fetch`, `datadir`, `lexical`, `document`, `gazetteer`,
+//!    `namelists`, `features`, `decode`: raw text to tokens, the
+//!    CoNLL-2003 download, which data folder is read (and checked) how,
+//!    word shapes and affixes, what a document says of its words, name
 //!    lists, words and tags to ids and windows, tag decoding.
 //! 3. `net`, `data`, `eval`, `tag`: the network (window scores, optional
 //!    CRF); a corpus as engine batches (windows, or whole sentences in
@@ -31,6 +32,7 @@ pub mod conlleval;
 pub mod data;
 pub mod datadir;
 pub mod decode;
+pub mod document;
 pub mod eval;
 pub mod features;
 pub mod fetch;

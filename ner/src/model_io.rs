@@ -55,6 +55,7 @@ pub fn extras<'a>(opts: &TrainOptions, lists: &'a Lists) -> Extras<'a> {
         gazetteer: (d.gazetteer > 0).then_some(&lists.gazetteer),
         lexicon: (d.lexicon > 0).then_some(&lists.lexicon),
         chars: d.chars > 0,
+        document: d.document > 0,
     }
 }
 

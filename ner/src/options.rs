@@ -76,6 +76,13 @@ pub struct TrainOptions {
     #[arg(long, default_value_t = 32)]
     #[serde(default)]
     pub char_filters: usize,
+    /// Size of the learned vector of what the rest of the document says
+    /// of a word: its case and its place in names elsewhere (0: none).
+    /// A CoNLL file's documents are its `-DOCSTART-` sections; `tag`
+    /// takes its whole input as one document.
+    #[arg(long, default_value_t = 5)]
+    #[serde(default)]
+    pub doc_dim: usize,
     /// External name lists (`LIST<TAB>name` a line, LIST one of LOC,
     /// FIRST, LAST) instead of the ones fetched into the data folder.
     #[arg(long)]
@@ -161,6 +168,7 @@ pub struct ExtraDims {
     pub chars: usize,
     /// Filters of the character convolution.
     pub char_filters: usize,
+    pub document: usize,
 }
 
 impl ExtraDims {
@@ -177,6 +185,7 @@ impl ExtraDims {
             (self.gazetteer, None),
             (self.lexicon, None),
             (self.chars, Some(chars)),
+            (self.document, None),
         ]
         .into_iter()
         .filter(|&(d, _)| d > 0)
@@ -262,6 +271,7 @@ impl TrainOptions {
                 lexicon: self.lexicon_dim,
                 chars: self.char_dim,
                 char_filters: self.char_filters,
+                document: self.doc_dim,
             }
         }
     }

@@ -44,7 +44,8 @@ pub struct Tagger<'a> {
 
 impl Tagger<'_> {
     /// Tokenizes `text` (`breaks` saying whether a line break ends a
-    /// sentence) and tags every sentence.
+    /// sentence) and tags every sentence; the whole text is one document
+    /// to the document features.
     pub fn tag_text(&self, text: &str, breaks: Breaks) -> Result<Vec<Tagged>> {
         let sentences = tokenize::tokenize_by(text, breaks);
         if sentences.is_empty() {

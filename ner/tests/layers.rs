@@ -14,6 +14,7 @@ const ORDER: &[&str] = &[
     "fetch",
     "datadir",
     "lexical",
+    "document",
     "gazetteer",
     "namelists",
     "features",

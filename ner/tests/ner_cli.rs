@@ -195,11 +195,10 @@ fn external_name_lists_travel_with_the_model() {
     let pairs = meta["lexicon"].as_array().unwrap();
     assert_eq!(pairs.len(), 3, "{pairs:?}");
     let features = meta["config"]["features"].as_array().unwrap();
-    let last = features.last().unwrap();
-    assert_eq!(
-        (last["classes"].as_u64(), last["count"].as_u64()),
-        (Some(9), Some(3))
-    );
+    // Three lists, three states each (outside, first word, inside).
+    let lists_table =
+        |f: &&serde_json::Value| (f["classes"].as_u64(), f["count"].as_u64()) == (Some(9), Some(3));
+    assert!(features.iter().any(|f| lists_table(&f)), "{features:?}");
     std::fs::remove_file(&lists).unwrap();
     let tagged = tag_json(&out, &model, "Marta Quell flew to Dravenport.\n");
     let v: serde_json::Value = serde_json::from_str(&tagged).unwrap();
@@ -230,7 +229,10 @@ fn character_convolution_trains_and_round_trips() {
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
     let features = meta["config"]["features"].as_array().unwrap();
-    let chars = features.last().unwrap();
+    let chars = features
+        .iter()
+        .find(|f| !f["conv"].is_null())
+        .unwrap_or_else(|| panic!("no convolution in {features:?}"));
     assert_eq!(chars["conv"]["filters"].as_u64(), Some(10), "{features:?}");
     assert_eq!(chars["count"].as_u64(), Some(16));
     let report = run(bin().args(["eval", "--device", "cpu", "--model", out.to_str().unwrap()]));
@@ -253,6 +255,38 @@ fn character_convolution_trains_and_round_trips() {
             .arg(out.join("other")),
     );
     assert!(bad.contains("--char-filters"), "{bad}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The document features train, are recorded in the model, and are read
+/// again by `eval` and by `tag` (which takes its whole input as one
+/// document).
+#[test]
+fn document_features_train_and_round_trip() {
+    let out = scratch("ner-document");
+    let text = run(bin()
+        .args(["train", "--no-fetch", "--device", "cpu", "--quiet"])
+        .args(["--data", fixtures().to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--epochs", "4"])
+        .args(["--hidden", "32", "--lr", "0.1", "--doc-dim", "3"]));
+    let test_f1 = f1(&text, "test");
+    assert!(test_f1 > 50.0, "test F1 {test_f1}\n{text}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
+    let features = meta["config"]["features"].as_array().unwrap();
+    let document = features.last().unwrap();
+    assert_eq!(document["classes"].as_u64(), Some(17), "{features:?}");
+    assert_eq!(document["dim"].as_u64(), Some(3));
+    assert_eq!(meta["options"]["doc_dim"].as_u64(), Some(3));
+    let report = run(bin().args(["eval", "--device", "cpu", "--model", out.to_str().unwrap()]));
+    assert!(report.contains("FB1:"), "{report}");
+    let tagged = tag_json(
+        &out,
+        &out,
+        "MARTA QUELL WINS.\nMarta Quell flew to Dravenport.\n",
+    );
+    let v: serde_json::Value = serde_json::from_str(&tagged).unwrap();
+    assert!(v.is_object(), "{tagged}");
     let _ = std::fs::remove_dir_all(&out);
 }
 
