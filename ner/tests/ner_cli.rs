@@ -42,6 +42,22 @@ fn tag_json(dir: &std::path::Path, model: &std::path::Path, text: &str) -> Strin
     tagged.lines().next().unwrap_or_default().to_string()
 }
 
+/// Trains 4 epochs on the fixture corpus into `out` with a small network
+/// and `extra` flags; returns the report.
+fn train_fixture(out: &std::path::Path, extra: &[&str]) -> String {
+    run(bin()
+        .args(["train", "--no-fetch", "--device", "cpu", "--quiet"])
+        .args(["--data", fixtures().to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--epochs", "4"])
+        .args(["--hidden", "32", "--lr", "0.1"])
+        .args(extra))
+}
+
+/// The `best.json` a run wrote into `out`.
+fn best_meta(out: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap()
+}
+
 /// The F1 on a `name: precision … F1 x` line.
 fn f1(text: &str, name: &str) -> f64 {
     let line = text
@@ -190,8 +206,7 @@ fn external_name_lists_travel_with_the_model() {
     };
     let text = run(&mut train(&["--lexicon", lists.to_str().unwrap()]));
     assert!(f1(&text, "test") >= 0.0, "{text}");
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(model.join("best.json")).unwrap()).unwrap();
+    let meta = best_meta(&model);
     let pairs = meta["lexicon"].as_array().unwrap();
     assert_eq!(pairs.len(), 3, "{pairs:?}");
     let features = meta["config"]["features"].as_array().unwrap();
@@ -218,16 +233,10 @@ fn external_name_lists_travel_with_the_model() {
 #[test]
 fn character_convolution_trains_and_round_trips() {
     let out = scratch("ner-chars");
-    let text = run(bin()
-        .args(["train", "--no-fetch", "--device", "cpu", "--quiet"])
-        .args(["--data", fixtures().to_str().unwrap()])
-        .args(["--out", out.to_str().unwrap(), "--epochs", "4"])
-        .args(["--hidden", "32", "--lr", "0.1"])
-        .args(["--char-dim", "6", "--char-filters", "10"]));
+    let text = train_fixture(&out, &["--char-dim", "6", "--char-filters", "10"]);
     let test_f1 = f1(&text, "test");
     assert!(test_f1 > 50.0, "test F1 {test_f1}\n{text}");
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
+    let meta = best_meta(&out);
     let features = meta["config"]["features"].as_array().unwrap();
     let chars = features
         .iter()
@@ -264,15 +273,10 @@ fn character_convolution_trains_and_round_trips() {
 #[test]
 fn document_features_train_and_round_trip() {
     let out = scratch("ner-document");
-    let text = run(bin()
-        .args(["train", "--no-fetch", "--device", "cpu", "--quiet"])
-        .args(["--data", fixtures().to_str().unwrap()])
-        .args(["--out", out.to_str().unwrap(), "--epochs", "4"])
-        .args(["--hidden", "32", "--lr", "0.1", "--doc-dim", "3"]));
+    let text = train_fixture(&out, &["--doc-dim", "3"]);
     let test_f1 = f1(&text, "test");
     assert!(test_f1 > 50.0, "test F1 {test_f1}\n{text}");
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
+    let meta = best_meta(&out);
     let features = meta["config"]["features"].as_array().unwrap();
     let document = features.last().unwrap();
     assert_eq!(document["classes"].as_u64(), Some(17), "{features:?}");
