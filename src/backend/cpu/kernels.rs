@@ -518,49 +518,30 @@ fn argmax(k: &Kernel, read: &Reader<'_>, o: &mut [u32]) -> Result<()> {
 }
 
 /// The loss and the gradient of a `SoftmaxXentWithGrad`, into `loss` and
-/// `grad`: the same two computations as `SoftmaxXent` and
-/// `SoftmaxXentGrad`, so fused and unfused plans agree exactly.
+/// `grad` (see `losses::softmax_xent_with_grad`).
 pub(super) fn softmax_xent_with_grad(
     k: &Kernel,
     out: &Slot,
     read: &Reader<'_>,
-    (loss, grad_data): (&mut HostData, &mut HostData),
+    (loss, grad): (&mut HostData, &mut HostData),
     pool: &Pool,
 ) -> Result<()> {
-    let Kernel::SoftmaxXentWithGrad {
-        logits,
-        labels,
-        grad,
-        batch,
-        classes,
-        out: loss_out,
-        grad_out,
-    } = *k
-    else {
+    if loss.len() != out.len || loss.dtype() != out.dtype || grad.dtype() != out.dtype {
         return Err(Error::invalid(
             "cpu execute",
-            "not a softmax_xent_with_grad",
+            "output buffer of another slot",
         ));
-    };
-    let forward = Kernel::SoftmaxXent {
-        logits,
-        labels,
-        batch,
-        classes,
-        out: loss_out,
-    };
-    let backward = Kernel::SoftmaxXentGrad {
-        logits,
-        labels,
-        grad,
-        batch,
-        classes,
-        out: grad_out,
-    };
-    let grad_slot = Slot {
-        len: batch * classes,
-        ..out.clone()
-    };
-    run(&forward, out, read, loss, pool)?;
-    run(&backward, &grad_slot, read, grad_data, pool)
+    }
+    match (loss, grad) {
+        (HostData::F32(l), HostData::F32(g)) => {
+            losses::softmax_xent_with_grad(k, read, (l, g), pool)
+        }
+        (HostData::F64(l), HostData::F64(g)) => {
+            losses::softmax_xent_with_grad(k, read, (l, g), pool)
+        }
+        _ => Err(Error::invalid(
+            "cpu execute",
+            "softmax_xent_with_grad writes floats",
+        )),
+    }
 }
