@@ -130,7 +130,7 @@ impl Backend for CpuBackend {
             if let Kernel::IndexAddInPlace { .. } = k {
                 let target = read(out)?;
                 let mut data = target.write();
-                kernels::index_add_in_place(k, &mut data, &read)?;
+                kernels::index_add_in_place(k, &mut data, &read, &self.pool)?;
                 continue;
             }
             let result = self.buffers.acquire(out_slot.dtype, out_slot.len);

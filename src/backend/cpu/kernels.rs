@@ -189,7 +189,7 @@ fn row_kernel<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool)
             borrow!(read, *src, "scatter_add src" => s_guard, s);
             let ids = load_ids(read, *ids, "scatter_add ids", *rows)?;
             o.fill(T::ZERO);
-            scatter_rows(o, s, ids.get(..*n).unwrap_or(&ids[..]), *dim, T::ONE)
+            scatter_rows(pool, o, s, ids.get(..*n).unwrap_or(&ids[..]), *dim, T::ONE)
         }
         _ => Err(Error::invalid("cpu execute", "not a row kernel")),
     }
@@ -287,6 +287,7 @@ pub(super) fn index_add_in_place(
     k: &Kernel,
     target: &mut HostData,
     read: &Reader<'_>,
+    pool: &Pool,
 ) -> Result<()> {
     let Kernel::IndexAddInPlace {
         src,
@@ -307,30 +308,53 @@ pub(super) fn index_add_in_place(
         HostData::F32(t) => {
             let g = read(*src)?.read();
             let s = floats::<f32>(&g, "index_add src")?;
-            scatter_rows(t, s, idv, *dim, scale as f32)
+            scatter_rows(pool, t, s, idv, *dim, scale as f32)
         }
         HostData::F64(t) => {
             let g = read(*src)?.read();
             let s = floats::<f64>(&g, "index_add src")?;
-            scatter_rows(t, s, idv, *dim, scale)
+            scatter_rows(pool, t, s, idv, *dim, scale)
         }
         HostData::U32(_) => Err(Error::invalid("index_add", "target is u32")),
     }
 }
 
-/// `o[ids[i], :] += scale · s[i, :]`, in the order of `i`.
-fn scatter_rows<T: Float>(o: &mut [T], s: &[T], ids: &[u32], dim: usize, scale: T) -> Result<()> {
+/// `o[ids[i], :] += scale · s[i, :]`, in the order of `i`. The rows of
+/// `o` are cut into ranges (by the sizes alone) that go to threads; each
+/// range walks all the ids and takes those that fall in it, so every row
+/// still gets its additions in the order of `i`, whatever the thread count.
+fn scatter_rows<T: Float>(
+    pool: &Pool,
+    o: &mut [T],
+    s: &[T],
+    ids: &[u32],
+    dim: usize,
+    scale: T,
+) -> Result<()> {
     if s.len() < ids.len() * dim {
         return Err(Error::invalid("cpu scatter", "source too short"));
     }
-    for (i, &id) in ids.iter().enumerate() {
-        let dst = o
-            .get_mut(id as usize * dim..(id as usize + 1) * dim)
-            .ok_or_else(|| Error::invalid("cpu scatter", "row out of range"))?;
-        for (d, v) in dst.iter_mut().zip(&s[i * dim..(i + 1) * dim]) {
-            *d = *d + scale * *v;
-        }
+    if dim == 0 {
+        return Ok(());
     }
+    let rows = o.len() / dim;
+    if ids.iter().any(|&id| id as usize >= rows) {
+        return Err(Error::invalid("cpu scatter", "row out of range"));
+    }
+    let ranges = (ids.len() * dim).div_ceil(PAR_MIN).clamp(1, rows.max(1));
+    let range_rows = rows.div_ceil(ranges).max(1);
+    pool.pieces(&mut o[..rows * dim], range_rows * dim, |start, part| {
+        let (lo, hi) = (start / dim, (start + part.len()) / dim);
+        for (i, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            if (lo..hi).contains(&id) {
+                let dst = &mut part[(id - lo) * dim..(id - lo + 1) * dim];
+                for (d, v) in dst.iter_mut().zip(&s[i * dim..(i + 1) * dim]) {
+                    *d = *d + scale * *v;
+                }
+            }
+        }
+    });
     Ok(())
 }
 
