@@ -22,6 +22,7 @@ mod gemm;
 mod kernels;
 mod losses;
 mod par;
+mod transpose;
 
 pub use buffers::CpuBuffer;
 pub use gemm::Gemm;
