@@ -319,10 +319,11 @@ pub(super) fn index_add_in_place(
     }
 }
 
-/// `o[ids[i], :] += scale · s[i, :]`, in the order of `i`. The rows of
-/// `o` are cut into ranges (by the sizes alone) that go to threads; each
-/// range walks all the ids and takes those that fall in it, so every row
-/// still gets its additions in the order of `i`, whatever the thread count.
+/// `o[ids[i], :] += scale · s[i, :]`, in the order of `i`. With several
+/// threads and enough work, the rows of `o` are cut into one range per
+/// thread; each range picks out, in order, the ids that fall in it. Every
+/// row gets its own additions in the order of `i` whichever range holds
+/// it, so how the rows are cut (even by the thread count) changes no bit.
 fn scatter_rows<T: Float>(
     pool: &Pool,
     o: &mut [T],
@@ -341,20 +342,47 @@ fn scatter_rows<T: Float>(
     if ids.iter().any(|&id| id as usize >= rows) {
         return Err(Error::invalid("cpu scatter", "row out of range"));
     }
-    let ranges = (ids.len() * dim).div_ceil(PAR_MIN).clamp(1, rows.max(1));
-    let range_rows = rows.div_ceil(ranges).max(1);
-    pool.pieces(&mut o[..rows * dim], range_rows * dim, |start, part| {
-        let (lo, hi) = (start / dim, (start + part.len()) / dim);
+    let add = |dst: &mut [T], i: usize| {
+        for (d, v) in dst.iter_mut().zip(&s[i * dim..(i + 1) * dim]) {
+            *d = *d + scale * *v;
+        }
+    };
+    let ranges = if ids.len() * dim < PAR_MIN {
+        1
+    } else {
+        pool.threads().min(rows)
+    };
+    if ranges <= 1 {
         for (i, &id) in ids.iter().enumerate() {
             let id = id as usize;
-            if (lo..hi).contains(&id) {
-                let dst = &mut part[(id - lo) * dim..(id - lo + 1) * dim];
-                for (d, v) in dst.iter_mut().zip(&s[i * dim..(i + 1) * dim]) {
-                    *d = *d + scale * *v;
+            add(&mut o[id * dim..(id + 1) * dim], i);
+        }
+        return Ok(());
+    }
+    pool.pieces(
+        &mut o[..rows * dim],
+        rows.div_ceil(ranges) * dim,
+        |start, part| {
+            let (lo, len) = (start / dim, part.len() / dim);
+            // Ids are picked out a block at a time without a branch: a range
+            // takes a random id with odds 1 in `ranges`, a branch the
+            // predictor would miss about as often.
+            const BLOCK: usize = 256;
+            let mut picked = [0u32; BLOCK];
+            for (b, block) in ids.chunks(BLOCK).enumerate() {
+                let mut n = 0;
+                for (j, &id) in block.iter().enumerate() {
+                    picked[n] = j as u32;
+                    n += usize::from((id as usize).wrapping_sub(lo) < len);
+                }
+                for &j in &picked[..n] {
+                    let i = b * BLOCK + j as usize;
+                    let r = ids[i] as usize - lo;
+                    add(&mut part[r * dim..(r + 1) * dim], i);
                 }
             }
-        }
-    });
+        },
+    );
     Ok(())
 }
 
