@@ -16,10 +16,12 @@ use super::par::{Pool, SendPtr};
 use super::transpose::Stage;
 use crate::ir::Float;
 
-/// Multiply-adds below which a product stays on the calling thread: the
-/// training step's products (B=32: 32×275×300, 2.6 M) ran slower split in
-/// two (0.55 against 0.38 ms a step at 1 thread); 1024³ gains.
-const PAR_MIN_MACS: usize = 1 << 23;
+/// Multiply-adds below which a product stays on the calling thread. With
+/// helpers that poll for work (`par::POLL`), the training step's products
+/// (B=32: 32×275×300, 2.6 M) gain from the split: 0.137 against 0.179 ms
+/// a step at 2 threads; while a helper had to be woken for each, they
+/// lost (0.55 against 0.38 ms with the split from 1 M, on a loaded host).
+const PAR_MIN_MACS: usize = 1 << 20;
 
 /// A float type with a GEMM.
 pub trait Gemm: Float {
