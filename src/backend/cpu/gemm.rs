@@ -132,7 +132,7 @@ pub(crate) fn gemm<T: Gemm + Stage>(
     if c.len() < m * n {
         return;
     }
-    T::staged((m, k, n), (a, sa), (b, sb), |(a, sa), (b, sb)| {
+    T::staged(pool, (m, k, n), (a, sa), (b, sb), |(a, sa), (b, sb)| {
         split(pool, m, k, n, a, sa, b, sb, c)
     });
 }

@@ -11,6 +11,8 @@
 
 use std::cell::RefCell;
 
+use super::par::Pool;
+
 /// Operands smaller than this (m·k or k·n elements) are packed from where
 /// they are: their gather costs less than the call to transpose them.
 const MIN_ELEMENTS: usize = 4096;
@@ -27,6 +29,7 @@ pub(super) type Operand<'a, T> = (&'a [T], (isize, isize));
 pub(crate) trait Stage: Sized {
     /// Calls `f` with A (m×k) and B (k×n) laid out for packing.
     fn staged<R>(
+        pool: &Pool,
         mkn: (usize, usize, usize),
         a: Operand<'_, Self>,
         b: Operand<'_, Self>,
@@ -36,18 +39,20 @@ pub(crate) trait Stage: Sized {
 
 impl Stage for f32 {
     fn staged<R>(
+        pool: &Pool,
         mkn: (usize, usize, usize),
         a: Operand<'_, f32>,
         b: Operand<'_, f32>,
         f: impl FnOnce(Operand<'_, f32>, Operand<'_, f32>) -> R,
     ) -> R {
-        with_gatherless(mkn, a, b, f)
+        with_gatherless(pool, mkn, a, b, f)
     }
 }
 
 /// f64 products (gradient checks, mostly) are packed from where they are.
 impl Stage for f64 {
     fn staged<R>(
+        _: &Pool,
         _: (usize, usize, usize),
         a: Operand<'_, f64>,
         b: Operand<'_, f64>,
@@ -61,6 +66,7 @@ impl Stage for f64 {
 /// buffers first where its packing would gather: A row-major, B given as
 /// Bᵀ row-major. Without AVX, or re-entered, the operands go as they are.
 fn with_gatherless<R>(
+    pool: &Pool,
     (m, k, n): (usize, usize, usize),
     a: Operand<'_, f32>,
     b: Operand<'_, f32>,
@@ -79,7 +85,7 @@ fn with_gatherless<R>(
         let a = if a_rows {
             let ld = leading(m);
             stage(sa, k * ld);
-            transpose(a.0, m, k, sa, ld);
+            transpose(pool, a.0, m, k, &mut sa[..k * ld], ld);
             (&sa[..], (1, ld as isize))
         } else {
             a
@@ -87,7 +93,7 @@ fn with_gatherless<R>(
         let b = if b_cols {
             let ld = leading(n);
             stage(sb, k * ld);
-            transpose(b.0, n, k, sb, ld);
+            transpose(pool, b.0, n, k, &mut sb[..k * ld], ld);
             (&sb[..], (ld as isize, 1))
         } else {
             b
@@ -120,23 +126,40 @@ fn has_avx() -> bool {
     }
 }
 
-/// `dst[c·ld + r] = src[r·cols + c]` for a row-major `rows × cols` source.
-/// The caller has checked that AVX is there and that both fit.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], ld: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX is present (`has_avx`); see `transpose_avx` for the
-    // bounds.
-    unsafe {
-        transpose_avx(src, rows, cols, dst, ld);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    scalar(src, cols, (0, rows), (0, cols), dst, ld);
+/// `dst[c·ld + r] = src[r·cols + c]` for a row-major `rows × cols` source,
+/// `dst` holding `cols` rows of `ld`. Large ones go to threads in bands of
+/// source columns (destination rows). The caller has checked that AVX is
+/// there and that both fit.
+fn transpose(pool: &Pool, src: &[f32], rows: usize, cols: usize, dst: &mut [f32], ld: usize) {
+    let band = if rows * cols >= PAR_ELEMENTS {
+        BAND
+    } else {
+        cols.max(1)
+    };
+    pool.pieces(dst, band * ld, |start, part| {
+        let c0 = start / ld;
+        let width = part.len() / ld;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX is present (`has_avx`); see `transpose_avx` for the
+        // bounds.
+        unsafe {
+            transpose_avx(&src[c0..], rows, width, cols, part, ld);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        scalar(&src[c0..], cols, (0, rows), (0, width), part, ld);
+    });
 }
 
-/// Rows `r0..r1`, columns `c0..c1` of the transpose, one element at a time.
+/// Source columns per parallel band (a multiple of 8).
+const BAND: usize = 64;
+/// Operands from which the transpose is split over threads.
+const PAR_ELEMENTS: usize = 1 << 16;
+
+/// Rows `r0..r1`, columns `c0..c1` of the transpose, one element at a
+/// time (`stride`: the source's row stride).
 fn scalar(
     src: &[f32],
-    cols: usize,
+    stride: usize,
     (r0, r1): (usize, usize),
     (c0, c1): (usize, usize),
     dst: &mut [f32],
@@ -144,7 +167,7 @@ fn scalar(
 ) {
     for r in r0..r1 {
         for c in c0..c1 {
-            dst[c * ld + r] = src[r * cols + c];
+            dst[c * ld + r] = src[r * stride + c];
         }
     }
 }
@@ -154,13 +177,25 @@ fn scalar(
 /// the ragged right and bottom edges element by element.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-unsafe fn transpose_avx(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], ld: usize) {
+unsafe fn transpose_avx(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    dst: &mut [f32],
+    ld: usize,
+) {
     use std::arch::x86_64::*;
     const TILE: usize = 64;
     if rows == 0 || cols == 0 {
         return;
     }
-    assert!(src.len() >= rows * cols && ld >= rows && dst.len() >= (cols - 1) * ld + rows);
+    assert!(
+        stride >= cols
+            && src.len() >= (rows - 1) * stride + cols
+            && ld >= rows
+            && dst.len() >= (cols - 1) * ld + rows
+    );
     let (r8, c8) = (rows / 8 * 8, cols / 8 * 8);
     let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
     for rt in (0..r8).step_by(TILE) {
@@ -172,8 +207,8 @@ unsafe fn transpose_avx(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], 
                     // images, rows c..c + 8 and columns r..r + 8 of the
                     // destination, inside it (the assert above).
                     unsafe {
-                        let p = sp.add(r * cols + c);
-                        let row = |i: usize| _mm256_loadu_ps(p.add(i * cols));
+                        let p = sp.add(r * stride + c);
+                        let row = |i: usize| _mm256_loadu_ps(p.add(i * stride));
                         let (x0, x1, x2, x3) = (row(0), row(1), row(2), row(3));
                         let (x4, x5, x6, x7) = (row(4), row(5), row(6), row(7));
                         let (t0, t1) = (_mm256_unpacklo_ps(x0, x1), _mm256_unpackhi_ps(x0, x1));
@@ -202,8 +237,8 @@ unsafe fn transpose_avx(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], 
             }
         }
     }
-    scalar(src, cols, (0, rows), (c8, cols), dst, ld);
-    scalar(src, cols, (r8, rows), (0, c8), dst, ld);
+    scalar(src, stride, (0, rows), (c8, cols), dst, ld);
+    scalar(src, stride, (r8, rows), (0, c8), dst, ld);
 }
 
 #[cfg(test)]
@@ -212,12 +247,13 @@ mod tests {
 
     #[test]
     fn transposes_every_shape_exactly() {
-        for (rows, cols) in [(1, 1), (8, 8), (37, 29), (64, 130), (9, 71)] {
+        let pool = Pool::new(2).unwrap();
+        for (rows, cols) in [(1, 1), (8, 8), (37, 29), (64, 130), (9, 71), (300, 275)] {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
             let ld = leading(rows);
             let mut dst = vec![-1.0; cols * ld];
             if has_avx() {
-                transpose(&src, rows, cols, &mut dst, ld);
+                transpose(&pool, &src, rows, cols, &mut dst, ld);
             } else {
                 scalar(&src, cols, (0, rows), (0, cols), &mut dst, ld);
             }
