@@ -22,6 +22,7 @@ mod gemm;
 mod kernels;
 mod losses;
 mod par;
+mod transpose;
 
 pub use buffers::CpuBuffer;
 pub use gemm::Gemm;
@@ -130,7 +131,7 @@ impl Backend for CpuBackend {
             if let Kernel::IndexAddInPlace { .. } = k {
                 let target = read(out)?;
                 let mut data = target.write();
-                kernels::index_add_in_place(k, &mut data, &read)?;
+                kernels::index_add_in_place(k, &mut data, &read, &self.pool)?;
                 continue;
             }
             let result = self.buffers.acquire(out_slot.dtype, out_slot.len);

@@ -150,6 +150,14 @@ macro_rules! define_binary {
                     })*
                 }
             }
+
+            /// `out[i] = f(a[i], b[i])` with each operand where it is (the
+            /// output itself, a slice, or one value), one loop per op.
+            pub fn zip_with<T: Float>(self, out: &mut [T], a: Side<'_, T>, b: Side<'_, T>) {
+                match self {
+                    $(BinaryOp::$variant => zip_with(out, a, b, binary_fn::<T, _>($f)),)*
+                }
+            }
         }
 
         impl Expr {

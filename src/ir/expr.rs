@@ -7,6 +7,7 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 use super::binary::{binary_ops, define_binary};
 use super::float::{Float, binary_fn, flag, max_nan, min_nan, sigmoid, unary_fn};
 use super::unary::{define_unary, unary_ops};
+use super::zip::{Side, zip_with};
 
 /// What a unary op's derivative is computed from.
 #[derive(Clone, Copy)]

@@ -11,12 +11,14 @@ pub mod float;
 pub mod op;
 pub mod plan;
 pub mod unary;
+pub mod zip;
 
 pub use custom::CustomOp;
 pub use expr::{BinaryOp, Df, Expr, Grad, UnaryOp};
 pub use float::Float;
 pub use op::Op;
 pub use plan::{Epilogue, Kernel, Launch, Plan, ReduceOp, Slot, SlotId, SlotKind, View};
+pub use zip::Side;
 
 pub(crate) use binary::binary_ops;
 pub(crate) use unary::unary_ops;

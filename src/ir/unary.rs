@@ -158,6 +158,16 @@ macro_rules! define_unary {
                     })*
                 }
             }
+
+            /// `out[i] = f(x[i])`.
+            pub fn map_into<T: Float>(self, out: &mut [T], x: &[T]) {
+                match self {
+                    $(UnaryOp::$variant => {
+                        let f = unary_fn::<T, _>($f);
+                        out.iter_mut().zip(x).for_each(|(e, &v)| *e = f(v));
+                    })*
+                }
+            }
         }
 
         impl Expr {

@@ -6,6 +6,7 @@ use std::sync::RwLockReadGuard;
 use super::CpuBuffer;
 use super::elementwise::Scratch;
 use super::gemm::Gemm;
+use super::transpose::Stage;
 use crate::dtype::HostData;
 use crate::error::{Error, Result};
 
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 pub(super) type Reader<'a> = dyn Fn(usize) -> Result<&'a CpuBuffer> + 'a;
 
 /// Typed access to a buffer's contents.
-pub(super) trait Typed: Gemm + Scratch {
+pub(super) trait Typed: Gemm + Scratch + Stage {
     fn slice(d: &HostData) -> Option<&[Self]>;
 }
 impl Typed for f32 {

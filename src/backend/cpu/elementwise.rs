@@ -12,7 +12,7 @@ use std::cell::RefCell;
 
 use super::par::{PAR_MIN, Pool};
 use crate::error::{Error, Result};
-use crate::ir::{Expr, Float, View};
+use crate::ir::{Expr, Float, Side, View};
 
 /// Elements per chunk: small enough that the chunk buffers of a deep
 /// expression stay in L1, large enough that a loop's setup is amortised.
@@ -76,7 +76,6 @@ pub(crate) fn evaluate<T: Scratch>(
         views,
         data,
         expr,
-        acc,
         temps: temps(expr),
     };
     pool.pieces(out, PIECE, |start, piece| ctx.piece(start, piece));
@@ -131,19 +130,24 @@ fn check_expr(e: &Expr, inputs: usize, acc: bool) -> Result<()> {
     }
 }
 
-/// Whether a node's value can be read in place, without a buffer.
+/// Whether a node's value can be read where it is, without a buffer.
 fn is_leaf(e: &Expr) -> bool {
-    matches!(e, Expr::Input(_) | Expr::Acc)
+    matches!(e, Expr::Input(_) | Expr::Acc | Expr::Const(_))
 }
 
-/// Chunk buffers `eval` needs besides its destination.
+/// Chunk buffers `eval` needs besides its destination: a node's right
+/// operand (and a select's condition) is computed first, into a buffer
+/// held while the left one is computed into the destination.
 fn temps(e: &Expr) -> usize {
     match e {
         Expr::Input(_) | Expr::Acc | Expr::Const(_) => 0,
         Expr::Unary(_, a) => temps(a),
-        Expr::Binary(_, a, b) if is_leaf(b) => temps(a),
-        Expr::Binary(_, a, b) => temps(a).max(1 + temps(b)),
-        Expr::Select(c, a, b) => temps(a).max(1 + temps(b)).max(2 + temps(c)),
+        // A left operand computed into the destination overwrites the
+        // accumulator there, so then `Acc` on the right needs a buffer.
+        Expr::Binary(_, a, b) if matches!(**b, Expr::Input(_) | Expr::Const(_)) => temps(a),
+        Expr::Binary(_, a, b) if is_leaf(a) && is_leaf(b) => 0,
+        Expr::Binary(_, a, b) => 1 + temps(a).max(temps(b)),
+        Expr::Select(c, a, b) => 2 + temps(a).max(temps(b)).max(temps(c)),
     }
 }
 
@@ -165,7 +169,6 @@ struct Ctx<'a, T> {
     views: &'a [View],
     data: &'a [&'a [T]],
     expr: &'a Expr,
-    acc: bool,
     temps: usize,
 }
 
@@ -173,7 +176,6 @@ struct Ctx<'a, T> {
 struct Chunk<'a, T> {
     ctx: &'a Ctx<'a, T>,
     gathered: &'a [T],
-    acc: &'a [T],
     start: usize,
     len: usize,
 }
@@ -193,9 +195,8 @@ impl<T: Float> Chunk<'_, T> {
 impl<T: Scratch> Ctx<'_, T> {
     fn piece(&self, start: usize, out: &mut [T]) {
         let nv = self.views.len();
-        T::with_scratch((nv + 1 + self.temps) * CHUNK, |s| {
-            let (gathered, rest) = s.split_at_mut(nv * CHUNK);
-            let (acc, temps) = rest.split_at_mut(CHUNK);
+        T::with_scratch((nv + self.temps) * CHUNK, |s| {
+            let (gathered, temps) = s.split_at_mut(nv * CHUNK);
             for (c, dst) in out.chunks_mut(CHUNK).enumerate() {
                 let at = start + c * CHUNK;
                 let len = dst.len();
@@ -206,17 +207,16 @@ impl<T: Scratch> Ctx<'_, T> {
                         read_view(d, &v.strides, self.shape, at, g);
                     }
                 }
-                if self.acc {
-                    acc[..len].copy_from_slice(dst);
-                }
                 let chunk = Chunk {
                     ctx: self,
                     gathered,
-                    acc: &acc[..len],
                     start: at,
                     len,
                 };
-                eval(self.expr, &chunk, dst, temps);
+                // With `acc`, the destination holds the accumulator until
+                // the first operator writes it; `eval` computes everything
+                // that reads it elsewhere before that.
+                eval(self.expr, &chunk, dst, temps, Acc::Out);
             }
         });
     }
@@ -268,43 +268,104 @@ fn read_view<T: Float>(d: &[T], strides: &[usize], shape: &[usize], start: usize
     }
 }
 
-/// Writes `e` over one chunk into `dst`, one loop per operator node;
-/// `temps` holds the chunk buffers of the nodes below.
-fn eval<T: Float>(e: &Expr, ch: &Chunk<'_, T>, dst: &mut [T], temps: &mut [T]) {
+/// Where `Expr::Acc` is read from.
+#[derive(Clone, Copy)]
+enum Acc<'a, T> {
+    /// The destination itself, not yet written by any operator.
+    Out,
+    /// The destination, read while a subexpression goes to a buffer.
+    Held(&'a [T]),
+}
+
+/// A leaf's values where they are, without a copy.
+fn side<'a, T: Float>(e: &Expr, ch: &'a Chunk<'a, T>, acc: Acc<'a, T>) -> Option<Side<'a, T>> {
     match e {
-        Expr::Input(i) => dst.copy_from_slice(ch.input(*i)),
-        Expr::Const(bits) => dst.fill(T::from_f64(f64::from_bits(*bits))),
-        Expr::Acc => dst.copy_from_slice(ch.acc),
-        Expr::Unary(op, a) => {
-            eval(a, ch, dst, temps);
-            op.map(dst);
-        }
+        Expr::Input(i) => Some(Side::Slice(ch.input(*i))),
+        Expr::Const(bits) => Some(Side::Scalar(T::from_f64(f64::from_bits(*bits)))),
+        Expr::Acc => Some(match acc {
+            Acc::Out => Side::Out,
+            Acc::Held(s) => Side::Slice(s),
+        }),
+        _ => None,
+    }
+}
+
+/// Writes `e` over one chunk into `dst`, one loop per operator node;
+/// `temps` holds the chunk buffers of the nodes below. An operator's right
+/// operand is computed before its left one is written into `dst`, so that
+/// with `Acc::Out` every read of the accumulator comes before `dst`
+/// changes (and so that a leaf operand is never copied).
+fn eval<'a, T: Float>(
+    e: &Expr,
+    ch: &'a Chunk<'a, T>,
+    dst: &mut [T],
+    temps: &mut [T],
+    acc: Acc<'a, T>,
+) {
+    let len = dst.len();
+    match e {
+        Expr::Input(_) | Expr::Const(_) | Expr::Acc => match side(e, ch, acc) {
+            Some(Side::Slice(s)) => dst.copy_from_slice(s),
+            Some(Side::Scalar(v)) => dst.fill(v),
+            Some(Side::Out) | None => {}
+        },
+        Expr::Unary(op, a) => match side(a, ch, acc) {
+            Some(Side::Slice(s)) => op.map_into(dst, s),
+            Some(Side::Scalar(v)) => {
+                dst.fill(v);
+                op.map(dst);
+            }
+            Some(Side::Out) => op.map(dst),
+            None => {
+                eval(a, ch, dst, temps, acc);
+                op.map(dst);
+            }
+        },
         Expr::Binary(op, a, b) => {
-            eval(a, ch, dst, temps);
-            match &**b {
-                Expr::Input(i) => op.zip(dst, ch.input(*i)),
-                Expr::Acc => op.zip(dst, ch.acc),
-                b => {
+            let left = side(a, ch, acc);
+            let right = match side(b, ch, acc) {
+                // The accumulator in `dst` is gone once a computed left
+                // operand is written there.
+                Some(Side::Out) if left.is_none() => None,
+                s => s,
+            };
+            let (right, temps) = match right {
+                Some(s) => (s, temps),
+                None => {
                     let (t, rest) = temps.split_at_mut(CHUNK);
-                    let t = &mut t[..dst.len()];
-                    eval(b, ch, t, rest);
-                    op.zip(dst, t);
+                    let t = &mut t[..len];
+                    eval(b, ch, t, rest, held(acc, dst));
+                    (Side::Slice(&*t), rest)
+                }
+            };
+            match left {
+                Some(l) => op.zip_with(dst, l, right),
+                None => {
+                    eval(a, ch, dst, temps, acc);
+                    op.zip_with(dst, Side::Out, right);
                 }
             }
         }
         Expr::Select(c, a, b) => {
-            eval(a, ch, dst, temps);
             let (y, rest) = temps.split_at_mut(CHUNK);
-            let y = &mut y[..dst.len()];
-            eval(b, ch, y, rest);
             let (cv, rest) = rest.split_at_mut(CHUNK);
-            let cv = &mut cv[..dst.len()];
-            eval(c, ch, cv, rest);
+            let (y, cv) = (&mut y[..len], &mut cv[..len]);
+            eval(b, ch, y, rest, held(acc, dst));
+            eval(c, ch, cv, rest, held(acc, dst));
+            eval(a, ch, dst, rest, acc);
             for ((x, &y), &c) in dst.iter_mut().zip(&*y).zip(&*cv) {
                 if c == T::ZERO {
                     *x = y;
                 }
             }
         }
+    }
+}
+
+/// How a subexpression computed into a buffer reads the accumulator.
+fn held<'a, T>(acc: Acc<'a, T>, dst: &'a [T]) -> Acc<'a, T> {
+    match acc {
+        Acc::Out => Acc::Held(dst),
+        held => held,
     }
 }

@@ -1,6 +1,7 @@
-//! Matrix products on the CPU, through `matrixmultiply` (strided GEMM, so
-//! transposed operands cost nothing), spread over threads by splitting C
-//! into blocks of rows (or of columns, when C is wide).
+//! Matrix products on the CPU, through `matrixmultiply` (strided GEMM: any
+//! layout goes, though an operand its packing would gather element by
+//! element is transposed first, see `transpose`), spread over threads by
+//! splitting C into blocks of rows (or of columns, when C is wide).
 //!
 //! Only M and N are split, never K: `matrixmultiply` sums each output
 //! element over K in blocks whose size is a constant of its kernel, so an
@@ -12,12 +13,15 @@
 //! chooses its own count.
 
 use super::par::{Pool, SendPtr};
+use super::transpose::Stage;
 use crate::ir::Float;
 
-/// Multiply-adds below which a product stays on the calling thread: the
-/// training step's products (B=32: 32×275×300, 2.6 M) ran slower split in
-/// two (0.55 against 0.38 ms a step at 1 thread); 1024³ gains.
-const PAR_MIN_MACS: usize = 1 << 23;
+/// Multiply-adds below which a product stays on the calling thread. With
+/// helpers that poll for work (`par::POLL`), the training step's products
+/// (B=32: 32×275×300, 2.6 M) gain from the split: 0.137 against 0.179 ms
+/// a step at 2 threads; while a helper had to be woken for each, they
+/// lost (0.55 against 0.38 ms with the split from 1 M, on a loaded host).
+const PAR_MIN_MACS: usize = 1 << 20;
 
 /// A float type with a GEMM.
 pub trait Gemm: Float {
@@ -111,9 +115,30 @@ impl_gemm!(f32, matrixmultiply::sgemm);
 impl_gemm!(f64, matrixmultiply::dgemm);
 
 /// `C = A·B` (row-major C, m×n) on the pool's threads, one block of rows
-/// (or columns, when n > m) of C per thread.
+/// (or columns, when n > m) of C per thread, with operands that packing
+/// would gather transposed first (`transpose`).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm<T: Gemm>(
+pub(crate) fn gemm<T: Gemm + Stage>(
+    pool: &Pool,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    sa: (isize, isize),
+    b: &[T],
+    sb: (isize, isize),
+    c: &mut [T],
+) {
+    if c.len() < m * n {
+        return;
+    }
+    T::staged(pool, (m, k, n), (a, sa), (b, sb), |(a, sa), (b, sb)| {
+        split(pool, m, k, n, a, sa, b, sb, c)
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn split<T: Gemm>(
     pool: &Pool,
     m: usize,
     k: usize,
@@ -125,7 +150,7 @@ pub(crate) fn gemm<T: Gemm>(
     c: &mut [T],
 ) {
     let threads = pool.threads();
-    if threads == 1 || m * n * k < PAR_MIN_MACS || c.len() < m * n {
+    if threads == 1 || m * n * k < PAR_MIN_MACS {
         T::gemm(m, k, n, a, rsa, csa, b, rsb, csb, c);
         return;
     }

@@ -189,7 +189,7 @@ fn row_kernel<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool)
             borrow!(read, *src, "scatter_add src" => s_guard, s);
             let ids = load_ids(read, *ids, "scatter_add ids", *rows)?;
             o.fill(T::ZERO);
-            scatter_rows(o, s, ids.get(..*n).unwrap_or(&ids[..]), *dim, T::ONE)
+            scatter_rows(pool, o, s, ids.get(..*n).unwrap_or(&ids[..]), *dim, T::ONE)
         }
         _ => Err(Error::invalid("cpu execute", "not a row kernel")),
     }
@@ -287,6 +287,7 @@ pub(super) fn index_add_in_place(
     k: &Kernel,
     target: &mut HostData,
     read: &Reader<'_>,
+    pool: &Pool,
 ) -> Result<()> {
     let Kernel::IndexAddInPlace {
         src,
@@ -307,30 +308,81 @@ pub(super) fn index_add_in_place(
         HostData::F32(t) => {
             let g = read(*src)?.read();
             let s = floats::<f32>(&g, "index_add src")?;
-            scatter_rows(t, s, idv, *dim, scale as f32)
+            scatter_rows(pool, t, s, idv, *dim, scale as f32)
         }
         HostData::F64(t) => {
             let g = read(*src)?.read();
             let s = floats::<f64>(&g, "index_add src")?;
-            scatter_rows(t, s, idv, *dim, scale)
+            scatter_rows(pool, t, s, idv, *dim, scale)
         }
         HostData::U32(_) => Err(Error::invalid("index_add", "target is u32")),
     }
 }
 
-/// `o[ids[i], :] += scale · s[i, :]`, in the order of `i`.
-fn scatter_rows<T: Float>(o: &mut [T], s: &[T], ids: &[u32], dim: usize, scale: T) -> Result<()> {
+/// `o[ids[i], :] += scale · s[i, :]`, in the order of `i`. With several
+/// threads and enough work, the rows of `o` are cut into one range per
+/// thread; each range picks out, in order, the ids that fall in it. Every
+/// row gets its own additions in the order of `i` whichever range holds
+/// it, so how the rows are cut (even by the thread count) changes no bit.
+fn scatter_rows<T: Float>(
+    pool: &Pool,
+    o: &mut [T],
+    s: &[T],
+    ids: &[u32],
+    dim: usize,
+    scale: T,
+) -> Result<()> {
     if s.len() < ids.len() * dim {
         return Err(Error::invalid("cpu scatter", "source too short"));
     }
-    for (i, &id) in ids.iter().enumerate() {
-        let dst = o
-            .get_mut(id as usize * dim..(id as usize + 1) * dim)
-            .ok_or_else(|| Error::invalid("cpu scatter", "row out of range"))?;
+    if dim == 0 {
+        return Ok(());
+    }
+    let rows = o.len() / dim;
+    if ids.iter().any(|&id| id as usize >= rows) {
+        return Err(Error::invalid("cpu scatter", "row out of range"));
+    }
+    let add = |dst: &mut [T], i: usize| {
         for (d, v) in dst.iter_mut().zip(&s[i * dim..(i + 1) * dim]) {
             *d = *d + scale * *v;
         }
+    };
+    let ranges = if ids.len() * dim < PAR_MIN {
+        1
+    } else {
+        pool.threads().min(rows)
+    };
+    if ranges <= 1 {
+        for (i, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            add(&mut o[id * dim..(id + 1) * dim], i);
+        }
+        return Ok(());
     }
+    pool.pieces(
+        &mut o[..rows * dim],
+        rows.div_ceil(ranges) * dim,
+        |start, part| {
+            let (lo, len) = (start / dim, part.len() / dim);
+            // Ids are picked out a block at a time without a branch: a range
+            // takes a random id with odds 1 in `ranges`, a branch the
+            // predictor would miss about as often.
+            const BLOCK: usize = 256;
+            let mut picked = [0u32; BLOCK];
+            for (b, block) in ids.chunks(BLOCK).enumerate() {
+                let mut n = 0;
+                for (j, &id) in block.iter().enumerate() {
+                    picked[n] = j as u32;
+                    n += usize::from((id as usize).wrapping_sub(lo) < len);
+                }
+                for &j in &picked[..n] {
+                    let i = b * BLOCK + j as usize;
+                    let r = ids[i] as usize - lo;
+                    add(&mut part[r * dim..(r + 1) * dim], i);
+                }
+            }
+        },
+    );
     Ok(())
 }
 
@@ -518,49 +570,30 @@ fn argmax(k: &Kernel, read: &Reader<'_>, o: &mut [u32]) -> Result<()> {
 }
 
 /// The loss and the gradient of a `SoftmaxXentWithGrad`, into `loss` and
-/// `grad`: the same two computations as `SoftmaxXent` and
-/// `SoftmaxXentGrad`, so fused and unfused plans agree exactly.
+/// `grad` (see `losses::softmax_xent_with_grad`).
 pub(super) fn softmax_xent_with_grad(
     k: &Kernel,
     out: &Slot,
     read: &Reader<'_>,
-    (loss, grad_data): (&mut HostData, &mut HostData),
+    (loss, grad): (&mut HostData, &mut HostData),
     pool: &Pool,
 ) -> Result<()> {
-    let Kernel::SoftmaxXentWithGrad {
-        logits,
-        labels,
-        grad,
-        batch,
-        classes,
-        out: loss_out,
-        grad_out,
-    } = *k
-    else {
+    if loss.len() != out.len || loss.dtype() != out.dtype || grad.dtype() != out.dtype {
         return Err(Error::invalid(
             "cpu execute",
-            "not a softmax_xent_with_grad",
+            "output buffer of another slot",
         ));
-    };
-    let forward = Kernel::SoftmaxXent {
-        logits,
-        labels,
-        batch,
-        classes,
-        out: loss_out,
-    };
-    let backward = Kernel::SoftmaxXentGrad {
-        logits,
-        labels,
-        grad,
-        batch,
-        classes,
-        out: grad_out,
-    };
-    let grad_slot = Slot {
-        len: batch * classes,
-        ..out.clone()
-    };
-    run(&forward, out, read, loss, pool)?;
-    run(&backward, &grad_slot, read, grad_data, pool)
+    }
+    match (loss, grad) {
+        (HostData::F32(l), HostData::F32(g)) => {
+            losses::softmax_xent_with_grad(k, read, (l, g), pool)
+        }
+        (HostData::F64(l), HostData::F64(g)) => {
+            losses::softmax_xent_with_grad(k, read, (l, g), pool)
+        }
+        _ => Err(Error::invalid(
+            "cpu execute",
+            "softmax_xent_with_grad writes floats",
+        )),
+    }
 }

@@ -3,7 +3,8 @@
 //! the rows in order on one thread, so it is the same for any thread count.
 
 use super::access::{Reader, Typed, floats, load_ids, scalar_of};
-use super::par::Pool;
+use super::elementwise::Scratch;
+use super::par::{Pool, SendPtr};
 use crate::error::{Error, Result};
 use crate::ir::float::{max_nan, sigmoid};
 use crate::ir::{Float, Kernel};
@@ -119,6 +120,73 @@ pub(super) fn softmax_xent<T: Typed>(
             }
         }
     });
+    Ok(())
+}
+
+/// Work of one logit in `pool.rows` units: an `exp` costs about as much
+/// as a dozen simple operations.
+const EXP_WORK: usize = 16;
+
+/// Softmax cross-entropy (mean over the batch) into `loss` and its
+/// gradient into `grad`, in one pass over the logits: each row's maximum
+/// and log-sum serve both, rows go to threads in fixed groups, and the
+/// rows' loss terms are summed in order afterwards. Each value is computed
+/// as `softmax_xent` computes it, so fused and unfused plans agree exactly.
+pub(super) fn softmax_xent_with_grad<T: Typed>(
+    k: &Kernel,
+    read: &Reader<'_>,
+    (loss, grad_out): (&mut [T], &mut [T]),
+    pool: &Pool,
+) -> Result<()> {
+    let Kernel::SoftmaxXentWithGrad {
+        logits,
+        labels,
+        grad,
+        batch,
+        classes,
+        ..
+    } = *k
+    else {
+        return Err(Error::invalid(
+            "cpu execute",
+            "not a softmax_xent_with_grad",
+        ));
+    };
+    let xg = read(logits)?.read();
+    let x = floats::<T>(&xg, "softmax_xent logits")?;
+    let y = load_ids(read, labels, "softmax_xent labels", classes)?;
+    if x.len() < batch * classes || y.len() < batch {
+        return Err(Error::invalid("cpu softmax_xent", "input too short"));
+    }
+    if loss.len() != 1 || grad_out.len() != batch * classes {
+        return Err(Error::invalid(
+            "cpu softmax_xent",
+            "outputs of another size",
+        ));
+    }
+    let scale = scalar_of::<T>(read, grad)? / T::from_f64(batch.max(1) as f64);
+    let total = f64::with_scratch(batch, |terms| {
+        let at = SendPtr(terms.as_mut_ptr());
+        let classes = classes.max(1);
+        pool.rows(grad_out, classes, EXP_WORK * classes, |first, part| {
+            for (r, dst) in part.chunks_mut(classes).enumerate() {
+                let b = first + r;
+                let row = &x[b * classes..(b + 1) * classes];
+                let (m, log_sum) = row_stats(row);
+                let label = y[b] as usize;
+                // SAFETY: row b belongs to this piece alone, and `terms`
+                // holds `batch` values.
+                unsafe { *at.at(b) = (log_sum - (row[label] - m)).to_f64() };
+                for (c, (d, &v)) in dst.iter_mut().zip(row).enumerate() {
+                    let p = ((v - m) - log_sum).exp();
+                    let t = if c == label { T::ONE } else { T::ZERO };
+                    *d = (p - t) * scale;
+                }
+            }
+        });
+        terms.iter().fold(0.0f64, |s, &t| s + t)
+    });
+    loss[0] = T::from_f64(total / batch.max(1) as f64);
     Ok(())
 }
 

@@ -4,10 +4,14 @@
 //! depend only on the sizes of the problem, never on the thread count, and
 //! each output element is computed by exactly one piece. The threads only
 //! decide *who* computes a piece, not *what* it computes, so results are
-//! bit-identical for any number of threads.
+//! bit-identical for any number of threads. (A loop whose cut cannot
+//! change any value, such as a matmul's blocks of C or the sparse row
+//! update's ranges of rows, may cut by the thread count.)
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -16,16 +20,55 @@ use crate::error::{Error, Result};
 /// this many simple element operations.
 pub(crate) const PAR_MIN: usize = 1 << 15;
 
+/// How long a helper keeps polling for the next loop after finishing one
+/// before it sleeps. A sleeping helper took 20-30 µs to wake (and the
+/// wake-up call cost the caller 5-8 µs) on a 2-vCPU virtual machine, as
+/// long as a step's small loops; the kernels of a step follow each other
+/// within this time, so a helper that keeps polling joins each at once.
+/// The price: while a model trains, the helpers keep their cores busy
+/// (`train --model window`, 2 threads: 38 s of CPU in 20 s of wall time).
+const POLL: Duration = Duration::from_micros(300);
+
 /// A thread pool of a fixed size: the calling thread and `threads − 1`
 /// helpers (none for one thread).
 pub(crate) struct Pool {
     threads: usize,
-    helpers: Option<rayon::ThreadPool>,
+    helpers: Option<Helpers>,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Pool({} threads)", self.threads)
+    }
+}
+
+/// The helper threads and what they share with the pool.
+struct Helpers {
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// The latest loop, published for the helpers.
+struct Shared {
+    /// Bumped for every loop posted (and at shutdown): what helpers poll.
+    posted: AtomicU64,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+struct State {
+    job: Option<Arc<Job>>,
+    /// Helpers waiting on `wake`: the pool signals only when there are
+    /// some, so polling helpers cost the caller no system call.
+    sleeping: usize,
+    shutdown: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means a thread panicked holding it; the
+        // state is a few plain fields, always consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -36,19 +79,38 @@ impl Pool {
         if threads == 0 {
             return Err(Error::invalid("cpu threads", "need at least one thread"));
         }
-        let helpers = if threads == 1 {
-            None
-        } else {
-            let p = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads - 1)
-                .thread_name(|i| format!("deltagrad-cpu-{i}"))
-                .build()
+        if threads == 1 {
+            return Ok(Pool::single());
+        }
+        let shared = Arc::new(Shared {
+            posted: AtomicU64::new(0),
+            state: Mutex::new(State {
+                job: None,
+                sleeping: 0,
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let mut helpers = Helpers {
+            shared: Arc::clone(&shared),
+            handles: Vec::with_capacity(threads - 1),
+        };
+        for i in 0..threads - 1 {
+            let s = Arc::clone(&shared);
+            let h = std::thread::Builder::new()
+                .name(format!("deltagrad-cpu-{i}"))
+                .spawn(move || helper(&s))
                 .map_err(|e| {
                     Error::invalid("cpu threads", format!("cannot start {threads}: {e}"))
                 })?;
-            Some(p)
-        };
-        Ok(Pool { threads, helpers })
+            // Pushed one by one: if a later spawn fails, dropping
+            // `helpers` stops the ones already running.
+            helpers.handles.push(h);
+        }
+        Ok(Pool {
+            threads,
+            helpers: Some(helpers),
+        })
     }
 
     /// Everything on the calling thread.
@@ -77,8 +139,8 @@ impl Pool {
         // SAFETY (of the lifetime erased here): `f` is only called for a
         // task claimed from `next`, and this function returns only once
         // every claimed task is done (even when one panics), so no call
-        // outlives the borrow; a helper that starts later claims nothing
-        // and never dereferences the pointer.
+        // outlives the borrow; a helper that looks at the job later claims
+        // nothing and never dereferences the pointer.
         let f = unsafe {
             std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync)>(
                 f,
@@ -91,9 +153,15 @@ impl Pool {
             tasks,
             f,
         });
-        for _ in 0..(self.threads - 1).min(tasks - 1) {
-            let j = Arc::clone(&job);
-            helpers.spawn(move || j.work());
+        let shared = &helpers.shared;
+        let sleeping = {
+            let mut st = shared.lock();
+            st.job = Some(Arc::clone(&job));
+            shared.posted.fetch_add(1, Ordering::Release);
+            st.sleeping
+        };
+        if sleeping > 0 {
+            shared.wake.notify_all();
         }
         job.work();
         let mut spins = 0u32;
@@ -147,6 +215,54 @@ impl Pool {
         self.pieces(out, rows_per_piece * row_len, |start, c| {
             f(start / row_len, c)
         });
+    }
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.posted.fetch_add(1, Ordering::Release);
+        self.shared.wake.notify_all();
+        for h in self.handles.drain(..) {
+            // A helper that panicked has nothing left to clean up.
+            let _ = h.join();
+        }
+    }
+}
+
+/// A helper's life: run each loop posted, poll for the next for `POLL`,
+/// then sleep until one is posted.
+fn helper(shared: &Shared) {
+    let mut seen = 0u64;
+    loop {
+        let start = Instant::now();
+        let mut polls = 0u32;
+        while shared.posted.load(Ordering::Acquire) == seen && start.elapsed() < POLL {
+            polls += 1;
+            if polls.is_multiple_of(64) {
+                // Let another runnable thread have this core if the
+                // machine is busy.
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let job = {
+            let mut st = shared.lock();
+            while shared.posted.load(Ordering::Acquire) == seen && !st.shutdown {
+                st.sleeping += 1;
+                st = shared.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
+                st.sleeping -= 1;
+            }
+            if st.shutdown {
+                return;
+            }
+            seen = shared.posted.load(Ordering::Acquire);
+            st.job.clone()
+        };
+        if let Some(job) = job {
+            job.work();
+        }
     }
 }
 
