@@ -179,3 +179,45 @@ fn split<T: Gemm>(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Staged (transposed before packing) and split products equal one
+    /// plain `matrixmultiply` call bit for bit, for every operand layout
+    /// and thread count: what makes results independent of both.
+    #[test]
+    fn staged_and_split_products_equal_the_plain_one() {
+        let pools: Vec<Pool> = (1..=3).map(|t| Pool::new(t).unwrap()).collect();
+        for (m, k, n) in [(70, 300, 275), (300, 33, 129), (1, 4100, 3), (129, 257, 9)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919) % 1013) as f32 * 1e-3 - 0.5)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 104_729) % 997) as f32 * 1e-3 - 0.5)
+                .collect();
+            let (mi, ki, ni) = (m as isize, k as isize, n as isize);
+            // Row-major, and stored transposed, for each operand.
+            for sa in [(ki, 1), (1, mi)] {
+                for sb in [(ni, 1), (1, ki)] {
+                    let mut want = vec![0.0f32; m * n];
+                    f32::gemm(m, k, n, &a, sa.0, sa.1, &b, sb.0, sb.1, &mut want);
+                    for pool in &pools {
+                        let mut got = vec![f32::NAN; m * n];
+                        gemm(pool, m, k, n, &a, sa, &b, sb, &mut got);
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(
+                            same,
+                            "{m}x{k}x{n} {sa:?} {sb:?} at {} threads",
+                            pool.threads()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
