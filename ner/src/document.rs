@@ -146,23 +146,22 @@ fn sentence_evidence(sentence: &[&str]) -> Vec<Evidence> {
 /// one document, sentence by sentence.
 pub fn document_ids(sentences: &[Vec<&str>]) -> Vec<Vec<u32>> {
     let evidence: Vec<Vec<Evidence>> = sentences.iter().map(|s| sentence_evidence(s)).collect();
-    let mut by_word: HashMap<String, Evidence> = HashMap::new();
-    for (s, ev) in sentences.iter().zip(&evidence) {
-        for (w, e) in s.iter().zip(ev) {
-            by_word.entry(w.to_lowercase()).or_default().add(*e);
+    let keys: Vec<Vec<String>> = sentences
+        .iter()
+        .map(|s| s.iter().map(|w| w.to_lowercase()).collect())
+        .collect();
+    let mut by_word: HashMap<&str, Evidence> = HashMap::new();
+    for (s, ev) in keys.iter().zip(&evidence) {
+        for (k, e) in s.iter().zip(ev) {
+            by_word.entry(k).or_default().add(*e);
         }
     }
-    sentences
-        .iter()
+    keys.iter()
         .zip(&evidence)
         .map(|(s, ev)| {
             s.iter()
                 .zip(ev)
-                .map(|(w, e)| {
-                    by_word
-                        .get(&w.to_lowercase())
-                        .map_or(1, |all| all.minus(*e).id())
-                })
+                .map(|(k, e)| by_word.get(k.as_str()).map_or(1, |all| all.minus(*e).id()))
                 .collect()
         })
         .collect()

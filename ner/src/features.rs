@@ -341,8 +341,8 @@ pub struct Windows {
 /// The per-word features besides the word and its capitalization: the
 /// shape class, the affixes, the gazetteer states and the external name
 /// lists' states, the characters, what the rest of the document says of
-/// the word (see `lexical`, `gazetteer`, `namelists` and `document`). Which are on is the model's choice; their ids come in
-/// this order.
+/// the word (see `lexical`, `gazetteer`, `namelists` and `document`).
+/// Which are on is the model's choice; their ids come in this order.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Extras<'a> {
     pub shape: bool,

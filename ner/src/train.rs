@@ -164,9 +164,10 @@ impl Setup {
             Some(path) if opts.extra_dims().gazetteer > 0 => Gazetteer::read(path, &types)?,
             _ => Gazetteer::from_sentences(&types, &corpus.train),
         };
-        let lexicon = match opts.extra_dims().lexicon > 0 {
-            true => namelists::load(opts.lexicon.as_deref(), !opts.no_fetch)?,
-            false => Gazetteer::new(&namelists::LISTS),
+        let lexicon = if opts.extra_dims().lexicon > 0 {
+            namelists::load(opts.lexicon.as_deref(), !opts.no_fetch)?
+        } else {
+            Gazetteer::new(&namelists::LISTS)
         };
         let lists = Lists { gazetteer, lexicon };
         let extras = model_io::extras(opts, &lists);

@@ -141,16 +141,6 @@ macro_rules! define_binary {
                 match self { $(BinaryOp::$variant => binary_fn::<T, _>($f)(a, b),)* }
             }
 
-            /// `a[i] = f(a[i], b[i])`, one loop per op.
-            pub fn zip<T: Float>(self, a: &mut [T], b: &[T]) {
-                match self {
-                    $(BinaryOp::$variant => {
-                        let f = binary_fn::<T, _>($f);
-                        a.iter_mut().zip(b).for_each(|(x, &y)| *x = f(*x, y));
-                    })*
-                }
-            }
-
             /// `out[i] = f(a[i], b[i])` with each operand where it is (the
             /// output itself, a slice, or one value), one loop per op.
             pub fn zip_with<T: Float>(self, out: &mut [T], a: Side<'_, T>, b: Side<'_, T>) {

@@ -27,14 +27,17 @@ pub(super) type Operand<'a, T> = (&'a [T], (isize, isize));
 
 /// A float whose GEMM operands may be transposed before packing.
 pub(crate) trait Stage: Sized {
-    /// Calls `f` with A (m×k) and B (k×n) laid out for packing.
+    /// Calls `f` with A (m×k) and B (k×n) laid out for packing; by
+    /// default, as they are.
     fn staged<R>(
-        pool: &Pool,
-        mkn: (usize, usize, usize),
+        _pool: &Pool,
+        _mkn: (usize, usize, usize),
         a: Operand<'_, Self>,
         b: Operand<'_, Self>,
         f: impl FnOnce(Operand<'_, Self>, Operand<'_, Self>) -> R,
-    ) -> R;
+    ) -> R {
+        f(a, b)
+    }
 }
 
 impl Stage for f32 {
@@ -50,17 +53,7 @@ impl Stage for f32 {
 }
 
 /// f64 products (gradient checks, mostly) are packed from where they are.
-impl Stage for f64 {
-    fn staged<R>(
-        _: &Pool,
-        _: (usize, usize, usize),
-        a: Operand<'_, f64>,
-        b: Operand<'_, f64>,
-        f: impl FnOnce(Operand<'_, f64>, Operand<'_, f64>) -> R,
-    ) -> R {
-        f(a, b)
-    }
-}
+impl Stage for f64 {}
 
 /// Calls `f` with A (m×k) and B (k×n), each transposed into this thread's
 /// buffers first where its packing would gather: A row-major, B given as
