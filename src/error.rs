@@ -148,3 +148,11 @@ impl Error {
         }
     }
 }
+
+/// Locks `m`, taking over a lock poisoned by a panicking thread. Nothing in
+/// the engine holds a lock across user code or leaves guarded data half
+/// written on a panic, so the data behind a poisoned lock is still
+/// consistent, and a panic elsewhere should not become one here.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

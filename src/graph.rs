@@ -6,11 +6,12 @@
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::backend::Storage;
 use crate::device::Device;
 use crate::dtype::DType;
+use crate::error::lock;
 use crate::flags::with_flag;
 use crate::ir::Op;
 
@@ -37,12 +38,6 @@ pub struct Node {
     /// The largest id in a u32 leaf, computed once (id checks run on every
     /// gather and must not cost a device round trip each time).
     pub(crate) max_id: OnceLock<Option<u32>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing holds these locks across user code, so a poisoned lock still
-    // guards consistent data.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Node {

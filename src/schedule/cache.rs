@@ -5,12 +5,12 @@
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use crate::backend::Storage;
 use crate::device::Device;
 use crate::dtype::{DType, HostData};
-use crate::error::Result;
+use crate::error::{Result, lock};
 use crate::ir::Plan;
 
 /// Plans kept per process; a new batch size makes a new plan, so the cache
@@ -61,10 +61,6 @@ pub struct Stats {
     /// Plans dropped to stay within the cache's capacity (not counted per
     /// thread: always 0 from [`thread_stats`]).
     pub evictions: u64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Process-wide plan-cache statistics.

@@ -2,7 +2,7 @@
 //! reading a buffer back to the host.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use super::buffer::{Pool, Raw, Stats};
 use super::device::Gpu;
@@ -74,9 +74,7 @@ impl Ctx {
     }
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(super) use crate::error::lock;
 
 pub(super) fn f64_unsupported() -> Error {
     Error::Gpu("f64 is not supported on the wgpu backend (WGSL has no portable f64); use f32 or the CPU backend".into())
