@@ -275,3 +275,48 @@ fn warmed_up_cpu_step_allocates_no_buffer() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn profiled_cpu_step_times_every_launch() -> Result<()> {
+    // A device of its own, so no other test's launches land in its profile.
+    let d = Device::cpu_with_threads(2)?;
+    let cfg = WindowNetConfig {
+        vocab: 300,
+        dim: 8,
+        window: 5,
+        cap_classes: 0,
+        cap_dim: 0,
+        hidden: vec![32],
+        classes: 4,
+        activation: Activation::Tanh,
+        features: vec![],
+    };
+    let mut rng = Tensor::rng(9);
+    let net = WindowNet::new(cfg.clone(), DType::F32, &d, &mut rng)?;
+    let mut sgd = Sgd::new(net.params(), 0.1);
+    let mut step = || -> Result<()> {
+        let b = random_batch(&cfg, 64, &d, &mut rng)?;
+        let loss = net.loss(&b, None)?;
+        loss.backward()?;
+        sgd.step_with(&[&loss])
+    };
+    step()?;
+    assert!(d.backend().kernel_times().is_none(), "profiled while off");
+    d.backend().set_profiling(true);
+    let before = d.backend().counters().launches;
+    step()?;
+    let launched = d.backend().counters().launches - before;
+    d.backend().set_profiling(false);
+    let times = d.backend().kernel_times().expect("a profile after a profiled step");
+    // The step is one plan, so its profile is every launch of the step.
+    assert_eq!(times.len() as u64, launched, "{times:?}");
+    let products = times.iter().filter(|(l, _)| l.starts_with("matmul ")).count();
+    assert!(products >= 4, "{times:?}");
+    assert!(times.iter().all(|(_, ms)| ms.is_finite() && *ms >= 0.0), "{times:?}");
+    assert!(times.iter().any(|(_, ms)| *ms > 0.0), "{times:?}");
+    // Turning profiling on again forgets the old profile.
+    d.backend().set_profiling(true);
+    assert!(d.backend().kernel_times().is_none());
+    d.backend().set_profiling(false);
+    Ok(())
+}

@@ -206,26 +206,33 @@ fn committed_case_list_is_current() {
     );
 }
 
-/// The Python script reads the committed list (it needs no PyTorch for
-/// `--list-cases`); skipped where there is no python3, unless
+/// Runs python3 on `args` (a script in the repository first); `None`, the
+/// test skipped, where there is no python3, unless
 /// `DELTAGRAD_REQUIRE_PYTHON=1` (as in CI).
-#[test]
-fn torch_reference_reads_the_case_list() {
-    let script = repo_root().join("benches/torch_reference.py");
-    let out = match Command::new("python3")
-        .arg(&script)
-        .arg("--list-cases")
+fn python(args: &[&str]) -> Option<std::process::Output> {
+    match Command::new("python3")
+        .arg(repo_root().join(args[0]))
+        .args(&args[1..])
         .output()
     {
-        Ok(out) => out,
+        Ok(out) => Some(out),
         Err(e) => {
             assert!(
                 std::env::var("DELTAGRAD_REQUIRE_PYTHON").as_deref() != Ok("1"),
                 "DELTAGRAD_REQUIRE_PYTHON=1 but no python3: {e}"
             );
             eprintln!("skipping: no python3 ({e})");
-            return;
+            None
         }
+    }
+}
+
+/// The Python script reads the committed list (it needs no PyTorch for
+/// `--list-cases`).
+#[test]
+fn torch_reference_reads_the_case_list() {
+    let Some(out) = python(&["benches/torch_reference.py", "--list-cases"]) else {
+        return;
     };
     assert!(out.status.success(), "{out:?}");
     let names: Vec<String> = String::from_utf8(out.stdout)
@@ -310,18 +317,37 @@ fn gpu_cases_run_tiny_when_a_gpu_exists() {
     let _ = std::fs::remove_file(&json);
 }
 
-/// `--kernel-times` leaves CPU results as they were: no field, no table.
+/// `--kernel-times` on the CPU: wall time per launch in the result, none
+/// without the flag. (The process-wide CPU device is shared with the other
+/// tests here, so which launches land in the profile is not checked;
+/// `tests/train_tiny.rs` checks that on a device of its own.)
 #[test]
-fn kernel_times_are_gpu_only() {
-    let args = parse(&["--tiny", "--device", "cpu", "--cases", "tanh-fwd"]).unwrap();
+fn kernel_times_on_the_cpu_are_wall_times_per_launch() {
+    let args = parse(&["--tiny", "--device", "cpu", "--cases", "ner-small-step"]).unwrap();
     let plain = bench::run_report(&args).unwrap();
+    assert_eq!(plain.results[0].kernel_times, None);
+    let text = serde_json::to_string(&plain).unwrap();
+    assert!(!text.contains("kernel_times\":["), "{text}");
     let profiled = bench::run_report(&BenchArgs {
         kernel_times: true,
         ..args
     })
     .unwrap();
-    assert_eq!(profiled.results[0].kernel_times, None);
-    assert_eq!(plain.results[0].kernel_times, None);
-    let text = serde_json::to_string(&profiled).unwrap();
-    assert!(!text.contains("kernel_times\":["), "{text}");
+    let times = profiled.results[0].kernel_times.as_ref().expect("times");
+    assert!(!times.is_empty());
+    assert!(times.iter().all(|t| t.ms.is_finite() && t.ms >= 0.0), "{times:?}");
+    let table = table::kernel_times(&profiled.results).expect("a table");
+    assert!(table.contains("launches; median step"), "{table}");
+}
+
+/// The interleaving script's medians, ratios and round order (its
+/// doctests; they need no PyTorch).
+#[test]
+fn interleave_script_passes_its_doctests() {
+    let Some(out) = python(&["benches/interleave.py", "--self-test"]) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("doctests passed"), "{text}");
 }

@@ -7,12 +7,13 @@
 //! (see `par`). Output buffers come from a pool, so a warmed-up step
 //! allocates no buffer.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::{Backend, Counters, DeviceBuffer, Storage};
 use crate::dtype::{DType, HostData};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, lock};
 use crate::ir::{Kernel, Plan, SlotKind};
 
 mod access;
@@ -49,6 +50,10 @@ pub struct CpuBackend {
     buffers: buffers::BufferPool,
     launches: AtomicU64,
     executions: AtomicU64,
+    /// Whether `execute` times each launch (`Backend::set_profiling`).
+    profiling: AtomicBool,
+    /// Per launch of the last profiled execution: label and milliseconds.
+    last_times: Mutex<Option<Vec<(String, f64)>>>,
 }
 
 impl Default for CpuBackend {
@@ -75,7 +80,74 @@ impl CpuBackend {
             buffers: buffers::BufferPool::default(),
             launches: AtomicU64::new(0),
             executions: AtomicU64::new(0),
+            profiling: AtomicBool::new(false),
+            last_times: Mutex::new(None),
         }
+    }
+
+    /// One launch: its kernel run into a pooled buffer (or in place), and
+    /// the slot it writes updated.
+    fn run_launch(
+        &self,
+        plan: &Plan,
+        k: &Kernel,
+        slots: &mut [Option<Arc<CpuBuffer>>],
+    ) -> Result<()> {
+        let out = k.out();
+        let out_slot = plan
+            .slots
+            .get(out)
+            .ok_or_else(|| Error::invalid("cpu execute", format!("no slot {out}")))?;
+        let read = |id: usize| -> Result<&CpuBuffer> {
+            slots.get(id).and_then(|s| s.as_deref()).ok_or_else(|| {
+                Error::invalid("cpu execute", format!("slot {id} read before written"))
+            })
+        };
+        if let Kernel::IndexAddInPlace { .. } = k {
+            let target = read(out)?;
+            let mut data = target.write();
+            kernels::index_add_in_place(k, &mut data, &read, &self.pool)?;
+            return Ok(());
+        }
+        let result = self.buffers.acquire(out_slot.dtype, out_slot.len);
+        if let Kernel::SoftmaxXentWithGrad {
+            grad_out,
+            batch,
+            classes,
+            ..
+        } = *k
+        {
+            // Two outputs: the loss and the gradient.
+            let grad = self.buffers.acquire(out_slot.dtype, batch * classes);
+            kernels::softmax_xent_with_grad(
+                k,
+                out_slot,
+                &read,
+                (&mut result.write(), &mut grad.write()),
+                &self.pool,
+            )?;
+            slots[out] = Some(result);
+            if let Some(g) = slots.get_mut(grad_out) {
+                *g = Some(grad);
+            }
+            return Ok(());
+        }
+        kernels::run(k, out_slot, &read, &mut result.write(), &self.pool)?;
+        match (&slots[out], out_slot.kind) {
+            // In place: the kernel read this input; give its buffer the
+            // new contents (the old ones go back to the pool).
+            (Some(existing), SlotKind::Input(_)) => {
+                if existing.len() != out_slot.len || existing.dtype() != out_slot.dtype {
+                    return Err(Error::invalid(
+                        "cpu execute",
+                        "in-place output of another size",
+                    ));
+                }
+                std::mem::swap(&mut *existing.write(), &mut *result.write());
+            }
+            _ => slots[out] = Some(result),
+        }
+        Ok(())
     }
 
     /// The number of threads work is spread over.
@@ -115,63 +187,18 @@ impl Backend for CpuBackend {
                 slots[i] = Some(cpu_buffer(&inputs[k])?);
             }
         }
+        let profile = self.profiling.load(Ordering::Relaxed);
+        let mut times = Vec::with_capacity(if profile { plan.launches.len() } else { 0 });
         for launch in &plan.launches {
             self.launches.fetch_add(1, Ordering::Relaxed);
-            let k = &launch.kernel;
-            let out = k.out();
-            let out_slot = plan
-                .slots
-                .get(out)
-                .ok_or_else(|| Error::invalid("cpu execute", format!("no slot {out}")))?;
-            let read = |id: usize| -> Result<&CpuBuffer> {
-                slots.get(id).and_then(|s| s.as_deref()).ok_or_else(|| {
-                    Error::invalid("cpu execute", format!("slot {id} read before written"))
-                })
-            };
-            if let Kernel::IndexAddInPlace { .. } = k {
-                let target = read(out)?;
-                let mut data = target.write();
-                kernels::index_add_in_place(k, &mut data, &read, &self.pool)?;
-                continue;
+            let start = profile.then(Instant::now);
+            self.run_launch(plan, &launch.kernel, &mut slots)?;
+            if let Some(t) = start {
+                times.push((launch.label(""), t.elapsed().as_secs_f64() * 1e3));
             }
-            let result = self.buffers.acquire(out_slot.dtype, out_slot.len);
-            if let Kernel::SoftmaxXentWithGrad {
-                grad_out,
-                batch,
-                classes,
-                ..
-            } = *k
-            {
-                // Two outputs: the loss and the gradient.
-                let grad = self.buffers.acquire(out_slot.dtype, batch * classes);
-                kernels::softmax_xent_with_grad(
-                    k,
-                    out_slot,
-                    &read,
-                    (&mut result.write(), &mut grad.write()),
-                    &self.pool,
-                )?;
-                slots[out] = Some(result);
-                if let Some(g) = slots.get_mut(grad_out) {
-                    *g = Some(grad);
-                }
-                continue;
-            }
-            kernels::run(k, out_slot, &read, &mut result.write(), &self.pool)?;
-            match (&slots[out], out_slot.kind) {
-                // In place: the kernel read this input; give its buffer the
-                // new contents (the old ones go back to the pool).
-                (Some(existing), SlotKind::Input(_)) => {
-                    if existing.len() != out_slot.len || existing.dtype() != out_slot.dtype {
-                        return Err(Error::invalid(
-                            "cpu execute",
-                            "in-place output of another size",
-                        ));
-                    }
-                    std::mem::swap(&mut *existing.write(), &mut *result.write());
-                }
-                _ => slots[out] = Some(result),
-            }
+        }
+        if profile {
+            *lock(&self.last_times) = Some(times);
         }
         collect_outputs(plan, &slots)
     }
@@ -193,6 +220,21 @@ impl Backend for CpuBackend {
 
     fn is_gpu(&self) -> bool {
         false
+    }
+
+    /// Profiled executions time each launch on the host clock: the CPU
+    /// runs a launch to completion before the next, so the wall time
+    /// between two launches is that launch's own, thread hand-offs
+    /// included. Turning it on forgets the previous profile.
+    fn set_profiling(&self, on: bool) {
+        if on {
+            *lock(&self.last_times) = None;
+        }
+        self.profiling.store(on, Ordering::Relaxed);
+    }
+
+    fn kernel_times(&self) -> Option<Vec<(String, f64)>> {
+        lock(&self.last_times).clone()
     }
 }
 

@@ -488,6 +488,36 @@ pub struct Launch {
     pub fused: Vec<String>,
 }
 
+impl Launch {
+    /// The kernel, with a matmul's sizes and variant, and what it fused, e.g.
+    /// `matmul 1024x250x100 [64x64/4x4/k16 (heuristic)]: matmul + add + tanh`.
+    pub fn label(&self, note: &str) -> String {
+        let mut name = match &self.kernel {
+            Kernel::Matmul {
+                m,
+                k,
+                n,
+                trans_a,
+                trans_b,
+                ..
+            } => format!(
+                "matmul {m}x{k}x{n}{}{}",
+                if *trans_a { " Aᵀ" } else { "" },
+                if *trans_b { " Bᵀ" } else { "" }
+            ),
+            k => k.name().to_string(),
+        };
+        if !note.is_empty() {
+            name = format!("{name} [{note}]");
+        }
+        if self.fused.is_empty() {
+            name
+        } else {
+            format!("{name}: {}", self.fused.join(" + "))
+        }
+    }
+}
+
 /// A whole realization: launches in execution order over `slots`.
 #[derive(Clone, Debug)]
 pub struct Plan {

@@ -61,8 +61,9 @@ pub struct BenchArgs {
     /// Run with kernel fusion off (one launch per primitive op).
     #[arg(long)]
     pub unfused: bool,
-    /// GPU cases: after timing, profile one more iteration with timestamp
-    /// queries and print each launch's GPU time (where the adapter has them).
+    /// After timing, profile more iterations and print each launch's median
+    /// time: GPU time from timestamp queries (where the adapter has them),
+    /// wall time on the CPU backend.
     #[arg(long)]
     pub kernel_times: bool,
     /// Write the results as JSON (schema deltagrad-bench/1) to FILE. With

@@ -63,8 +63,8 @@ pub(super) fn measure_case(
     // 0 means the backend does not track memory (the CPU backend).
     let peak_bytes = Some(device.backend().counters().peak_bytes).filter(|&b| b > 0);
     // After reading the high-water mark: profiling allocates its own buffers.
-    let kernel_times = if setup.kernel_times && device.is_gpu() {
-        profile_once(case.as_mut(), device)?
+    let kernel_times = if setup.kernel_times {
+        profile(case.as_mut(), device)?
     } else {
         None
     };
@@ -100,19 +100,53 @@ pub(super) fn measure_case(
     })
 }
 
-/// One more, untimed iteration with profiling on: it records differently
-/// (a pass per launch) and waits to read the stamps, so it is kept apart
-/// from the timed ones. `None` where the adapter has no timestamp queries.
-fn profile_once(case: &mut dyn Case, device: &Device) -> Result<Option<Vec<KernelTime>>> {
+/// Iterations `--kernel-times` profiles after the timed ones.
+pub const PROFILE_ITERS: usize = 10;
+
+/// `PROFILE_ITERS` more, untimed iterations with profiling on, and each
+/// launch's median over them. Kept apart from the timed ones: profiling
+/// records differently on a GPU (a pass per launch) and waits to read the
+/// stamps. `None` where the adapter has no timestamp queries.
+fn profile(case: &mut dyn Case, device: &Device) -> Result<Option<Vec<KernelTime>>> {
     let backend = device.backend();
+    let mut runs: Vec<Vec<(String, f64)>> = Vec::with_capacity(PROFILE_ITERS);
     backend.set_profiling(true);
-    let ran = case.prepare().and_then(|_| case.run());
+    let mut ran = Ok(());
+    for _ in 0..PROFILE_ITERS {
+        ran = case.prepare().and_then(|_| case.run());
+        match (&ran, backend.kernel_times()) {
+            (Ok(()), Some(t)) => runs.push(t),
+            _ => break,
+        }
+    }
     // The backend is shared process-wide: never leave profiling on.
     backend.set_profiling(false);
     ran?;
-    Ok(backend.kernel_times().map(|t| {
-        t.into_iter()
-            .map(|(label, ms)| KernelTime { label, ms })
-            .collect()
-    }))
+    Ok(per_launch_medians(&runs))
+}
+
+/// Each launch's median over `runs`; a case whose launches differ between
+/// iterations (its plan changed) is reported from its last iteration.
+fn per_launch_medians(runs: &[Vec<(String, f64)>]) -> Option<Vec<KernelTime>> {
+    let last = runs.last()?;
+    let same = runs
+        .iter()
+        .all(|r| r.len() == last.len() && r.iter().zip(last).all(|(a, b)| a.0 == b.0));
+    let used = if same {
+        runs
+    } else {
+        std::slice::from_ref(last)
+    };
+    Some(
+        last.iter()
+            .enumerate()
+            .map(|(i, (label, _))| {
+                let samples: Vec<f64> = used.iter().map(|r| r[i].1).collect();
+                KernelTime {
+                    label: label.clone(),
+                    ms: stats::summarize(&samples).map_or(0.0, |s| s.median),
+                }
+            })
+            .collect(),
+    )
 }

@@ -40,10 +40,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("{}", table::header(&out.report));
     println!("{}", table::results(&out.report.results));
     if let Some(t) = table::kernel_times(&out.report.results) {
-        println!("per-launch GPU time (timestamp queries, one extra profiled iteration):");
+        println!(
+            "per-launch time, median of {} extra profiled iterations (GPU: timestamp queries; CPU: wall clock):",
+            measure::PROFILE_ITERS
+        );
         println!("{t}");
-    } else if args.kernel_times && args.device != DeviceChoice::Cpu {
-        println!("kernel times: none (no GPU case ran, or the adapter has no timestamp queries)");
+    } else if args.kernel_times {
+        println!("kernel times: none (no case ran, or the adapter has no timestamp queries)");
     }
     if let (Some(reference), Some(path)) = (&out.reference, &args.compare) {
         print_comparison(&out.report, reference, path);

@@ -188,7 +188,15 @@ pub fn kernel_times(results: &[CaseResult]) -> Option<String> {
         rows.push(vec![
             r.case.clone(),
             "all".to_string(),
-            format!("GPU busy; median step {} ms wall", ms(r.median_ms)),
+            format!(
+                "{}; median step {} ms wall",
+                if r.device == "gpu" {
+                    "GPU busy"
+                } else {
+                    "launches"
+                },
+                ms(r.median_ms)
+            ),
             ms(total),
             share(total),
         ]);
@@ -198,7 +206,7 @@ pub fn kernel_times(results: &[CaseResult]) -> Option<String> {
     }
     Some(
         Table {
-            header: vec!["case", "launch", "kernel: fused ops", "GPU ms", "share"],
+            header: vec!["case", "launch", "kernel: fused ops", "ms", "share"],
             left: 3,
             rows,
         }

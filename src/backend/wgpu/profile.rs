@@ -6,7 +6,7 @@
 use super::buffer::{Raw, create_raw};
 use super::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::ir::{Kernel, Launch, Plan};
+use crate::ir::Plan;
 
 /// A plan's query set and the buffer it resolves into, kept with the plan
 /// so a warm profiled step allocates nothing.
@@ -65,34 +65,6 @@ impl Timer {
     }
 }
 
-/// The kernel, with a matmul's sizes and variant, and what it fused, e.g.
-/// `matmul 1024x250x100 [64x64/4x4/k16 (heuristic)]: matmul + add + tanh`.
-pub(super) fn label(l: &Launch, note: &str) -> String {
-    let mut name = match &l.kernel {
-        Kernel::Matmul {
-            m,
-            k,
-            n,
-            trans_a,
-            trans_b,
-            ..
-        } => format!(
-            "matmul {m}x{k}x{n}{}{}",
-            if *trans_a { " Aᵀ" } else { "" },
-            if *trans_b { " Bᵀ" } else { "" }
-        ),
-        k => k.name().to_string(),
-    };
-    if !note.is_empty() {
-        name = format!("{name} [{note}]");
-    }
-    if l.fused.is_empty() {
-        name
-    } else {
-        format!("{name}: {}", l.fused.join(" + "))
-    }
-}
-
 /// One entry per launch: its label and the milliseconds of its dispatches
 /// (0 for launches that ran on the host or dispatched nothing).
 /// `owners[i]` is the launch of the i-th dispatch; `period` is ns per tick.
@@ -112,7 +84,7 @@ pub(super) fn per_launch(
     plan.launches
         .iter()
         .enumerate()
-        .map(|(i, l)| label(l, notes.get(i).map_or("", String::as_str)))
+        .map(|(i, l)| l.label(notes.get(i).map_or("", String::as_str)))
         .zip(ms)
         .collect()
 }
