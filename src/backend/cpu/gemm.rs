@@ -182,6 +182,7 @@ fn split<T: Gemm>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::transpose::transposed_first;
     use super::*;
 
     /// Staged (transposed before packing) and split products equal one
@@ -206,15 +207,23 @@ mod tests {
                     for pool in &pools {
                         let mut got = vec![f32::NAN; m * n];
                         gemm(pool, m, k, n, &a, sa, &b, sb, &mut got);
-                        let same = got
-                            .iter()
-                            .zip(&want)
-                            .all(|(x, y)| x.to_bits() == y.to_bits());
-                        assert!(
-                            same,
-                            "{m}x{k}x{n} {sa:?} {sb:?} at {} threads",
-                            pool.threads()
-                        );
+                        let mut staged = vec![f32::NAN; m * n];
+                        // Staged on every host with AVX, whether or not
+                        // `gemm` chooses to stage on this one.
+                        transposed_first(pool, (m, k, n), (&a, sa), (&b, sb), |a, b| {
+                            split(pool, m, k, n, a.0, a.1, b.0, b.1, &mut staged)
+                        });
+                        for (what, got) in [("gemm", &got), ("staged", &staged)] {
+                            let same = got
+                                .iter()
+                                .zip(&want)
+                                .all(|(x, y)| x.to_bits() == y.to_bits());
+                            assert!(
+                                same,
+                                "{what} {m}x{k}x{n} {sa:?} {sb:?} at {} threads",
+                                pool.threads()
+                            );
+                        }
                     }
                 }
             }
