@@ -307,12 +307,21 @@ fn profiled_cpu_step_times_every_launch() -> Result<()> {
     step()?;
     let launched = d.backend().counters().launches - before;
     d.backend().set_profiling(false);
-    let times = d.backend().kernel_times().expect("a profile after a profiled step");
+    let times = d
+        .backend()
+        .kernel_times()
+        .expect("a profile after a profiled step");
     // The step is one plan, so its profile is every launch of the step.
     assert_eq!(times.len() as u64, launched, "{times:?}");
-    let products = times.iter().filter(|(l, _)| l.starts_with("matmul ")).count();
+    let products = times
+        .iter()
+        .filter(|(l, _)| l.starts_with("matmul "))
+        .count();
     assert!(products >= 4, "{times:?}");
-    assert!(times.iter().all(|(_, ms)| ms.is_finite() && *ms >= 0.0), "{times:?}");
+    assert!(
+        times.iter().all(|(_, ms)| ms.is_finite() && *ms >= 0.0),
+        "{times:?}"
+    );
     assert!(times.iter().any(|(_, ms)| *ms > 0.0), "{times:?}");
     // Turning profiling on again forgets the old profile.
     d.backend().set_profiling(true);

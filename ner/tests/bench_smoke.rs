@@ -335,7 +335,10 @@ fn kernel_times_on_the_cpu_are_wall_times_per_launch() {
     .unwrap();
     let times = profiled.results[0].kernel_times.as_ref().expect("times");
     assert!(!times.is_empty());
-    assert!(times.iter().all(|t| t.ms.is_finite() && t.ms >= 0.0), "{times:?}");
+    assert!(
+        times.iter().all(|t| t.ms.is_finite() && t.ms >= 0.0),
+        "{times:?}"
+    );
     let table = table::kernel_times(&profiled.results).expect("a table");
     assert!(table.contains("launches; median step"), "{table}");
 }

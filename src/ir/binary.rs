@@ -142,8 +142,25 @@ macro_rules! define_binary {
             }
 
             /// `out[i] = f(a[i], b[i])` with each operand where it is (the
-            /// output itself, a slice, or one value), one loop per op.
+            /// output itself, a slice, or one value), one loop per op,
+            /// compiled for AVX2 where the CPU has it (`zip::wide`).
             pub fn zip_with<T: Float>(self, out: &mut [T], a: Side<'_, T>, b: Side<'_, T>) {
+                #[cfg(target_arch = "x86_64")]
+                if super::zip::wide() {
+                    // SAFETY: the CPU has AVX2.
+                    return unsafe { self.zip_with_avx2(out, a, b) };
+                }
+                self.zip_with_here(out, a, b)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            pub(crate) unsafe fn zip_with_avx2<T: Float>(self, out: &mut [T], a: Side<'_, T>, b: Side<'_, T>) {
+                self.zip_with_here(out, a, b)
+            }
+
+            #[inline(always)]
+            pub(crate) fn zip_with_here<T: Float>(self, out: &mut [T], a: Side<'_, T>, b: Side<'_, T>) {
                 match self {
                     $(BinaryOp::$variant => zip_with(out, a, b, binary_fn::<T, _>($f)),)*
                 }

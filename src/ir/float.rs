@@ -55,42 +55,55 @@ macro_rules! impl_float {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
+            #[inline]
             fn from_f64(v: f64) -> Self {
                 v as $t
             }
+            #[inline]
             fn to_f64(self) -> f64 {
                 self as f64
             }
+            #[inline]
             fn exp(self) -> Self {
                 <$t>::exp(self)
             }
+            #[inline]
             fn ln(self) -> Self {
                 <$t>::ln(self)
             }
+            #[inline]
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
             }
+            #[inline]
             fn tanh(self) -> Self {
                 $tanh(self)
             }
+            #[inline]
             fn abs(self) -> Self {
                 <$t>::abs(self)
             }
+            #[inline]
             fn ln_1p(self) -> Self {
                 <$t>::ln_1p(self)
             }
+            #[inline]
             fn exp_m1(self) -> Self {
                 <$t>::exp_m1(self)
             }
+            #[inline]
             fn powf(self, e: Self) -> Self {
                 <$t>::powf(self, e)
             }
+            #[inline]
             fn is_nan(self) -> bool {
                 <$t>::is_nan(self)
             }
+            #[inline]
             fn neg_infinity() -> Self {
                 <$t>::NEG_INFINITY
             }
+            #[inline]
             fn infinity() -> Self {
                 <$t>::INFINITY
             }
@@ -106,6 +119,7 @@ impl_float!(f64, f64::tanh);
 /// faster than libm's `tanhf`, relative error under 4e-7 (a few ulp; checked
 /// against f64 in the tests). NaN stays NaN. The f64 path keeps libm's tanh,
 /// so gradient checks are unaffected.
+#[inline]
 pub fn tanh_f32(x: f32) -> f32 {
     const A: [f32; 7] = [
         4.893_524_6e-3,
@@ -132,6 +146,7 @@ pub fn tanh_f32(x: f32) -> f32 {
 
 /// The logistic function, in the form whose `exp` argument is never
 /// positive (no overflow for large |x|).
+#[inline]
 pub fn sigmoid<T: Float>(x: T) -> T {
     if x >= T::ZERO {
         T::ONE / (T::ONE + (-x).exp())

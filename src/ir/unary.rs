@@ -149,8 +149,25 @@ macro_rules! define_unary {
             }
 
             /// `v[i] = f(v[i])`, one loop per op so that each inlines and
-            /// vectorises.
+            /// vectorises, compiled for AVX2 where the CPU has it
+            /// (`zip::wide`).
             pub fn map<T: Float>(self, v: &mut [T]) {
+                #[cfg(target_arch = "x86_64")]
+                if super::zip::wide() {
+                    // SAFETY: the CPU has AVX2.
+                    return unsafe { self.map_avx2(v) };
+                }
+                self.map_here(v)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            pub(crate) unsafe fn map_avx2<T: Float>(self, v: &mut [T]) {
+                self.map_here(v)
+            }
+
+            #[inline(always)]
+            pub(crate) fn map_here<T: Float>(self, v: &mut [T]) {
                 match self {
                     $(UnaryOp::$variant => {
                         let f = unary_fn::<T, _>($f);
@@ -159,8 +176,24 @@ macro_rules! define_unary {
                 }
             }
 
-            /// `out[i] = f(x[i])`.
+            /// `out[i] = f(x[i])`, like `map`.
             pub fn map_into<T: Float>(self, out: &mut [T], x: &[T]) {
+                #[cfg(target_arch = "x86_64")]
+                if super::zip::wide() {
+                    // SAFETY: the CPU has AVX2.
+                    return unsafe { self.map_into_avx2(out, x) };
+                }
+                self.map_into_here(out, x)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            pub(crate) unsafe fn map_into_avx2<T: Float>(self, out: &mut [T], x: &[T]) {
+                self.map_into_here(out, x)
+            }
+
+            #[inline(always)]
+            pub(crate) fn map_into_here<T: Float>(self, out: &mut [T], x: &[T]) {
                 match self {
                     $(UnaryOp::$variant => {
                         let f = unary_fn::<T, _>($f);
