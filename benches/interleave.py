@@ -119,6 +119,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for both (torch.set_num_threads, DELTAGRAD_THREADS); "
                          "default: each one's own choice")
+    ap.add_argument("--gap", type=float, default=0.5,
+                    help="seconds of rest before each side of a round, so that the other "
+                         "side's spinning worker threads have stopped [0.5]")
     ap.add_argument("--goal", type=float, default=None,
                     help="count the rounds whose ratio is at least this")
     ap.add_argument("--json", metavar="FILE", help="write every round and the summary to FILE")
@@ -129,8 +132,8 @@ def main(argv=None):
         failed, tried = doctest.testmod(verbose=False)
         print(f"{tried - failed}/{tried} doctests passed")
         return 1 if failed or not tried else 0
-    if args.rounds < 1 or args.iters < 1 or args.warmup < 0:
-        raise SystemExit("--rounds and --iters must be at least 1, --warmup at least 0")
+    if args.rounds < 1 or args.iters < 1 or args.warmup < 0 or not args.gap >= 0:
+        raise SystemExit("--rounds and --iters must be at least 1, --warmup and --gap at least 0")
     if not os.access(args.deltagrad, os.X_OK):
         raise SystemExit(f"--deltagrad: {args.deltagrad} is not an executable "
                          "(cargo build --release first)")
@@ -172,10 +175,13 @@ def main(argv=None):
                 theirs = {}
                 ours = None
                 if not torch_first(i):
+                    time.sleep(args.gap)
                     ours = run_deltagrad(args, name, overrides, out_path)
                 for v in variants:
+                    time.sleep(args.gap)
                     theirs[v] = run_torch(built[v], args.warmup, args.iters)
                 if ours is None:
+                    time.sleep(args.gap)
                     ours = run_deltagrad(args, name, overrides, out_path)
                 row = {"case": name, "round": i, "deltagrad_ms": ours,
                        "unix_time": int(time.time())}
@@ -200,6 +206,7 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "deltagrad": args.deltagrad,
                        "threads": args.threads, "iters": args.iters, "warmup": args.warmup,
+                       "gap_s": args.gap,
                        "goal": args.goal, "rounds": rounds, "summary": summary}, f, indent=2)
             f.write("\n")
     return 0
