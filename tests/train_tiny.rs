@@ -235,10 +235,9 @@ fn cpu_results_are_bit_identical_at_any_thread_count() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn warmed_up_cpu_step_allocates_no_buffer() -> Result<()> {
-    // A device of its own: its counters move only with this test.
-    let d = Device::cpu_with_threads(2)?;
+/// A tanh window net on `d`, and a closure that runs one SGD step of it on
+/// a fresh random batch of `batch` windows and returns the loss.
+fn sgd_steps(d: &Device, batch: usize, seed: u64) -> Result<impl FnMut() -> Result<f64>> {
     let cfg = WindowNetConfig {
         vocab: 500,
         dim: 10,
@@ -250,16 +249,24 @@ fn warmed_up_cpu_step_allocates_no_buffer() -> Result<()> {
         activation: Activation::Tanh,
         features: vec![],
     };
-    let mut rng = Tensor::rng(5);
-    let net = WindowNet::new(cfg.clone(), DType::F32, &d, &mut rng)?;
+    let mut rng = Tensor::rng(seed);
+    let net = WindowNet::new(cfg.clone(), DType::F32, d, &mut rng)?;
     let mut sgd = Sgd::new(net.params(), 0.1);
-    let mut step = || -> Result<f64> {
-        let b = random_batch(&cfg, 256, &d, &mut rng)?;
+    let d = d.clone();
+    Ok(move || {
+        let b = random_batch(&cfg, batch, &d, &mut rng)?;
         let loss = net.loss(&b, None)?;
         loss.backward()?;
         sgd.step_with(&[&loss])?;
         loss.item()
-    };
+    })
+}
+
+#[test]
+fn warmed_up_cpu_step_allocates_no_buffer() -> Result<()> {
+    // A device of its own: its counters move only with this test.
+    let d = Device::cpu_with_threads(2)?;
+    let mut step = sgd_steps(&d, 256, 5)?;
     for _ in 0..3 {
         step()?;
     }
@@ -280,26 +287,7 @@ fn warmed_up_cpu_step_allocates_no_buffer() -> Result<()> {
 fn profiled_cpu_step_times_every_launch() -> Result<()> {
     // A device of its own, so no other test's launches land in its profile.
     let d = Device::cpu_with_threads(2)?;
-    let cfg = WindowNetConfig {
-        vocab: 300,
-        dim: 8,
-        window: 5,
-        cap_classes: 0,
-        cap_dim: 0,
-        hidden: vec![32],
-        classes: 4,
-        activation: Activation::Tanh,
-        features: vec![],
-    };
-    let mut rng = Tensor::rng(9);
-    let net = WindowNet::new(cfg.clone(), DType::F32, &d, &mut rng)?;
-    let mut sgd = Sgd::new(net.params(), 0.1);
-    let mut step = || -> Result<()> {
-        let b = random_batch(&cfg, 64, &d, &mut rng)?;
-        let loss = net.loss(&b, None)?;
-        loss.backward()?;
-        sgd.step_with(&[&loss])
-    };
+    let mut step = sgd_steps(&d, 64, 9)?;
     step()?;
     assert!(d.backend().kernel_times().is_none(), "profiled while off");
     d.backend().set_profiling(true);

@@ -40,6 +40,7 @@ pub(crate) trait Stage: Sized {
     }
 }
 
+/// Transposed first where `staging_pays`, as they are elsewhere.
 impl Stage for f32 {
     fn staged<R>(
         pool: &Pool,
@@ -48,7 +49,11 @@ impl Stage for f32 {
         b: Operand<'_, f32>,
         f: impl FnOnce(Operand<'_, f32>, Operand<'_, f32>) -> R,
     ) -> R {
-        with_gatherless(pool, mkn, a, b, f)
+        if staging_pays() {
+            transposed_first(pool, mkn, a, b, f)
+        } else {
+            f(a, b)
+        }
     }
 }
 
@@ -57,24 +62,9 @@ impl Stage for f64 {}
 
 /// Calls `f` with A (m×k) and B (k×n), each transposed into this thread's
 /// buffers first where its packing would gather: A row-major, B given as
-/// Bᵀ row-major. Where staging does not pay (`staging_pays`), or
-/// re-entered, the operands go as they are.
-fn with_gatherless<R>(
-    pool: &Pool,
-    mkn: (usize, usize, usize),
-    a: Operand<'_, f32>,
-    b: Operand<'_, f32>,
-    f: impl FnOnce(Operand<'_, f32>, Operand<'_, f32>) -> R,
-) -> R {
-    if staging_pays() {
-        transposed_first(pool, mkn, a, b, f)
-    } else {
-        f(a, b)
-    }
-}
-
-/// `with_gatherless` wherever AVX is there, whether or not it pays (the
-/// tests stage on every host this way).
+/// Bᵀ row-major. Without AVX, or re-entered, the operands go as they are.
+/// `Stage` calls it only where it pays; the tests call it on every AVX
+/// host.
 pub(super) fn transposed_first<R>(
     pool: &Pool,
     (m, k, n): (usize, usize, usize),
