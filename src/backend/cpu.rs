@@ -1,6 +1,7 @@
 //! The CPU reference backend, f32 and f64: plain loops split over a
-//! thread pool, and matmul through `matrixmultiply` (strided GEMM, so
-//! transposes are free).
+//! thread pool, and matmul through a strided GEMM (transposes are free):
+//! the crate's own AVX-512 kernel for f32 where the host has AVX-512,
+//! `matrixmultiply` elsewhere (`gemm`).
 //!
 //! Results are bit-identical for any thread count: work is split only
 //! where each output element's arithmetic does not depend on the split
@@ -23,6 +24,8 @@ mod gemm;
 mod kernels;
 mod losses;
 mod par;
+#[cfg(target_arch = "x86_64")]
+mod sgemm512;
 mod transpose;
 
 pub use buffers::CpuBuffer;

@@ -1,19 +1,21 @@
-//! Matrix products on the CPU, through `matrixmultiply` (strided GEMM: any
-//! layout goes, though an operand its packing would gather element by
-//! element is transposed first, see `transpose`), spread over threads by
-//! splitting C into blocks of rows (or of columns, when C is wide).
+//! Matrix products on the CPU, spread over threads by splitting C into
+//! blocks of rows (or of columns, when C is wide). f32 on hosts with
+//! AVX-512 runs this crate's kernel (`sgemm512`); everything else runs
+//! `matrixmultiply` (strided GEMM: any layout goes, though on AVX hosts
+//! without AVX-512 an operand its packing would gather element by element
+//! is transposed first, see `transpose`).
 //!
-//! Only M and N are split, never K: `matrixmultiply` sums each output
-//! element over K in blocks whose size is a constant of its kernel, so an
+//! Only M and N are split, never K: both GEMMs sum each output element
+//! over K in blocks of 256, one fused multiply-add chain a block, so an
 //! element's additions happen in the same order whichever block of C it
 //! falls in, and the product is bit-identical for any thread count
-//! (`tests/equivalence.rs` checks it on odd shapes). The crate's own
-//! `threading` feature would do the same split, but it sizes one
-//! process-wide pool from `MATMUL_NUM_THREADS`, where a device here
-//! chooses its own count.
+//! (`tests/equivalence.rs` checks it on odd shapes), and between the two
+//! GEMMs (`sgemm512`'s tests). `matrixmultiply`'s own `threading` feature
+//! would do the same split, but it sizes one process-wide pool from
+//! `MATMUL_NUM_THREADS`, where a device here chooses its own count.
 
 use super::par::{Pool, SendPtr};
-use super::transpose::Stage;
+use super::transpose::{Operand, Stage};
 use crate::ir::Float;
 
 /// Multiply-adds below which a product stays on the calling thread. With
@@ -25,6 +27,12 @@ const PAR_MIN_MACS: usize = 1 << 20;
 
 /// A float type with a GEMM.
 pub trait Gemm: Float {
+    /// Rows and columns of C that the kernel computes at a time.
+    fn tile() -> (usize, usize) {
+        // `matrixmultiply`'s kernels: 8×8 (AVX, f32), 8×4 or 4×8 (f64).
+        (8, 8)
+    }
+
     /// Row-major GEMM with arbitrary strides: C = A·B (C overwritten).
     #[allow(clippy::too_many_arguments)]
     fn gemm(
@@ -68,8 +76,12 @@ pub trait Gemm: Float {
 }
 
 macro_rules! impl_gemm {
-    ($t:ty, $gemm:path) => {
+    ($t:ty, $gemm:path, $own:expr) => {
         impl Gemm for $t {
+            fn tile() -> (usize, usize) {
+                $own.map_or((8, 8), |own: Own<$t>| own.tile)
+            }
+
             unsafe fn gemm_strided(
                 m: usize,
                 k: usize,
@@ -85,6 +97,12 @@ macro_rules! impl_gemm {
             ) {
                 if m == 0 || n == 0 {
                     return;
+                }
+                if let Some(own) = $own {
+                    // SAFETY: the caller's contract, which is `own`'s.
+                    return unsafe {
+                        (own.gemm)((m, k, n), (a, (rsa, csa)), (b, (rsb, csb)), c, rsc)
+                    };
                 }
                 // SAFETY: the caller's contract; with k = 0 the GEMM only
                 // writes C ← 0·C, which for beta 0 stores zeros.
@@ -111,8 +129,35 @@ macro_rules! impl_gemm {
     };
 }
 
-impl_gemm!(f32, matrixmultiply::sgemm);
-impl_gemm!(f64, matrixmultiply::dgemm);
+impl_gemm!(f32, matrixmultiply::sgemm, own_sgemm());
+impl_gemm!(f64, matrixmultiply::dgemm, None::<Own<f64>>);
+
+/// A GEMM of this crate's for the host, and its register tile (rows and
+/// columns of C at a time).
+#[derive(Clone, Copy)]
+struct Own<T> {
+    gemm: OwnGemm<T>,
+    tile: (usize, usize),
+}
+
+/// (m, k, n), A, B, C and C's row stride, under `Gemm::gemm_strided`'s
+/// contract.
+type OwnGemm<T> = unsafe fn((usize, usize, usize), Operand<'_, T>, Operand<'_, T>, *mut T, usize);
+
+/// The AVX-512 f32 kernel where the host has AVX-512 (`sgemm512`).
+fn own_sgemm() -> Option<Own<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    if super::sgemm512::available() {
+        return Some(Own {
+            gemm: |(m, k, n), (a, sa), (b, sb), c, rsc| {
+                // SAFETY: `available()` holds; the rest is the caller's.
+                unsafe { super::sgemm512::sgemm(m, k, n, a.as_ptr(), sa, b.as_ptr(), sb, c, rsc) }
+            },
+            tile: super::sgemm512::TILE,
+        });
+    }
+    None
+}
 
 /// `C = A·B` (row-major C, m×n) on the pool's threads, one block of rows
 /// (or columns, when n > m) of C per thread, with operands that packing
@@ -156,9 +201,12 @@ fn split<T: Gemm>(
     }
     let by_rows = m >= n;
     let len = if by_rows { m } else { n };
-    // Blocks aligned to 8 (the kernels' register tile) so that only the
-    // last block has a ragged edge.
-    let block = len.div_ceil(threads).next_multiple_of(8);
+    // Blocks aligned to the kernel's register tile, so that only the last
+    // block has a ragged edge.
+    let (tile_rows, tile_cols) = T::tile();
+    let block = len
+        .div_ceil(threads)
+        .next_multiple_of(if by_rows { tile_rows } else { tile_cols });
     let tasks = len.div_ceil(block);
     let cp = SendPtr(c.as_mut_ptr());
     pool.tasks(tasks, |t| {

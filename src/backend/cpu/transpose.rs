@@ -196,7 +196,7 @@ fn scalar(
 /// the ragged right and bottom edges element by element.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-unsafe fn transpose_avx(
+pub(super) unsafe fn transpose_avx(
     src: &[f32],
     rows: usize,
     cols: usize,
