@@ -183,6 +183,38 @@ fn same_seed_same_model_on_the_gpu() {
     }
 }
 
+/// Two epochs of `train` on the CPU with `var` set to `value` (removed
+/// when empty): the train losses' bits, the checkpoint and stderr.
+fn cpu_run(var: &str, value: &str) -> (Vec<u64>, Vec<u8>, String) {
+    let out = scratch(&format!("{var}-{value}"));
+    let mut cmd = common::bin();
+    cmd.args(["train", "--no-fetch", "--quiet", "--device", "cpu"])
+        .args(["--epochs", "2", "--batch", "512", "--hidden", "128"])
+        .arg("--data")
+        .arg(common::fixtures())
+        .arg("--out")
+        .arg(&out)
+        .env_remove(var);
+    if !value.is_empty() {
+        cmd.env(var, value);
+    }
+    let o = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{var}={value}: {stderr}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let losses: Vec<u64> = metrics
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["train_loss"].as_f64().unwrap().to_bits()
+        })
+        .collect();
+    assert_eq!(losses.len(), 2, "{metrics}");
+    let model = weights(&out);
+    let _ = std::fs::remove_dir_all(&out);
+    (losses, model, stderr)
+}
+
 /// `train` on the CPU writes the same losses and the same checkpoint, byte
 /// for byte, on 1 thread, the default count and 3 threads: the batch and
 /// hidden layer are large enough that every step splits its matmuls,
@@ -192,41 +224,51 @@ fn same_seed_same_model_on_the_gpu() {
 fn same_model_at_any_cpu_thread_count() {
     let mut runs = Vec::new();
     for threads in ["1", "", "3", "abc"] {
-        let out = scratch(&format!("threads-{threads}"));
-        let mut cmd = common::bin();
-        cmd.args(["train", "--no-fetch", "--quiet", "--device", "cpu"])
-            .args(["--epochs", "2", "--batch", "512", "--hidden", "128"])
-            .arg("--data")
-            .arg(common::fixtures())
-            .arg("--out")
-            .arg(&out)
-            .env_remove("DELTAGRAD_THREADS");
-        if !threads.is_empty() {
-            cmd.env("DELTAGRAD_THREADS", threads);
-        }
-        let o = cmd.output().unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "DELTAGRAD_THREADS={threads}: {stderr}");
+        let (losses, model, stderr) = cpu_run("DELTAGRAD_THREADS", threads);
         assert_eq!(
             stderr.contains("DELTAGRAD_THREADS=\"abc\""),
             threads == "abc",
             "{stderr}"
         );
-        let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-        let losses: Vec<u64> = metrics
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["train_loss"].as_f64().unwrap().to_bits()
-            })
-            .collect();
-        assert_eq!(losses.len(), 2, "{metrics}");
-        runs.push((threads, losses, weights(&out)));
-        let _ = std::fs::remove_dir_all(&out);
+        runs.push((threads, losses, model));
     }
     let (_, losses, model) = &runs[0];
     for (threads, l, m) in &runs[1..] {
         assert_eq!(l, losses, "losses with DELTAGRAD_THREADS={threads:?}");
         assert!(m == model, "checkpoint with DELTAGRAD_THREADS={threads:?}");
     }
+}
+
+/// The same, byte for byte, whichever GEMM multiplies f32 on the CPU: the
+/// crate's AVX-512 and AVX2 kernels sum in `matrixmultiply`'s order. A
+/// kernel this CPU lacks, or a name that is none, is a warning, then the
+/// widest kernel the CPU has.
+#[test]
+fn same_model_whichever_cpu_gemm() {
+    let (losses, model, _) = cpu_run("DELTAGRAD_CPU_GEMM", "matrixmultiply");
+    for kernel in ["avx512", "avx2", "", "bogus"] {
+        let (l, m, stderr) = cpu_run("DELTAGRAD_CPU_GEMM", kernel);
+        assert_eq!(
+            stderr.contains("DELTAGRAD_CPU_GEMM=\"bogus\" is none of"),
+            kernel == "bogus",
+            "{stderr}"
+        );
+        assert_eq!(l, losses, "losses with DELTAGRAD_CPU_GEMM={kernel:?}");
+        assert!(m == model, "checkpoint with DELTAGRAD_CPU_GEMM={kernel:?}");
+    }
+    // The choice takes: `bench` names the kernel that ran.
+    let o = common::bin()
+        .args([
+            "bench",
+            "--device",
+            "cpu",
+            "--cases",
+            "matmul-1024",
+            "--tiny",
+        ])
+        .env("DELTAGRAD_CPU_GEMM", "matrixmultiply")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("f32 GEMM matrixmultiply"), "{stdout}");
 }

@@ -1,7 +1,7 @@
 //! The CPU reference backend, f32 and f64: plain loops split over a
 //! thread pool, and matmul through a strided GEMM (transposes are free):
-//! the crate's own AVX-512 kernel for f32 where the host has AVX-512,
-//! `matrixmultiply` elsewhere (`gemm`).
+//! the crate's own kernels for f32 where the host has AVX-512 or AVX2 +
+//! FMA, `matrixmultiply` elsewhere (`gemm`).
 //!
 //! Results are bit-identical for any thread count: work is split only
 //! where each output element's arithmetic does not depend on the split
@@ -25,11 +25,24 @@ mod kernels;
 mod losses;
 mod par;
 #[cfg(target_arch = "x86_64")]
-mod sgemm512;
+mod sgemm;
 mod transpose;
 
 pub use buffers::CpuBuffer;
 pub use gemm::Gemm;
+
+/// The kernel behind f32 products on this host: `avx512`, `avx2` (the
+/// crate's own) or `matrixmultiply`; `DELTAGRAD_CPU_GEMM` may choose.
+pub fn f32_gemm_kernel() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sgemm::Isa::name(sgemm::Isa::chosen())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "matrixmultiply"
+    }
+}
 
 impl DeviceBuffer for CpuBuffer {
     fn len(&self) -> usize {

@@ -52,7 +52,12 @@ pub(super) fn measure_case(
     let mut backend = device.backend().name();
     if let Some(n) = device.cpu_threads() {
         // CPU results depend on the thread count; it is part of what ran.
-        backend = format!("{backend}, {n} thread{}", if n == 1 { "" } else { "s" });
+        // So does the speed of its products on the GEMM kernel.
+        let gemm = deltagrad::backend::cpu::f32_gemm_kernel();
+        backend = format!(
+            "{backend}, {n} thread{}, f32 GEMM {gemm}",
+            if n == 1 { "" } else { "s" }
+        );
     }
     let peak = peaks::lookup(&backend);
     let peak_fraction = peak.and_then(|p| {

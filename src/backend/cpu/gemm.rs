@@ -144,16 +144,50 @@ struct Own<T> {
 /// contract.
 type OwnGemm<T> = unsafe fn((usize, usize, usize), Operand<'_, T>, Operand<'_, T>, *mut T, usize);
 
-/// The AVX-512 f32 kernel where the host has AVX-512 (`sgemm512`).
+/// The crate's f32 kernel for the host's widest vectors (`sgemm`), where
+/// it has AVX-512 or AVX2 + FMA.
 fn own_sgemm() -> Option<Own<f32>> {
     #[cfg(target_arch = "x86_64")]
-    if super::sgemm512::available() {
-        return Some(Own {
-            gemm: |(m, k, n), (a, sa), (b, sb), c, rsc| {
-                // SAFETY: `available()` holds; the rest is the caller's.
-                unsafe { super::sgemm512::sgemm(m, k, n, a.as_ptr(), sa, b.as_ptr(), sb, c, rsc) }
+    if let Some(isa) = super::sgemm::Isa::chosen() {
+        let gemm: OwnGemm<f32> = match isa {
+            super::sgemm::Isa::Avx512 => |(m, k, n), (a, sa), (b, sb), c, rsc| {
+                // SAFETY: the ISA is supported; the rest is the caller's.
+                unsafe {
+                    super::sgemm::sgemm(
+                        super::sgemm::Isa::Avx512,
+                        m,
+                        k,
+                        n,
+                        a.as_ptr(),
+                        sa,
+                        b.as_ptr(),
+                        sb,
+                        c,
+                        rsc,
+                    )
+                }
             },
-            tile: super::sgemm512::TILE,
+            super::sgemm::Isa::Avx2 => |(m, k, n), (a, sa), (b, sb), c, rsc| {
+                // SAFETY: as above.
+                unsafe {
+                    super::sgemm::sgemm(
+                        super::sgemm::Isa::Avx2,
+                        m,
+                        k,
+                        n,
+                        a.as_ptr(),
+                        sa,
+                        b.as_ptr(),
+                        sb,
+                        c,
+                        rsc,
+                    )
+                }
+            },
+        };
+        return Some(Own {
+            gemm,
+            tile: isa.tile(),
         });
     }
     None

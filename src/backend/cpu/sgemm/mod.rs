@@ -1,0 +1,743 @@
+//! f32 GEMM for x86 hosts with AVX-512 (a 12×32 register tile: 24 of the
+//! 32 vector registers accumulate, 2 hold B, A is broadcast from memory)
+//! or AVX2 + FMA (a 6×16 tile: 12 of 16 registers).
+//!
+//! `matrixmultiply`'s tiles are 16×16 (AVX-512) and 8×8 (AVX2): one B
+//! vector a step against 16 or 8 broadcasts, so they wait on loads, not
+//! on the multiply-add units; a 12×32 tile issues 14 loads for 24
+//! multiply-adds. Narrow products (C with 5 or 9 columns, the NER output
+//! layer) run a one-vector-wide tile, on A where it lies rather than
+//! packed.
+//!
+//! Each element of C is summed exactly as `matrixmultiply` sums it: K in
+//! blocks of 256 (its `S_KC`), within a block one fused multiply-add chain
+//! from zero in the order of K, and C = block 1, then C + block 2, and so
+//! on. The products are therefore bit-identical to `matrixmultiply`'s on
+//! every shape and layout (the tests compare them, for each ISA the host
+//! has), independent of how C is tiled or split over threads, and the
+//! same on hosts where `matrixmultiply` runs instead.
+
+mod simd;
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use simd::{Avx2, Avx512, Simd};
+
+use super::transpose::transpose_avx;
+
+/// K per block: `matrixmultiply`'s `S_KC`, which fixes the summation order.
+const KC: usize = 256;
+/// Columns of B packed per pass over C: keeps a packed block of B (KC×NC,
+/// 1 MiB) in the L2 cache.
+const NC: usize = 1024;
+/// A is packed into panels (contiguous, 64-byte aligned) when the columns
+/// of C in a pass are more than this: then each panel serves enough tiles
+/// to pay for the copy.
+const PACK_A_ABOVE: usize = 64;
+/// The largest tile's elements (12×32), for the buffer its sums pass
+/// through.
+const MAX_TILE: usize = 12 * 32;
+
+thread_local! {
+    /// This thread's packed B block and A panel, grown, never shrunk.
+    static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The vector ISAs with a kernel here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Isa {
+    Avx512,
+    Avx2,
+}
+
+impl Isa {
+    /// The ISA whose kernel runs: the widest this host has, unless
+    /// `DELTAGRAD_CPU_GEMM` names another (`avx2`, say, to measure that
+    /// kernel on an AVX-512 host) or `matrixmultiply`; `None` for
+    /// `matrixmultiply`.
+    pub(super) fn chosen() -> Option<Isa> {
+        static CHOSEN: OnceLock<Option<Isa>> = OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let widest = [Isa::Avx512, Isa::Avx2]
+                .into_iter()
+                .find(|isa| isa.supported());
+            let Ok(asked) = std::env::var("DELTAGRAD_CPU_GEMM") else {
+                return widest;
+            };
+            let pick = match asked.trim() {
+                "" | "auto" => return widest,
+                "matrixmultiply" => return None,
+                "avx512" => Isa::Avx512,
+                "avx2" => Isa::Avx2,
+                _ => {
+                    eprintln!(
+                        "deltagrad: warning: DELTAGRAD_CPU_GEMM={asked:?} is none of auto, \
+                         avx512, avx2, matrixmultiply; using {}",
+                        Isa::name(widest)
+                    );
+                    return widest;
+                }
+            };
+            if pick.supported() {
+                return Some(pick);
+            }
+            eprintln!(
+                "deltagrad: warning: DELTAGRAD_CPU_GEMM={asked:?}: this CPU lacks it; using {}",
+                Isa::name(widest)
+            );
+            widest
+        })
+    }
+
+    /// The kernel's name, as `DELTAGRAD_CPU_GEMM` spells it.
+    pub(super) fn name(isa: Option<Isa>) -> &'static str {
+        match isa {
+            Some(Isa::Avx512) => "avx512",
+            Some(Isa::Avx2) => "avx2",
+            None => "matrixmultiply",
+        }
+    }
+
+    /// Whether this host runs `self`'s kernel.
+    pub(super) fn supported(self) -> bool {
+        match self {
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+        }
+    }
+
+    /// Rows and columns of C the widest tile covers.
+    pub(super) fn tile(self) -> (usize, usize) {
+        match self {
+            Isa::Avx512 => (12, 32),
+            Isa::Avx2 => (6, 16),
+        }
+    }
+}
+
+/// Row-major C (row stride `rsc`) = A·B, A m×k and B k×n under the given
+/// (row, column) strides.
+///
+/// # Safety
+/// `isa.supported()` must hold; `a` and `b` must be valid for reads of
+/// every element their strides address, `c` for writes of the m×n
+/// elements `c[i·rsc + j]`, and C must not overlap A or B.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn sgemm(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    (rsa, csa): (isize, isize),
+    b: *const f32,
+    (rsb, csb): (isize, isize),
+    c: *mut f32,
+    rsc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            // SAFETY: row i of C, per the contract.
+            unsafe { std::ptr::write_bytes(c.add(i * rsc), 0, n) };
+        }
+        return;
+    }
+    let a = Strided {
+        ptr: a,
+        rs: rsa,
+        cs: csa,
+    };
+    let b = Strided {
+        ptr: b,
+        rs: rsb,
+        cs: csb,
+    };
+    let product = Product {
+        m,
+        k,
+        n,
+        a,
+        b,
+        c,
+        rsc,
+    };
+    PACKED.with(|packed| {
+        let mut fresh = (Vec::new(), Vec::new());
+        // Re-entered (a panic unwinding mid-product, say): fresh buffers.
+        let mut held = packed.try_borrow_mut();
+        let (bp, ap) = match held.as_deref_mut() {
+            Ok(bufs) => bufs,
+            Err(_) => &mut fresh,
+        };
+        // SAFETY: the ISA is supported; the rest is the caller's contract.
+        unsafe {
+            match isa {
+                Isa::Avx512 => passes_avx512(&product, bp, ap),
+                Isa::Avx2 => passes_avx2(&product, bp, ap),
+            }
+        }
+    });
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn passes_avx512(product: &Product, bp: &mut Vec<f32>, ap: &mut Vec<f32>) {
+    // SAFETY: AVX-512 (and with it AVX) is enabled here.
+    unsafe { passes::<Avx512, 12>(product, bp, ap) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn passes_avx2(product: &Product, bp: &mut Vec<f32>, ap: &mut Vec<f32>) {
+    // SAFETY: AVX2 and FMA are enabled here.
+    unsafe { passes::<Avx2, 6>(product, bp, ap) }
+}
+
+/// One product's operands.
+struct Product {
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Strided,
+    b: Strided,
+    c: *mut f32,
+    rsc: usize,
+}
+
+/// A matrix by its first element and (row, column) strides.
+#[derive(Clone, Copy)]
+struct Strided {
+    ptr: *const f32,
+    rs: isize,
+    cs: isize,
+}
+
+impl Strided {
+    /// # Safety
+    /// (i, j) must be an element of the matrix.
+    #[inline(always)]
+    unsafe fn at(self, i: usize, j: usize) -> *const f32 {
+        // SAFETY: the caller's.
+        unsafe { self.ptr.offset(i as isize * self.rs + j as isize * self.cs) }
+    }
+}
+
+/// The loops around the tile: columns of C in passes of `NC`, K in blocks
+/// of `KC` (in order: the summation order), rows in tiles of `MR`, then
+/// columns in panels two vectors wide (one, for a last panel that narrow).
+///
+/// # Safety
+/// `S`'s features are enabled in the caller, and AVX; the product's
+/// pointers are valid as `sgemm` requires.
+#[inline(always)]
+unsafe fn passes<S: Simd, const MR: usize>(
+    product: &Product,
+    bp: &mut Vec<f32>,
+    ap: &mut Vec<f32>,
+) {
+    let &Product {
+        m,
+        k,
+        n,
+        a,
+        b,
+        c,
+        rsc,
+    } = product;
+    let lanes = S::LANES;
+    for j0 in (0..n).step_by(NC) {
+        let nc = NC.min(n - j0);
+        let wide = nc > PACK_A_ABOVE;
+        for p0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - p0);
+            let b_block = aligned(bp, kc * nc.next_multiple_of(lanes));
+            // SAFETY: rows p0..p0+kc and columns j0..j0+nc are in B.
+            unsafe { pack_b::<S>(b, (p0, kc), (j0, nc), b_block) };
+            for i0 in (0..m).step_by(MR) {
+                let rows = MR.min(m - i0);
+                // A is read where it lies when its rows are contiguous (a
+                // tile's rows stay in L1 along K), or, for narrow passes,
+                // when its columns are and the tile is whole (the view
+                // would read past A's end). Otherwise it is packed.
+                let by_steps = a.rs == 1 && a.cs > 0 && rows == MR && !wide;
+                let panel_a: APanel<MR> = if a.cs == 1 {
+                    let last = rows - 1;
+                    // SAFETY: (i0 + i, p0) is in A; rows past the last are
+                    // read from the last (and their sums discarded).
+                    APanel::Rows(std::array::from_fn(|i| unsafe {
+                        a.at(i0 + i.min(last), p0)
+                    }))
+                } else if by_steps {
+                    // SAFETY: (i0, p0) is in A.
+                    APanel::Packed(unsafe { a.at(i0, p0) }, a.cs as usize)
+                } else {
+                    let panel = aligned(ap, kc * MR);
+                    // SAFETY: rows i0..i0+rows and columns p0..p0+kc are in A.
+                    unsafe { pack_a_panel::<S, MR>(a, (i0, rows), (p0, kc), panel) };
+                    APanel::Packed(panel.as_ptr(), MR)
+                };
+                let mut offset = 0;
+                for col in panels(nc, lanes) {
+                    let (width, cols) = (col.width, col.cols);
+                    // SAFETY: the panel holds kc steps of its width; the
+                    // tile's rows and columns are in C.
+                    unsafe {
+                        let tile = Tile {
+                            b: b_block[offset..].as_ptr(),
+                            c: c.add(i0 * rsc + j0 + col.start),
+                            rsc,
+                            rows,
+                            cols,
+                            first: p0 == 0,
+                        };
+                        match (&panel_a, width == 2 * lanes) {
+                            (&APanel::Packed(ptr, step), true) => {
+                                tile_kernel::<S, MR, 2, _>(kc, Contiguous { ptr, step }, &tile)
+                            }
+                            (&APanel::Packed(ptr, step), false) => {
+                                tile_kernel::<S, MR, 1, _>(kc, Contiguous { ptr, step }, &tile)
+                            }
+                            (APanel::Rows(r), true) => {
+                                tile_kernel::<S, MR, 2, _>(kc, RowPtrs(*r), &tile)
+                            }
+                            (APanel::Rows(r), false) => {
+                                tile_kernel::<S, MR, 1, _>(kc, RowPtrs(*r), &tile)
+                            }
+                        }
+                    }
+                    offset += kc * width;
+                }
+            }
+        }
+    }
+}
+
+/// A panel of packed B: its first column in the pass, its width (one or
+/// two vectors) and how many of its columns are in B.
+struct Panel {
+    start: usize,
+    width: usize,
+    cols: usize,
+}
+
+/// The panels that cover `nc` columns: two vectors wide each, the last
+/// one vector wide when that covers what remains.
+fn panels(nc: usize, lanes: usize) -> impl Iterator<Item = Panel> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let left = nc.checked_sub(start).filter(|&left| left > 0)?;
+        let width = if left <= lanes { lanes } else { 2 * lanes };
+        let panel = Panel {
+            start,
+            width,
+            cols: width.min(left),
+        };
+        start += width;
+        Some(panel)
+    })
+}
+
+/// `len` elements of `buf` starting on a 64-byte boundary.
+fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len + 16 {
+        buf.resize(len + 16, 0.0);
+    }
+    let skip = buf.as_ptr().align_offset(64).min(16);
+    &mut buf[skip..skip + len]
+}
+
+/// Where the tile's A values lie.
+enum APanel<const MR: usize> {
+    /// Step p's MR values contiguous, steps `.1` apart.
+    Packed(*const f32, usize),
+    /// Each row from its own pointer, steps one element apart.
+    Rows([*const f32; MR]),
+}
+
+/// A's values for one tile: (row, step) → value.
+trait TileA: Copy {
+    /// # Safety
+    /// (i, p) must be within the panel.
+    unsafe fn get(self, i: usize, p: usize) -> f32;
+}
+
+/// Step p's values at `ptr + p·step`, row i at offset i.
+#[derive(Clone, Copy)]
+struct Contiguous {
+    ptr: *const f32,
+    step: usize,
+}
+
+impl TileA for Contiguous {
+    #[inline(always)]
+    unsafe fn get(self, i: usize, p: usize) -> f32 {
+        // SAFETY: the caller's.
+        unsafe { *self.ptr.add(p * self.step + i) }
+    }
+}
+
+/// Row i at `ptrs[i]`, step p at offset p.
+#[derive(Clone, Copy)]
+struct RowPtrs<const MR: usize>([*const f32; MR]);
+
+impl<const MR: usize> TileA for RowPtrs<MR> {
+    #[inline(always)]
+    unsafe fn get(self, i: usize, p: usize) -> f32 {
+        // SAFETY: the caller's.
+        unsafe { *self.0[i].add(p) }
+    }
+}
+
+/// Where one tile's B panel and C lie, and which of its C elements exist.
+struct Tile {
+    b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    rows: usize,
+    cols: usize,
+    /// The first block of K: C is written, not added to.
+    first: bool,
+}
+
+/// One MR × (V vectors) tile of C over `kc` steps: C = sum (first block of
+/// K) or C + sum, for the tile's first `rows` rows and `cols` columns.
+///
+/// # Safety
+/// `S`'s features are enabled in the caller; the panel holds kc·V vectors;
+/// `a` covers MR rows and kc steps; the tile's `rows`×`cols` elements of
+/// C are writable.
+#[inline(always)]
+unsafe fn tile_kernel<S: Simd, const MR: usize, const V: usize, A: TileA>(
+    kc: usize,
+    a: A,
+    tile: &Tile,
+) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    let &Tile {
+        b,
+        c,
+        rsc,
+        rows,
+        cols,
+        first,
+    } = tile;
+    let lanes = S::LANES;
+    // C's tile is read (or written) only after the loop: fetch it during.
+    for i in 0..rows {
+        for v in 0..V {
+            // SAFETY: a hint; the address is within row i of the tile.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(c.add(i * rsc + v * lanes) as *const i8) };
+        }
+    }
+    // SAFETY (of every intrinsic below): the caller enables the features;
+    // loads and stores stay within the panel, A's tile and C's tile.
+    let mut acc = [[unsafe { S::zero() }; V]; MR];
+    for p in 0..kc {
+        let bv: [S::V; V] = std::array::from_fn(|v| unsafe { S::load(b.add((p * V + v) * lanes)) });
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = unsafe { S::splat(a.get(i, p)) };
+            for (sum, &bv) in row.iter_mut().zip(&bv) {
+                *sum = unsafe { S::fma(ai, bv, *sum) };
+            }
+        }
+    }
+    // Through memory, read back by rows: indexing the accumulators by the
+    // (run-time) row count would keep them in memory inside the loop.
+    let mut sums = [0.0f32; MAX_TILE];
+    let stride = V * lanes;
+    for (i, row) in acc.iter().enumerate() {
+        for (v, &sum) in row.iter().enumerate() {
+            unsafe { S::store(sums.as_mut_ptr().add(i * stride + v * lanes), sum) };
+        }
+    }
+    for i in 0..rows {
+        for v in 0..V {
+            let n = cols.saturating_sub(v * lanes).min(lanes);
+            if n == 0 {
+                break;
+            }
+            unsafe {
+                let sum = S::load(sums.as_ptr().add(i * stride + v * lanes));
+                let at = c.add(i * rsc + v * lanes);
+                if n == lanes {
+                    let out = if first { sum } else { S::add(S::load(at), sum) };
+                    S::store(at, out);
+                } else {
+                    let out = if first {
+                        sum
+                    } else {
+                        S::add(S::load_first(at, n), sum)
+                    };
+                    S::store_first(at, out, n);
+                }
+            }
+        }
+    }
+}
+
+/// Packs rows p0..p0+kc of B, columns j0..j0+nc, in `panels`: each panel
+/// step-major, zero past B's last column.
+///
+/// # Safety
+/// `S`'s features and AVX are enabled in the caller; those rows and
+/// columns are in B.
+#[inline(always)]
+unsafe fn pack_b<S: Simd>(
+    b: Strided,
+    (p0, kc): (usize, usize),
+    (j0, nc): (usize, usize),
+    out: &mut [f32],
+) {
+    let lanes = S::LANES;
+    let mut offset = 0;
+    for Panel { start, width, cols } in panels(nc, lanes) {
+        let col = j0 + start;
+        let panel = &mut out[offset..offset + kc * width];
+        panel.fill(0.0);
+        if b.cs == 1 {
+            for p in 0..kc {
+                for v in (0..cols).step_by(lanes) {
+                    let n = (cols - v).min(lanes);
+                    // SAFETY: n elements of row p0 + p from column col + v
+                    // are in B; the panel row holds `width` ≥ v + lanes.
+                    unsafe {
+                        let src = b.at(p0 + p, col + v);
+                        S::store(panel.as_mut_ptr().add(p * width + v), S::load_first(src, n));
+                    }
+                }
+            }
+        } else if b.rs == 1 && b.cs > 0 {
+            // B given as Bᵀ, row-major: the panel is a transpose of rows
+            // col.. of Bᵀ, 8×8 blocks at a time.
+            let stride = b.cs as usize;
+            // SAFETY: rows col..col+cols, columns p0..p0+kc of Bᵀ are in B.
+            let src =
+                unsafe { std::slice::from_raw_parts(b.at(p0, col), (cols - 1) * stride + kc) };
+            // SAFETY: AVX is enabled; the panel holds kc rows of width.
+            unsafe { transpose_avx(src, cols, kc, stride, panel, width) };
+        } else {
+            for j in 0..cols {
+                for p in 0..kc {
+                    // SAFETY: (p0 + p, col + j) is in B.
+                    panel[p * width + j] = unsafe { *b.at(p0 + p, col + j) };
+                }
+            }
+        }
+        offset += kc * width;
+    }
+}
+
+/// Packs rows i0..i0+rows, columns p0..p0+kc of A step-major, MR values
+/// a step, zero past the last row.
+///
+/// # Safety
+/// `S`'s features are enabled in the caller; MR ≤ `S::LANES`; those rows
+/// and columns are in A.
+#[inline(always)]
+unsafe fn pack_a_panel<S: Simd, const MR: usize>(
+    a: Strided,
+    (i0, rows): (usize, usize),
+    (p0, kc): (usize, usize),
+    out: &mut [f32],
+) {
+    if a.rs == 1 {
+        // A step's values are contiguous: one masked copy a step.
+        for p in 0..kc {
+            // SAFETY: `rows` values from (i0, p0 + p) are in A; MR values
+            // from p·MR are in `out`.
+            unsafe {
+                let v = S::load_first(a.at(i0, p0 + p), rows);
+                S::store_first(out.as_mut_ptr().add(p * MR), v, MR);
+            }
+        }
+        return;
+    }
+    if rows < MR {
+        out.fill(0.0);
+    }
+    for i in 0..rows {
+        for p in 0..kc {
+            // SAFETY: (i0 + i, p0 + p) is in A.
+            out[p * MR + i] = unsafe { *a.at(i0 + i, p0 + p) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Strides of an m×k matrix stored row-major, transposed, or as every
+    /// other element of a wider row-major array.
+    fn layouts(rows: usize, cols: usize) -> [(isize, isize, usize); 3] {
+        let (r, c) = (rows as isize, cols as isize);
+        [
+            (c, 1, rows * cols),
+            (1, r, rows * cols),
+            (2 * c + 3, 2, rows * (2 * cols + 3)),
+        ]
+    }
+
+    /// The ISAs with a kernel that this host runs (both, on AVX-512 hosts).
+    fn isas() -> Vec<Isa> {
+        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|i| i.supported())
+            .collect();
+        if isas.is_empty() {
+            eprintln!("neither AVX-512 nor AVX2 + FMA here: the kernels are not used on this host");
+        }
+        isas
+    }
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i + seed) * 7919) % 1013) as f32 * 1e-3 - 0.5)
+            .collect()
+    }
+
+    /// Bit for bit `matrixmultiply::sgemm`, for each ISA, on every layout
+    /// of A and B, on shapes with ragged tiles in each dimension and K over
+    /// several blocks.
+    #[test]
+    fn products_equal_matrixmultiply_bit_for_bit() {
+        let shapes = [
+            (6, 7, 8),
+            (30, 40, 9),
+            (1, 1, 1),
+            (12, 256, 32),
+            (13, 257, 33),
+            (32, 275, 300),
+            (1024, 100, 5),
+            (100, 1024, 5),
+            (25, 600, 17),
+            (7, 3, 1100),
+            (40, 513, 80),
+        ];
+        for (isa, (m, k, n)) in isas().into_iter().flat_map(|i| shapes.map(|s| (i, s))) {
+            for (rsa, csa, alen) in layouts(m, k) {
+                for (rsb, csb, blen) in layouts(k, n) {
+                    let a = values(alen, m);
+                    let b = values(blen, n + 1);
+                    let mut want = vec![0.0f32; m * n];
+                    let mut got = vec![f32::NAN; m * n];
+                    // SAFETY: the strides address a and b; C is m×n.
+                    unsafe {
+                        matrixmultiply::sgemm(
+                            m,
+                            k,
+                            n,
+                            1.0,
+                            a.as_ptr(),
+                            rsa,
+                            csa,
+                            b.as_ptr(),
+                            rsb,
+                            csb,
+                            0.0,
+                            want.as_mut_ptr(),
+                            n as isize,
+                            1,
+                        );
+                        sgemm(
+                            isa,
+                            m,
+                            k,
+                            n,
+                            a.as_ptr(),
+                            (rsa, csa),
+                            b.as_ptr(),
+                            (rsb, csb),
+                            got.as_mut_ptr(),
+                            n,
+                        );
+                    }
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(
+                        same,
+                        "{isa:?} {m}x{k}x{n}, A strides ({rsa}, {csa}), B strides ({rsb}, {csb})"
+                    );
+                }
+            }
+        }
+    }
+
+    /// C's row stride is honoured (columns outside the product untouched),
+    /// K = 0 gives zeros, and NaN and infinities propagate as in any sum.
+    #[test]
+    fn strided_c_empty_k_and_non_finite_values() {
+        for isa in isas() {
+            strided_c_empty_k_and_non_finite(isa);
+        }
+    }
+
+    fn strided_c_empty_k_and_non_finite(isa: Isa) {
+        let (m, k, n, rsc) = (5, 300, 20, 23);
+        let mut a = values(m * k, 1);
+        let b = values(k * n, 2);
+        a[2 * k + 7] = f32::NAN;
+        a[4 * k + 299] = f32::INFINITY;
+        let mut c = vec![-7.0f32; m * rsc];
+        // SAFETY: a is m×k, b k×n, c holds m rows of rsc.
+        unsafe {
+            sgemm(
+                isa,
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                (k as isize, 1),
+                b.as_ptr(),
+                (n as isize, 1),
+                c.as_mut_ptr(),
+                rsc,
+            )
+        };
+        for i in 0..m {
+            for j in 0..rsc {
+                let x = c[i * rsc + j];
+                if j >= n {
+                    assert_eq!(x, -7.0, "{isa:?}: ({i}, {j}) is outside C");
+                } else if i == 2 {
+                    assert!(x.is_nan(), "{isa:?}: ({i}, {j}) = {x}");
+                } else if i == 4 {
+                    let sign = b[299 * n + j].signum();
+                    assert_eq!(x, sign * f32::INFINITY, "{isa:?}: ({i}, {j})");
+                } else {
+                    let want: f64 = (0..k)
+                        .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                        .sum();
+                    assert!(
+                        (x as f64 - want).abs() < 1e-3,
+                        "{isa:?}: ({i}, {j}) = {x}, want {want}"
+                    );
+                }
+            }
+        }
+        let mut c = vec![1.0f32; 6];
+        // SAFETY: k = 0 reads nothing; c is 2×3.
+        unsafe {
+            sgemm(
+                isa,
+                2,
+                0,
+                3,
+                a.as_ptr(),
+                (0, 1),
+                b.as_ptr(),
+                (3, 1),
+                c.as_mut_ptr(),
+                3,
+            )
+        };
+        assert_eq!(c, vec![0.0; 6], "{isa:?}: K = 0");
+    }
+}
