@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 
 use simd::{Avx2, Avx512, Simd};
 
-use super::transpose::transpose_avx;
+use super::blocks::transpose_avx;
 
 /// K per block: `matrixmultiply`'s `S_KC`, which fixes the summation order.
 const KC: usize = 256;
