@@ -76,7 +76,11 @@ fn every_case_runs_tiny_and_writes_json() {
         assert_eq!(r.device, "cpu");
         let threads = deltagrad::Device::cpu().cpu_threads().unwrap();
         let plural = if threads == 1 { "" } else { "s" };
-        assert_eq!(r.backend, format!("cpu, {threads} thread{plural}"));
+        let gemm = deltagrad::backend::cpu::f32_gemm_kernel();
+        assert_eq!(
+            r.backend,
+            format!("cpu, {threads} thread{plural}, f32 GEMM {gemm}")
+        );
         assert_eq!(r.iters, 1);
         for v in [r.median_ms, r.min_ms, r.max_ms, r.p10_ms, r.p90_ms] {
             assert!(v.is_finite() && v > 0.0, "{name}: {v}");

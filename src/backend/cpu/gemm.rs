@@ -149,42 +149,7 @@ type OwnGemm<T> = unsafe fn((usize, usize, usize), Operand<'_, T>, Operand<'_, T
 fn own_sgemm() -> Option<Own<f32>> {
     #[cfg(target_arch = "x86_64")]
     if let Some(isa) = super::sgemm::Isa::chosen() {
-        let gemm: OwnGemm<f32> = match isa {
-            super::sgemm::Isa::Avx512 => |(m, k, n), (a, sa), (b, sb), c, rsc| {
-                // SAFETY: the ISA is supported; the rest is the caller's.
-                unsafe {
-                    super::sgemm::sgemm(
-                        super::sgemm::Isa::Avx512,
-                        m,
-                        k,
-                        n,
-                        a.as_ptr(),
-                        sa,
-                        b.as_ptr(),
-                        sb,
-                        c,
-                        rsc,
-                    )
-                }
-            },
-            super::sgemm::Isa::Avx2 => |(m, k, n), (a, sa), (b, sb), c, rsc| {
-                // SAFETY: as above.
-                unsafe {
-                    super::sgemm::sgemm(
-                        super::sgemm::Isa::Avx2,
-                        m,
-                        k,
-                        n,
-                        a.as_ptr(),
-                        sa,
-                        b.as_ptr(),
-                        sb,
-                        c,
-                        rsc,
-                    )
-                }
-            },
-        };
+        let gemm: OwnGemm<f32> = isa.entry();
         return Some(Own {
             gemm,
             tile: isa.tile(),
