@@ -532,7 +532,13 @@ unsafe fn pack_b<S: Simd>(
     for Panel { start, width, cols } in panels(nc, lanes) {
         let col = j0 + start;
         let panel = &mut out[offset..offset + kc * width];
-        panel.fill(0.0);
+        if b.cs != 1 && cols < width {
+            // The gathers below write only B's columns; the copies of
+            // row-major B write whole vectors, zeros past B's last column.
+            for row in panel.chunks_exact_mut(width) {
+                row[cols..].fill(0.0);
+            }
+        }
         if b.cs == 1 {
             for p in 0..kc {
                 for v in (0..cols).step_by(lanes) {
