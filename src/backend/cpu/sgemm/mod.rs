@@ -612,14 +612,17 @@ unsafe fn pack_a_panel<S: Simd, const MR: usize>(
 mod tests {
     use super::*;
 
-    /// Strides of an m×k matrix stored row-major, transposed, or as every
-    /// other element of a wider row-major array.
-    fn layouts(rows: usize, cols: usize) -> [(isize, isize, usize); 3] {
+    /// A rows×cols matrix stored row-major, transposed, as every other
+    /// element of a wider row-major array, or row-major bottom row first
+    /// (a negative row stride): (row stride, column stride, elements,
+    /// offset of element (0, 0)).
+    fn layouts(rows: usize, cols: usize) -> [(isize, isize, usize, usize); 4] {
         let (r, c) = (rows as isize, cols as isize);
         [
-            (c, 1, rows * cols),
-            (1, r, rows * cols),
-            (2 * c + 3, 2, rows * (2 * cols + 3)),
+            (c, 1, rows * cols, 0),
+            (1, r, rows * cols, 0),
+            (2 * c + 3, 2, rows * (2 * cols + 3), 0),
+            (-c, 1, rows * cols, (rows - 1) * cols),
         ]
     }
 
@@ -660,23 +663,25 @@ mod tests {
             (40, 513, 80),
         ];
         for (isa, (m, k, n)) in isas().into_iter().flat_map(|i| shapes.map(|s| (i, s))) {
-            for (rsa, csa, alen) in layouts(m, k) {
-                for (rsb, csb, blen) in layouts(k, n) {
+            for (rsa, csa, alen, a0) in layouts(m, k) {
+                for (rsb, csb, blen, b0) in layouts(k, n) {
                     let a = values(alen, m);
                     let b = values(blen, n + 1);
                     let mut want = vec![0.0f32; m * n];
                     let mut got = vec![f32::NAN; m * n];
-                    // SAFETY: the strides address a and b; C is m×n.
+                    // SAFETY: from (0, 0), the strides address a and b; C
+                    // is m×n.
                     unsafe {
+                        let (pa, pb) = (a.as_ptr().add(a0), b.as_ptr().add(b0));
                         matrixmultiply::sgemm(
                             m,
                             k,
                             n,
                             1.0,
-                            a.as_ptr(),
+                            pa,
                             rsa,
                             csa,
-                            b.as_ptr(),
+                            pb,
                             rsb,
                             csb,
                             0.0,
@@ -689,9 +694,9 @@ mod tests {
                             m,
                             k,
                             n,
-                            a.as_ptr(),
+                            pa,
                             (rsa, csa),
-                            b.as_ptr(),
+                            pb,
                             (rsb, csb),
                             got.as_mut_ptr(),
                             n,
