@@ -117,20 +117,22 @@ fn stage(v: &mut Vec<f32>, len: usize) {
     }
 }
 
-/// Whether transposing first beats `matrixmultiply`'s own packing: on
-/// hosts with AVX where `matrixmultiply` multiplies f32 at all, that is
-/// without AVX2 + FMA (with them the crate's own kernels run, `sgemm`,
-/// and pack through `transpose_avx` themselves). On AVX-512 hosts, when
-/// `matrixmultiply` ran there, the transpose only added a pass (its
-/// AVX-512 packing routine gathers well): on a 2-core Xeon, one thread,
-/// medians of 1,500 calls alternated (15 for 1024³), 1024×250·250×100
-/// took 962 µs as given against 1,737 with A transposed first,
-/// 32×300·(275×300)ᵀ 117 against 133 with B transposed first, and
+/// Whether transposing first beats `matrixmultiply`'s own packing: where
+/// `matrixmultiply` multiplies f32 (the crate's own kernels, `sgemm`, do
+/// where the CPU has AVX2 + FMA, unless `DELTAGRAD_CPU_GEMM` says
+/// otherwise, and pack through `transpose_avx` themselves) on a CPU with
+/// AVX but not AVX-512. With AVX-512, `matrixmultiply` packs with its
+/// AVX-512 routine, and the transpose only added a pass: on a 2-core
+/// Xeon, one thread, medians of 1,500 calls alternated (15 for 1024³),
+/// 1024×250·250×100 took 962 µs as given against 1,737 with A transposed
+/// first, 32×300·(275×300)ᵀ 117 against 133 with B transposed first, and
 /// 1024³ 35.6 against 45.4 ms (A) and 35.9 against 46.2 ms (Bᵀ).
 fn staging_pays() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        has_avx() && super::sgemm::Isa::chosen().is_none()
+        has_avx()
+            && super::sgemm::Isa::chosen().is_none()
+            && !std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
