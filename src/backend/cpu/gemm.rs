@@ -10,7 +10,7 @@
 //! element's additions happen in the same order whichever block of C it
 //! falls in, and the product is bit-identical for any thread count
 //! (`tests/equivalence.rs` checks it on odd shapes), and between the two
-//! GEMMs (`sgemm512`'s tests). `matrixmultiply`'s own `threading` feature
+//! GEMMs (`sgemm`'s tests). `matrixmultiply`'s own `threading` feature
 //! would do the same split, but it sizes one process-wide pool from
 //! `MATMUL_NUM_THREADS`, where a device here chooses its own count.
 
@@ -27,6 +27,22 @@ const PAR_MIN_MACS: usize = 1 << 20;
 
 /// A float type with a GEMM.
 pub trait Gemm: Float {
+    /// Runs the crate's own kernel for this type and host, if it has one
+    /// (`sgemm`), under `gemm_strided`'s contract; false where it has none.
+    ///
+    /// # Safety
+    /// As `gemm_strided`.
+    #[doc(hidden)]
+    unsafe fn own_kernel(
+        _mkn: (usize, usize, usize),
+        _a: Operand<'_, Self>,
+        _b: Operand<'_, Self>,
+        _c: *mut Self,
+        _rsc: usize,
+    ) -> bool {
+        false
+    }
+
     /// Rows and columns of C that the kernel computes at a time.
     fn tile() -> (usize, usize) {
         // `matrixmultiply`'s kernels: 8×8 (AVX, f32), 8×4 or 4×8 (f64).
@@ -76,11 +92,9 @@ pub trait Gemm: Float {
 }
 
 macro_rules! impl_gemm {
-    ($t:ty, $gemm:path, $own:expr) => {
+    ($t:ty, $gemm:path $(, $own:item)*) => {
         impl Gemm for $t {
-            fn tile() -> (usize, usize) {
-                $own.map_or((8, 8), |own: Own<$t>| own.tile)
-            }
+            $($own)*
 
             unsafe fn gemm_strided(
                 m: usize,
@@ -98,11 +112,9 @@ macro_rules! impl_gemm {
                 if m == 0 || n == 0 {
                     return;
                 }
-                if let Some(own) = $own {
-                    // SAFETY: the caller's contract, which is `own`'s.
-                    return unsafe {
-                        (own.gemm)((m, k, n), (a, (rsa, csa)), (b, (rsb, csb)), c, rsc)
-                    };
+                // SAFETY: the caller's contract, which is `own_kernel`'s.
+                if unsafe { Self::own_kernel((m, k, n), (a, (rsa, csa)), (b, (rsb, csb)), c, rsc) } {
+                    return;
                 }
                 // SAFETY: the caller's contract; with k = 0 the GEMM only
                 // writes C ← 0·C, which for beta 0 stores zeros.
@@ -129,34 +141,31 @@ macro_rules! impl_gemm {
     };
 }
 
-impl_gemm!(f32, matrixmultiply::sgemm, own_sgemm());
-impl_gemm!(f64, matrixmultiply::dgemm, None::<Own<f64>>);
-
-/// A GEMM of this crate's for the host, and its register tile (rows and
-/// columns of C at a time).
-#[derive(Clone, Copy)]
-struct Own<T> {
-    gemm: OwnGemm<T>,
-    tile: (usize, usize),
-}
-
-/// (m, k, n), A, B, C and C's row stride, under `Gemm::gemm_strided`'s
-/// contract.
-type OwnGemm<T> = unsafe fn((usize, usize, usize), Operand<'_, T>, Operand<'_, T>, *mut T, usize);
-
-/// The crate's f32 kernel for the host's widest vectors (`sgemm`), where
-/// it has AVX-512 or AVX2 + FMA.
-fn own_sgemm() -> Option<Own<f32>> {
+impl_gemm!(
+    f32,
+    matrixmultiply::sgemm,
     #[cfg(target_arch = "x86_64")]
-    if let Some(isa) = super::sgemm::Isa::chosen() {
-        let gemm: OwnGemm<f32> = isa.entry();
-        return Some(Own {
-            gemm,
-            tile: isa.tile(),
-        });
+    fn tile() -> (usize, usize) {
+        super::sgemm::Isa::chosen().map_or((8, 8), super::sgemm::Isa::tile)
+    },
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn own_kernel(
+        (m, k, n): (usize, usize, usize),
+        (a, sa): Operand<'_, f32>,
+        (b, sb): Operand<'_, f32>,
+        c: *mut f32,
+        rsc: usize,
+    ) -> bool {
+        let Some(isa) = super::sgemm::Isa::chosen() else {
+            return false;
+        };
+        // SAFETY: `chosen` returns only supported ISAs; the rest is the
+        // caller's contract.
+        unsafe { super::sgemm::sgemm(isa, m, k, n, a.as_ptr(), sa, b.as_ptr(), sb, c, rsc) };
+        true
     }
-    None
-}
+);
+impl_gemm!(f64, matrixmultiply::dgemm);
 
 /// `C = A·B` (row-major C, m×n) on the pool's threads, one block of rows
 /// (or columns, when n > m) of C per thread, with operands that packing

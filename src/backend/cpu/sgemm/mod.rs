@@ -110,24 +110,6 @@ impl Isa {
         }
     }
 
-    /// `sgemm` for this ISA, as a function of (m, k, n), A and B with
-    /// their strides, C and C's row stride.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn entry(
-        self,
-    ) -> unsafe fn(
-        (usize, usize, usize),
-        (&[f32], (isize, isize)),
-        (&[f32], (isize, isize)),
-        *mut f32,
-        usize,
-    ) {
-        match self {
-            Isa::Avx512 => entry::<true>,
-            Isa::Avx2 => entry::<false>,
-        }
-    }
-
     /// Rows and columns of C the widest tile covers.
     pub(super) fn tile(self) -> (usize, usize) {
         match self {
@@ -202,22 +184,6 @@ pub(super) unsafe fn sgemm(
             }
         }
     });
-}
-
-/// `sgemm` on AVX-512 (`WIDE`) or AVX2, on slices.
-///
-/// # Safety
-/// As `sgemm`, the slices holding what their strides address.
-unsafe fn entry<const WIDE: bool>(
-    (m, k, n): (usize, usize, usize),
-    (a, sa): (&[f32], (isize, isize)),
-    (b, sb): (&[f32], (isize, isize)),
-    c: *mut f32,
-    rsc: usize,
-) {
-    let isa = if WIDE { Isa::Avx512 } else { Isa::Avx2 };
-    // SAFETY: the caller's contract.
-    unsafe { sgemm(isa, m, k, n, a.as_ptr(), sa, b.as_ptr(), sb, c, rsc) }
 }
 
 #[target_feature(enable = "avx512f")]
