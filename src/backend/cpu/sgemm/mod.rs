@@ -35,6 +35,12 @@ const NC: usize = 1024;
 /// of C in a pass are more than this: then each panel serves enough tiles
 /// to pay for the copy.
 const PACK_A_ABOVE: usize = 64;
+/// Row-major A is packed too, in wide passes, when its rows lie this many
+/// elements (2 KiB) apart or more: then a tile's rows each sit in a page
+/// (or an L1 set) of their own, and reading them where they lie cost
+/// 6–19 % on 512³ to 1024×4096×256 products (K ≥ 512), where packing cost
+/// 2–6 % on the NER model's (K = 100 to 300).
+const PACK_A_ROWS_APART: isize = 512;
 /// The largest tile's elements (12×32), for the buffer its sums pass
 /// through.
 const MAX_TILE: usize = 12 * 32;
@@ -260,12 +266,13 @@ unsafe fn passes<S: Simd, const MR: usize>(
             unsafe { pack_b::<S>(b, (p0, kc), (j0, nc), b_block) };
             for i0 in (0..m).step_by(MR) {
                 let rows = MR.min(m - i0);
-                // A is read where it lies when its rows are contiguous (a
-                // tile's rows stay in L1 along K), or, for narrow passes,
-                // when its columns are and the tile is whole (the view
-                // would read past A's end). Otherwise it is packed.
+                // A is read where it lies when its rows are contiguous and
+                // near each other (a tile's rows stay in L1 along K), or,
+                // for narrow passes, when its columns are and the tile is
+                // whole (the view would read past A's end). Otherwise it
+                // is packed.
                 let by_steps = a.rs == 1 && a.cs > 0 && rows == MR && !wide;
-                let panel_a: APanel<MR> = if a.cs == 1 {
+                let panel_a: APanel<MR> = if a.cs == 1 && !(wide && a.rs >= PACK_A_ROWS_APART) {
                     let last = rows - 1;
                     // SAFETY: (i0 + i, p0) is in A; rows past the last are
                     // read from the last (and their sums discarded).
@@ -566,6 +573,22 @@ unsafe fn pack_a_panel<S: Simd, const MR: usize>(
     if rows < MR {
         out.fill(0.0);
     }
+    if a.cs == 1 && a.rs >= kc as isize && rows >= 8 {
+        // Rows contiguous: 8×8 transposes, of rows 0..8 and then of the
+        // last 8 (rows in both get the same values twice).
+        let len = (rows - 1) * a.rs as usize + kc;
+        for first in [0, rows - 8] {
+            // SAFETY: rows i0..i0 + rows, columns p0..p0 + kc are in A,
+            // which a positive row stride lays out within `len` elements
+            // of (i0, p0); the panel holds kc steps of MR.
+            unsafe {
+                let src =
+                    std::slice::from_raw_parts(a.at(i0 + first, p0), len - first * a.rs as usize);
+                transpose_avx(src, 8, kc, a.rs as usize, &mut out[first..], MR);
+            }
+        }
+        return;
+    }
     for i in 0..rows {
         for p in 0..kc {
             // SAFETY: (i0 + i, p0 + p) is in A.
@@ -627,6 +650,7 @@ mod tests {
             (25, 600, 17),
             (7, 3, 1100),
             (40, 513, 80),
+            (22, 600, 70),
         ];
         for (isa, (m, k, n)) in isas().into_iter().flat_map(|i| shapes.map(|s| (i, s))) {
             for (rsa, csa, alen, a0) in layouts(m, k) {
