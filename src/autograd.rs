@@ -11,10 +11,9 @@
 //! the second-order rules of the fused losses. A custom op's backward is
 //! first-order only (differentiating it again is an error naming the op).
 
-use std::collections::{HashMap, HashSet};
-
 use crate::error::{Error, Result};
 use crate::graph::{self, Visit, enable_grad, no_grad};
+use crate::hash::{FastMap, FastSet};
 use crate::ops;
 use crate::tensor::Tensor;
 
@@ -89,7 +88,7 @@ pub fn grad_with(
         .map(Tensor::from_arc)
         .collect();
     // Only nodes on a path from an input to an output need a rule.
-    let targets: HashSet<u64> = inputs.iter().map(|x| x.id()).collect();
+    let targets: FastSet<u64> = inputs.iter().map(|x| x.id()).collect();
     let mut leads = targets.clone();
     for t in &order {
         if t.node().inputs.iter().any(|i| leads.contains(&i.id)) {
@@ -152,11 +151,11 @@ fn propagate(
     outputs: &[&Tensor],
     grad_outputs: &[&Tensor],
     order: &[Tensor],
-    leads: &HashSet<u64>,
-    targets: &HashSet<u64>,
-) -> Result<HashMap<u64, Tensor>> {
-    let mut grads: HashMap<u64, Tensor> = HashMap::new();
-    let accumulate = |grads: &mut HashMap<u64, Tensor>, id: u64, g: Tensor| -> Result<()> {
+    leads: &FastSet<u64>,
+    targets: &FastSet<u64>,
+) -> Result<FastMap<u64, Tensor>> {
+    let mut grads: FastMap<u64, Tensor> = FastMap::default();
+    let accumulate = |grads: &mut FastMap<u64, Tensor>, id: u64, g: Tensor| -> Result<()> {
         let sum = match grads.remove(&id) {
             Some(prev) => prev.add(&g)?,
             None => g,
@@ -169,7 +168,7 @@ fn propagate(
             accumulate(&mut grads, y.id(), (*gy).clone())?;
         }
     }
-    let mut found = HashMap::new();
+    let mut found = FastMap::default();
     for t in order.iter().rev() {
         if !leads.contains(&t.id()) {
             continue;
@@ -247,7 +246,7 @@ impl Tensor {
         }
         let order = topo_order(self);
         no_grad(|| {
-            let mut grads: HashMap<u64, Tensor> = HashMap::new();
+            let mut grads: FastMap<u64, Tensor> = FastMap::default();
             grads.insert(
                 self.id(),
                 Tensor::ones(self.shape(), self.dtype(), &self.device()),

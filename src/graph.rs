@@ -4,7 +4,6 @@
 //! leaf. The tensor layer's `Tensor` is a cheap handle to one.
 
 use std::cell::Cell;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -13,6 +12,7 @@ use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::lock;
 use crate::flags::with_flag;
+use crate::hash::FastSet;
 use crate::ir::Op;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -136,7 +136,7 @@ pub enum Visit {
 /// enough to overflow a recursive walk.
 pub fn topo_order(roots: &[&Arc<Node>], visit: impl Fn(&Node) -> Visit) -> Vec<Arc<Node>> {
     let mut order = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = FastSet::default();
     for root in roots {
         let mut stack = vec![((*root).clone(), false)];
         while let Some((n, expanded)) = stack.pop() {

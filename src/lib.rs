@@ -20,7 +20,7 @@
 //! ```
 
 // Layers, bottom first; each imports only the ones before it:
-// dtype, error, flags → ir → backend → device → schedule → graph →
+// dtype, error, flags, hash → ir → backend → device → schedule → graph →
 // tensor → ops → autograd, functional, nn, crf, optim, gradcheck, model.
 // ARCHITECTURE.md describes them.
 pub mod autograd;
@@ -33,6 +33,7 @@ mod flags;
 pub mod functional;
 pub mod gradcheck;
 pub mod graph;
+mod hash;
 pub mod ir;
 pub mod model;
 pub mod nn;

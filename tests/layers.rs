@@ -8,6 +8,7 @@ const ORDER: &[&str] = &[
     "dtype",
     "error",
     "flags",
+    "hash",
     "ir",
     "backend",
     "device",

@@ -3,7 +3,7 @@
 //! process and per thread.
 
 use std::cell::Cell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +11,7 @@ use crate::backend::Storage;
 use crate::device::Device;
 use crate::dtype::{DType, HostData};
 use crate::error::{Result, lock};
+use crate::hash::FastMap;
 use crate::ir::Plan;
 
 /// Plans kept per process; a new batch size makes a new plan, so the cache
@@ -31,7 +32,7 @@ struct Entry {
 
 #[derive(Default)]
 struct Cache {
-    plans: HashMap<Vec<u64>, Entry>,
+    plans: FastMap<Vec<u64>, Entry>,
     order: VecDeque<Vec<u64>>,
 }
 

@@ -2,7 +2,6 @@
 //! updates it performs), describes it to the scheduler, and puts the
 //! storages the scheduler returns into the graph's nodes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Tensor;
@@ -10,6 +9,7 @@ use crate::backend::Storage;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::{Node, Visit, topo_order};
+use crate::hash::FastMap;
 use crate::ir::Plan;
 use crate::schedule::{self, Goal, NodeDesc, Ref, StepDesc};
 
@@ -125,7 +125,7 @@ fn gather(pending: &[&Tensor], assigns: &[Assign]) -> Result<Option<Gathered>> {
         return Ok(None);
     };
     let device = first.device();
-    let mut refs: HashMap<u64, Ref> = HashMap::new();
+    let mut refs: FastMap<u64, Ref> = FastMap::default();
     let mut inputs: Vec<Arc<Node>> = Vec::new();
     let mut nodes: Vec<Arc<Node>> = Vec::new();
     for t in &targets {
