@@ -143,8 +143,14 @@ macro_rules! define_binary {
 
             /// `out[i] = f(a[i], b[i])` with each operand where it is (the
             /// output itself, a slice, or one value), one loop per op,
-            /// compiled for AVX2 where the CPU has it (`zip::wide`).
+            /// compiled for AVX-512 or AVX2 where the CPU has it
+            /// (`zip::widest`, `zip::wide`).
             pub fn zip_with<T: Float>(self, out: &mut [T], a: Side<'_, T>, b: Side<'_, T>) {
+                #[cfg(target_arch = "x86_64")]
+                if super::zip::widest() {
+                    // SAFETY: the CPU has AVX-512.
+                    return unsafe { self.zip_with_avx512(out, a, b) };
+                }
                 #[cfg(target_arch = "x86_64")]
                 if super::zip::wide() {
                     // SAFETY: the CPU has AVX2.
@@ -156,6 +162,12 @@ macro_rules! define_binary {
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2")]
             pub(crate) unsafe fn zip_with_avx2<T: Float>(self, out: &mut [T], a: Side<'_, T>, b: Side<'_, T>) {
+                self.zip_with_here(out, a, b)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            pub(crate) unsafe fn zip_with_avx512<T: Float>(self, out: &mut [T], a: Side<'_, T>, b: Side<'_, T>) {
                 self.zip_with_here(out, a, b)
             }
 

@@ -225,7 +225,7 @@ impl Neg for &Expr {
 mod wide_loops {
     // Here rather than in `zip`, which the ops' loops import: a test there
     // naming the ops would tie the two modules in a circle.
-    use super::super::zip::{Side, wide};
+    use super::super::zip::{Side, wide, widest};
     use super::{BinaryOp, Float, UnaryOp};
 
     /// Values that take every branch of the ops: signed zeros, both
@@ -249,23 +249,37 @@ mod wide_loops {
         v.iter().map(|x| x.to_f64().to_bits()).collect()
     }
 
+    /// Each wide copy (AVX2, and AVX-512 where the CPU has it) against
+    /// the plain loop, bit for bit.
     fn check<T: Float>() {
         if !wide() {
             return;
         }
+        let widest = widest();
         let x = values::<T>();
         let y: Vec<T> = x.iter().rev().copied().collect();
         for &op in UnaryOp::ALL {
-            let (mut narrow, mut wide_) = (x.clone(), x.clone());
+            let mut narrow = x.clone();
             op.map_here(&mut narrow);
-            // SAFETY: `wide()` said the CPU has AVX2.
-            unsafe { op.map_avx2(&mut wide_) };
-            assert_eq!(bits(&narrow), bits(&wide_), "{op:?} map");
-            let (mut a, mut b) = (vec![T::ZERO; x.len()], vec![T::ZERO; x.len()]);
+            let mut a = vec![T::ZERO; x.len()];
             op.map_into_here(&mut a, &x);
-            // SAFETY: as above.
-            unsafe { op.map_into_avx2(&mut b, &x) };
-            assert_eq!(bits(&a), bits(&b), "{op:?} map_into");
+            for copy in 0..if widest { 2 } else { 1 } {
+                let mut wide_ = x.clone();
+                let mut b = vec![T::ZERO; x.len()];
+                // SAFETY: `wide()` said the CPU has AVX2, `widest()`
+                // AVX-512 (copy 1 runs only then).
+                unsafe {
+                    if copy == 0 {
+                        op.map_avx2(&mut wide_);
+                        op.map_into_avx2(&mut b, &x);
+                    } else {
+                        op.map_avx512(&mut wide_);
+                        op.map_into_avx512(&mut b, &x);
+                    }
+                }
+                assert_eq!(bits(&narrow), bits(&wide_), "{op:?} map, copy {copy}");
+                assert_eq!(bits(&a), bits(&b), "{op:?} map_into, copy {copy}");
+            }
         }
         for &op in BinaryOp::ALL {
             let sides = [
@@ -275,11 +289,24 @@ mod wide_loops {
             ];
             for a in [Side::Slice(&x[..]), Side::Out] {
                 for b in sides {
-                    let (mut narrow, mut wide_) = (y.clone(), y.clone());
+                    let mut narrow = y.clone();
                     op.zip_with_here(&mut narrow, a, b);
-                    // SAFETY: as above.
-                    unsafe { op.zip_with_avx2(&mut wide_, a, b) };
-                    assert_eq!(bits(&narrow), bits(&wide_), "{op:?} {a:?} {b:?}");
+                    for copy in 0..if widest { 2 } else { 1 } {
+                        let mut wide_ = y.clone();
+                        // SAFETY: as above.
+                        unsafe {
+                            if copy == 0 {
+                                op.zip_with_avx2(&mut wide_, a, b);
+                            } else {
+                                op.zip_with_avx512(&mut wide_, a, b);
+                            }
+                        }
+                        assert_eq!(
+                            bits(&narrow),
+                            bits(&wide_),
+                            "{op:?} {a:?} {b:?}, copy {copy}"
+                        );
+                    }
                 }
             }
         }

@@ -149,9 +149,14 @@ macro_rules! define_unary {
             }
 
             /// `v[i] = f(v[i])`, one loop per op so that each inlines and
-            /// vectorises, compiled for AVX2 where the CPU has it
-            /// (`zip::wide`).
+            /// vectorises, compiled for AVX-512 or AVX2 where the CPU has
+            /// it (`zip::widest`, `zip::wide`).
             pub fn map<T: Float>(self, v: &mut [T]) {
+                #[cfg(target_arch = "x86_64")]
+                if super::zip::widest() {
+                    // SAFETY: the CPU has AVX-512.
+                    return unsafe { self.map_avx512(v) };
+                }
                 #[cfg(target_arch = "x86_64")]
                 if super::zip::wide() {
                     // SAFETY: the CPU has AVX2.
@@ -163,6 +168,12 @@ macro_rules! define_unary {
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2")]
             pub(crate) unsafe fn map_avx2<T: Float>(self, v: &mut [T]) {
+                self.map_here(v)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            pub(crate) unsafe fn map_avx512<T: Float>(self, v: &mut [T]) {
                 self.map_here(v)
             }
 
@@ -179,6 +190,11 @@ macro_rules! define_unary {
             /// `out[i] = f(x[i])`, like `map`.
             pub fn map_into<T: Float>(self, out: &mut [T], x: &[T]) {
                 #[cfg(target_arch = "x86_64")]
+                if super::zip::widest() {
+                    // SAFETY: the CPU has AVX-512.
+                    return unsafe { self.map_into_avx512(out, x) };
+                }
+                #[cfg(target_arch = "x86_64")]
                 if super::zip::wide() {
                     // SAFETY: the CPU has AVX2.
                     return unsafe { self.map_into_avx2(out, x) };
@@ -189,6 +205,12 @@ macro_rules! define_unary {
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2")]
             pub(crate) unsafe fn map_into_avx2<T: Float>(self, out: &mut [T], x: &[T]) {
+                self.map_into_here(out, x)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            pub(crate) unsafe fn map_into_avx512<T: Float>(self, out: &mut [T], x: &[T]) {
                 self.map_into_here(out, x)
             }
 

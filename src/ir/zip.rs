@@ -13,6 +13,13 @@ pub(crate) fn wide() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
 }
 
+/// Whether they run their AVX-512 copies instead: twice the lanes for the
+/// loops that compute (tanh's rational function, say) rather than stream.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn widest() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
 /// Where one operand of an element-wise loop is.
 #[derive(Clone, Copy, Debug)]
 pub enum Side<'a, T> {
