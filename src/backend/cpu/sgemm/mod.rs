@@ -36,10 +36,11 @@ const NC: usize = 1024;
 /// to pay for the copy.
 const PACK_A_ABOVE: usize = 64;
 /// Row-major A is packed too, in wide passes, when its rows lie this many
-/// elements (2 KiB) apart or more: then a tile's rows each sit in a page
-/// (or an L1 set) of their own, and reading them where they lie cost
-/// 6–19 % on 512³ to 1024×4096×256 products (K ≥ 512), where packing cost
-/// 2–6 % on the NER model's (K = 100 to 300).
+/// elements (2 KiB) apart or more: a tile's rows then each sit in a page
+/// (or an L1 set) of their own. Packing made 1024³ 15–19 % faster, other
+/// products with K ≥ 1000 4–14 % and 512³ 6 % (a few others with K ≥ 512
+/// did not change); on the NER model's products (K = 100 to 300) it cost
+/// 2–6 %.
 const PACK_A_ROWS_APART: isize = 512;
 /// The largest tile's elements (12×32), for the buffer its sums pass
 /// through.
