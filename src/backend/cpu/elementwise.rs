@@ -62,22 +62,7 @@ pub(crate) fn evaluate<T: Scratch>(
     acc: bool,
     out: &mut [T],
 ) -> Result<()> {
-    let n: usize = shape.iter().product();
-    check_views(shape, views, data)?;
-    if out.len() != n {
-        return Err(Error::invalid(
-            "cpu elementwise",
-            format!("{} outputs for a shape of {n}", out.len()),
-        ));
-    }
-    check_expr(expr, views.len(), acc)?;
-    let ctx = Ctx {
-        shape,
-        views,
-        data,
-        expr,
-        temps: temps(expr),
-    };
+    let ctx = Ctx::new(shape, views, data, expr, acc, out.len())?;
     pool.pieces(out, PIECE, |start, piece| ctx.piece(start, piece));
     Ok(())
 }
@@ -164,12 +149,45 @@ fn is_contiguous(strides: &[usize], shape: &[usize]) -> bool {
     true
 }
 
-struct Ctx<'a, T> {
+/// An expression checked against its inputs and an output of `shape`,
+/// ready to be evaluated piece by piece (`piece`), on any thread.
+pub(crate) struct Ctx<'a, T> {
     shape: &'a [usize],
     views: &'a [View],
     data: &'a [&'a [T]],
     expr: &'a Expr,
     temps: usize,
+}
+
+impl<'a, T> Ctx<'a, T> {
+    /// Checks the views, the expression and the output's length
+    /// (`out_len`) against `shape`. With `acc`, `Expr::Acc` reads the
+    /// value an output element holds before it is written.
+    pub(crate) fn new(
+        shape: &'a [usize],
+        views: &'a [View],
+        data: &'a [&'a [T]],
+        expr: &'a Expr,
+        acc: bool,
+        out_len: usize,
+    ) -> Result<Self> {
+        let n: usize = shape.iter().product();
+        check_views(shape, views, data)?;
+        if out_len != n {
+            return Err(Error::invalid(
+                "cpu elementwise",
+                format!("{out_len} outputs for a shape of {n}"),
+            ));
+        }
+        check_expr(expr, views.len(), acc)?;
+        Ok(Ctx {
+            shape,
+            views,
+            data,
+            expr,
+            temps: temps(expr),
+        })
+    }
 }
 
 /// One chunk's inputs: contiguous views read in place, the others gathered.
@@ -193,7 +211,9 @@ impl<T: Float> Chunk<'_, T> {
 }
 
 impl<T: Scratch> Ctx<'_, T> {
-    fn piece(&self, start: usize, out: &mut [T]) {
+    /// Output elements `start..start + out.len()` (in row-major order of
+    /// the shape) into `out`.
+    pub(crate) fn piece(&self, start: usize, out: &mut [T]) {
         let nv = self.views.len();
         T::with_scratch((nv + self.temps) * CHUNK, |s| {
             let (gathered, temps) = s.split_at_mut(nv * CHUNK);

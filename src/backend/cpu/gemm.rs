@@ -1,6 +1,6 @@
 //! Matrix products on the CPU, spread over threads by splitting C into
 //! blocks of rows (or of columns, when C is wide). f32 on hosts with
-//! AVX-512 runs this crate's kernel (`sgemm512`); everything else runs
+//! AVX-512 or AVX2 + FMA runs this crate's kernel (`sgemm`); everything else runs
 //! `matrixmultiply` (strided GEMM: any layout goes, though on AVX hosts
 //! without AVX-512 an operand its packing would gather element by element
 //! is transposed first, see `transpose`).
@@ -13,8 +13,13 @@
 //! GEMMs (`sgemm`'s tests). `matrixmultiply`'s own `threading` feature
 //! would do the same split, but it sizes one process-wide pool from
 //! `MATMUL_NUM_THREADS`, where a device here chooses its own count.
+//!
+//! A matmul's epilogue (`Finish`) runs on rows of C as the kernel
+//! finishes them, on the thread that computed them, while they are in
+//! cache; where C is split by columns, a row is finished by several
+//! threads, so the epilogue runs after the product instead.
 
-use super::par::{Pool, SendPtr};
+use super::par::{PAR_MIN, Pool, SendPtr};
 use super::transpose::{Operand, Stage};
 use crate::ir::Float;
 
@@ -39,6 +44,7 @@ pub trait Gemm: Float {
         _b: Operand<'_, Self>,
         _c: *mut Self,
         _rsc: usize,
+        _rows_done: &mut dyn FnMut(usize, usize),
     ) -> bool {
         false
     }
@@ -88,6 +94,32 @@ pub trait Gemm: Float {
         csb: isize,
         c: *mut Self,
         rsc: usize,
+    ) {
+        // SAFETY: the caller's.
+        unsafe { Self::gemm_rows_done(m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, &mut |_, _| {}) }
+    }
+
+    /// As `gemm_strided`, calling `rows_done(first, rows)` on this thread
+    /// once those rows of C are final: tile by tile with the crate's own
+    /// kernel (while they are in cache), once for all of C otherwise.
+    /// Every row is reported once.
+    ///
+    /// # Safety
+    /// As `gemm_strided`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_rows_done(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[Self],
+        rsa: isize,
+        csa: isize,
+        b: &[Self],
+        rsb: isize,
+        csb: isize,
+        c: *mut Self,
+        rsc: usize,
+        rows_done: &mut dyn FnMut(usize, usize),
     );
 }
 
@@ -96,7 +128,7 @@ macro_rules! impl_gemm {
         impl Gemm for $t {
             $($own)*
 
-            unsafe fn gemm_strided(
+            unsafe fn gemm_rows_done(
                 m: usize,
                 k: usize,
                 n: usize,
@@ -108,12 +140,15 @@ macro_rules! impl_gemm {
                 csb: isize,
                 c: *mut Self,
                 rsc: usize,
+                rows_done: &mut dyn FnMut(usize, usize),
             ) {
                 if m == 0 || n == 0 {
                     return;
                 }
                 // SAFETY: the caller's contract, which is `own_kernel`'s.
-                if unsafe { Self::own_kernel((m, k, n), (a, (rsa, csa)), (b, (rsb, csb)), c, rsc) } {
+                if unsafe {
+                    Self::own_kernel((m, k, n), (a, (rsa, csa)), (b, (rsb, csb)), c, rsc, rows_done)
+                } {
                     return;
                 }
                 // SAFETY: the caller's contract; with k = 0 the GEMM only
@@ -136,6 +171,7 @@ macro_rules! impl_gemm {
                         1,
                     );
                 }
+                rows_done(0, m);
             }
         }
     };
@@ -155,21 +191,42 @@ impl_gemm!(
         (b, sb): Operand<'_, f32>,
         c: *mut f32,
         rsc: usize,
+        rows_done: &mut dyn FnMut(usize, usize),
     ) -> bool {
         let Some(isa) = super::sgemm::Isa::chosen() else {
             return false;
         };
         // SAFETY: `chosen` returns only supported ISAs; the rest is the
         // caller's contract.
-        unsafe { super::sgemm::sgemm(isa, m, k, n, a.as_ptr(), sa, b.as_ptr(), sb, c, rsc) };
+        unsafe {
+            super::sgemm::sgemm(
+                isa,
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                sa,
+                b.as_ptr(),
+                sb,
+                c,
+                rsc,
+                rows_done,
+            )
+        };
         true
     }
 );
 impl_gemm!(f64, matrixmultiply::dgemm);
 
+/// Called with a flat range of C (its first element's index in row-major
+/// order, and its elements) once they hold their final values, on the
+/// thread that computed them: a fused epilogue.
+pub(crate) type Finish<'a, T> = &'a (dyn Fn(usize, &mut [T]) + Sync);
+
 /// `C = A·B` (row-major C, m×n) on the pool's threads, one block of rows
 /// (or columns, when n > m) of C per thread, with operands that packing
-/// would gather transposed first (`transpose`).
+/// would gather transposed first (`transpose`). `finish` is called on
+/// every element of C once, as rows of a block become final.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<T: Gemm + Stage>(
     pool: &Pool,
@@ -181,12 +238,13 @@ pub(crate) fn gemm<T: Gemm + Stage>(
     b: &[T],
     sb: (isize, isize),
     c: &mut [T],
+    finish: Option<Finish<'_, T>>,
 ) {
     if c.len() < m * n {
         return;
     }
     T::staged(pool, (m, k, n), (a, sa), (b, sb), |(a, sa), (b, sb)| {
-        split(pool, m, k, n, a, sa, b, sb, c)
+        split(pool, m, k, n, a, sa, b, sb, c, finish)
     });
 }
 
@@ -201,39 +259,85 @@ fn split<T: Gemm>(
     b: &[T],
     (rsb, csb): (isize, isize),
     c: &mut [T],
+    finish: Option<Finish<'_, T>>,
 ) {
     let threads = pool.threads();
+    let cp = SendPtr(c.as_mut_ptr());
+    // Rows `first..first + rows` of C are final.
+    let done = |first: usize, rows: usize| {
+        if let Some(finish) = finish {
+            // SAFETY: whole rows of C, final, and written by no other task.
+            finish(first * n, unsafe {
+                std::slice::from_raw_parts_mut(cp.at(first * n), rows * n)
+            });
+        }
+    };
     if threads == 1 || m * n * k < PAR_MIN_MACS {
-        T::gemm(m, k, n, a, rsa, csa, b, rsb, csb, c);
+        // SAFETY: C holds m×n elements, row-major.
+        unsafe {
+            T::gemm_rows_done(
+                m,
+                k,
+                n,
+                a,
+                rsa,
+                csa,
+                b,
+                rsb,
+                csb,
+                cp.at(0),
+                n,
+                &mut |f, r| done(f, r),
+            )
+        };
         return;
     }
-    let by_rows = m >= n;
-    let len = if by_rows { m } else { n };
     // Blocks aligned to the kernel's register tile, so that only the last
     // block has a ragged edge.
     let (tile_rows, tile_cols) = T::tile();
+    // By rows where C is tall, and also where an epilogue would otherwise
+    // be called row by row on short runs, as long as each thread still
+    // gets several tiles of rows.
+    let by_rows = m >= n || (finish.is_some() && m >= 4 * threads * tile_rows);
+    let len = if by_rows { m } else { n };
     let block = len
         .div_ceil(threads)
         .next_multiple_of(if by_rows { tile_rows } else { tile_cols });
     let tasks = len.div_ceil(block);
-    let cp = SendPtr(c.as_mut_ptr());
     pool.tasks(tasks, |t| {
         let lo = t * block;
         let hi = (lo + block).min(len);
         if by_rows {
             let a = &a[(lo as isize * rsa) as usize..];
             // SAFETY: rows lo..hi of C, disjoint from the other tasks'.
-            let c = unsafe { std::slice::from_raw_parts_mut(cp.at(lo * n), (hi - lo) * n) };
-            T::gemm(hi - lo, k, n, a, rsa, csa, b, rsb, csb, c);
+            unsafe {
+                T::gemm_rows_done(
+                    hi - lo,
+                    k,
+                    n,
+                    a,
+                    rsa,
+                    csa,
+                    b,
+                    rsb,
+                    csb,
+                    cp.at(lo * n),
+                    n,
+                    &mut |f, r| done(lo + f, r),
+                );
+            }
         } else {
             let b = &b[(lo as isize * csb) as usize..];
             // SAFETY: columns lo..hi of C, disjoint from the other tasks';
             // the GEMM writes only those, through C's row stride n.
-            unsafe {
-                T::gemm_strided(m, k, hi - lo, a, rsa, csa, b, rsb, csb, cp.at(lo), n);
-            }
+            unsafe { T::gemm_strided(m, k, hi - lo, a, rsa, csa, b, rsb, csb, cp.at(lo), n) };
         }
     });
+    if let Some(finish) = finish.filter(|_| !by_rows) {
+        // A row's columns lie in every task: the epilogue runs once all
+        // are done, in pieces as an element-wise kernel would.
+        pool.pieces(&mut c[..m * n], PAR_MIN, finish);
+    }
 }
 
 #[cfg(test)]
@@ -247,7 +351,17 @@ mod tests {
     #[test]
     fn staged_and_split_products_equal_the_plain_one() {
         let pools: Vec<Pool> = (1..=3).map(|t| Pool::new(t).unwrap()).collect();
-        for (m, k, n) in [(70, 300, 275), (300, 33, 129), (1, 4100, 3), (129, 257, 9)] {
+        // An epilogue applied twice, or missed, changes the result.
+        let epilogue = |x: f32| x * 2.0 + 1.0;
+        let finish = |_: usize, out: &mut [f32]| out.iter_mut().for_each(|x| *x = epilogue(*x));
+        for (m, k, n) in [
+            (70, 300, 275),
+            (300, 33, 129),
+            (1, 4100, 3),
+            (129, 257, 9),
+            (275, 32, 300),
+            (32, 275, 300),
+        ] {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7919) % 1013) as f32 * 1e-3 - 0.5)
                 .collect();
@@ -260,19 +374,37 @@ mod tests {
                 for sb in [(ni, 1), (1, ki)] {
                     let mut want = vec![0.0f32; m * n];
                     f32::gemm(m, k, n, &a, sa.0, sa.1, &b, sb.0, sb.1, &mut want);
+                    let finished: Vec<f32> = want.iter().map(|&x| epilogue(x)).collect();
                     for pool in &pools {
                         let mut got = vec![f32::NAN; m * n];
-                        gemm(pool, m, k, n, &a, sa, &b, sb, &mut got);
+                        gemm(pool, m, k, n, &a, sa, &b, sb, &mut got, None);
+                        let mut with_epilogue = vec![f32::NAN; m * n];
+                        gemm(
+                            pool,
+                            m,
+                            k,
+                            n,
+                            &a,
+                            sa,
+                            &b,
+                            sb,
+                            &mut with_epilogue,
+                            Some(&finish),
+                        );
                         let mut staged = vec![f32::NAN; m * n];
                         // Staged on every host with AVX, whether or not
                         // `gemm` chooses to stage on this one.
                         transposed_first(pool, (m, k, n), (&a, sa), (&b, sb), |a, b| {
-                            split(pool, m, k, n, a.0, a.1, b.0, b.1, &mut staged)
+                            split(pool, m, k, n, a.0, a.1, b.0, b.1, &mut staged, None)
                         });
-                        for (what, got) in [("gemm", &got), ("staged", &staged)] {
+                        for (what, got, want) in [
+                            ("gemm", &got, &want),
+                            ("staged", &staged, &want),
+                            ("gemm with an epilogue", &with_epilogue, &finished),
+                        ] {
                             let same = got
                                 .iter()
-                                .zip(&want)
+                                .zip(want)
                                 .all(|(x, y)| x.to_bits() == y.to_bits());
                             assert!(
                                 same,

@@ -2,7 +2,7 @@
 //! into an output buffer the backend hands it.
 
 use super::access::{Reader, Typed, borrow, floats, load_ids};
-use super::elementwise::evaluate;
+use super::elementwise::{Ctx, evaluate};
 use super::gemm::gemm;
 use super::losses;
 use super::par::{PAR_MIN, Pool};
@@ -230,12 +230,36 @@ fn matmul<T: Typed>(k: &Kernel, read: &Reader<'_>, c: &mut [T], pool: &Pool) -> 
         } else {
             (n as isize, 1)
         };
-        gemm(pool, m, k, n, av, sa, bv, sb, c);
+        let Some(Epilogue { inputs, expr }) = epilogue else {
+            gemm(pool, m, k, n, av, sa, bv, sb, c, None);
+            return Ok(());
+        };
+        // The epilogue runs on rows of C as the GEMM finishes them, while
+        // they are still in cache, on the thread that computed them.
+        let guards = inputs
+            .iter()
+            .map(|v| Ok(read(v.slot)?.read()))
+            .collect::<Result<Vec<_>>>()?;
+        let data = guards
+            .iter()
+            .map(|g| floats::<T>(g, "matmul epilogue input"))
+            .collect::<Result<Vec<_>>>()?;
+        let shape = [m, n];
+        let ctx = Ctx::new(&shape, inputs, &data, expr, true, c.len())?;
+        gemm(
+            pool,
+            m,
+            k,
+            n,
+            av,
+            sa,
+            bv,
+            sb,
+            c,
+            Some(&|at, rows| ctx.piece(at, rows)),
+        );
     }
-    match epilogue {
-        None => Ok(()),
-        Some(Epilogue { inputs, expr }) => with_views(pool, &[m, n], inputs, expr, true, read, c),
-    }
+    Ok(())
 }
 
 fn gather<T: Typed>(pool: &Pool, table: &[T], ids: &[u32], dim: usize, o: &mut [T]) -> Result<()> {

@@ -7,7 +7,16 @@
 //! on the multiply-add units; a 12×32 tile issues 14 loads for 24
 //! multiply-adds. Narrow products (C with 5 or 9 columns, the NER output
 //! layer) run a one-vector-wide tile, on A where it lies rather than
-//! packed.
+//! packed. Products with few rows (the NER training step's, 32 windows a
+//! step) read row-major B where it lies, and compute A·Bᵀ as (B·Aᵀ)ᵀ
+//! through a buffer, so that only the small operand is transposed (a
+//! fused multiply-add is symmetric in its factors: the sums are the
+//! same). A last tile of at most 8 rows (4 on AVX2) runs a kernel that
+//! short rather than computing rows it discards; whole tiles are stored
+//! straight from the registers.
+//!
+//! `sgemm` reports rows of C as they become final, tile by tile, so that
+//! a matmul's epilogue runs on them while they are still in cache.
 //!
 //! Each element of C is summed exactly as `matrixmultiply` sums it: K in
 //! blocks of 256 (its `S_KC`), within a block one fused multiply-add chain
@@ -28,6 +37,14 @@ use super::blocks::transpose_avx;
 
 /// K per block: `matrixmultiply`'s `S_KC`, which fixes the summation order.
 const KC: usize = 256;
+/// Products with at most this many rows (4 tiles) read row-major B where
+/// it lies, and compute A·Bᵀ as (B·Aᵀ)ᵀ: each element of B then serves
+/// at most 4 tiles, too few to pay for packing or transposing all of B.
+/// On the NER training step's products that made 32×275×300 1.22× faster
+/// (B where it lies) and 32×300×275 1.28× (the transposed product), on one
+/// thread, in-process A/B; reading B in place at 275×32×300 and
+/// 1024×250×100 cost 8 % and 4 %, hence the bound.
+const DIRECT_B_ROWS: usize = 48;
 /// Columns of B packed per pass over C: keeps a packed block of B (KC×NC,
 /// 1 MiB) in the L2 cache.
 const NC: usize = 1024;
@@ -48,7 +65,7 @@ const MAX_TILE: usize = 12 * 32;
 
 thread_local! {
     /// This thread's packed B block and A panel, grown, never shrunk.
-    static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static PACKED: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// The vector ISAs with a kernel here.
@@ -127,7 +144,10 @@ impl Isa {
 }
 
 /// Row-major C (row stride `rsc`) = A·B, A m×k and B k×n under the given
-/// (row, column) strides.
+/// (row, column) strides. `rows_done(first, rows)` is called, on this
+/// thread, as soon as those rows of C hold their final values (a tile's
+/// rows, while they are still in cache: a fused epilogue runs there), and
+/// once for every row.
 ///
 /// # Safety
 /// `isa.supported()` must hold; `a` and `b` must be valid for reads of
@@ -145,6 +165,7 @@ pub(super) unsafe fn sgemm(
     (rsb, csb): (isize, isize),
     c: *mut f32,
     rsc: usize,
+    rows_done: &mut dyn FnMut(usize, usize),
 ) {
     if m == 0 || n == 0 {
         return;
@@ -154,6 +175,7 @@ pub(super) unsafe fn sgemm(
             // SAFETY: row i of C, per the contract.
             unsafe { std::ptr::write_bytes(c.add(i * rsc), 0, n) };
         }
+        rows_done(0, m);
         return;
     }
     let a = Strided {
@@ -175,34 +197,77 @@ pub(super) unsafe fn sgemm(
         c,
         rsc,
     };
+    let swap = b.rs == 1 && b.cs > 0 && a.cs == 1 && a.rs > 0 && m <= DIRECT_B_ROWS;
     PACKED.with(|packed| {
-        let mut fresh = (Vec::new(), Vec::new());
+        let mut fresh = (Vec::new(), Vec::new(), Vec::new());
         // Re-entered (a panic unwinding mid-product, say): fresh buffers.
         let mut held = packed.try_borrow_mut();
-        let (bp, ap) = match held.as_deref_mut() {
+        let (bp, ap, cp) = match held.as_deref_mut() {
             Ok(bufs) => bufs,
             Err(_) => &mut fresh,
         };
-        // SAFETY: the ISA is supported; the rest is the caller's contract.
-        unsafe {
-            match isa {
-                Isa::Avx512 => passes_avx512(&product, bp, ap),
-                Isa::Avx2 => passes_avx2(&product, bp, ap),
+        let run = |product: &Product,
+                   bp: &mut Vec<f32>,
+                   ap: &mut Vec<f32>,
+                   done: &mut dyn FnMut(usize, usize)| {
+            // SAFETY: the ISA is supported; the rest is the caller's contract.
+            unsafe {
+                match isa {
+                    Isa::Avx512 => passes_avx512(product, bp, ap, done),
+                    Isa::Avx2 => passes_avx2(product, bp, ap, done),
+                }
             }
+        };
+        if swap {
+            let ct = aligned(cp, n * m);
+            let swapped = Product {
+                m: n,
+                k,
+                n: m,
+                a: Strided {
+                    ptr: b.ptr,
+                    rs: b.cs,
+                    cs: 1,
+                },
+                b: Strided {
+                    ptr: a.ptr,
+                    rs: 1,
+                    cs: a.rs,
+                },
+                c: ct.as_mut_ptr(),
+                rsc: m,
+            };
+            run(&swapped, bp, ap, &mut |_, _| {});
+            // SAFETY: C's m rows of n at stride rsc, per the contract.
+            let cs = unsafe { std::slice::from_raw_parts_mut(c, (m - 1) * rsc + n) };
+            unsafe { transpose_avx(ct, n, m, m, cs, rsc) };
+            rows_done(0, m);
+        } else {
+            run(&product, bp, ap, rows_done);
         }
     });
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn passes_avx512(product: &Product, bp: &mut Vec<f32>, ap: &mut Vec<f32>) {
+unsafe fn passes_avx512(
+    product: &Product,
+    bp: &mut Vec<f32>,
+    ap: &mut Vec<f32>,
+    done: &mut dyn FnMut(usize, usize),
+) {
     // SAFETY: AVX-512 (and with it AVX) is enabled here.
-    unsafe { passes::<Avx512, 12>(product, bp, ap) }
+    unsafe { passes::<Avx512, 12, 8>(product, bp, ap, done) }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn passes_avx2(product: &Product, bp: &mut Vec<f32>, ap: &mut Vec<f32>) {
+unsafe fn passes_avx2(
+    product: &Product,
+    bp: &mut Vec<f32>,
+    ap: &mut Vec<f32>,
+    done: &mut dyn FnMut(usize, usize),
+) {
     // SAFETY: AVX2 and FMA are enabled here.
-    unsafe { passes::<Avx2, 6>(product, bp, ap) }
+    unsafe { passes::<Avx2, 6, 4>(product, bp, ap, done) }
 }
 
 /// One product's operands.
@@ -236,16 +301,19 @@ impl Strided {
 
 /// The loops around the tile: columns of C in passes of `NC`, K in blocks
 /// of `KC` (in order: the summation order), rows in tiles of `MR`, then
-/// columns in panels two vectors wide (one, for a last panel that narrow).
+/// columns in panels two vectors wide (one, for a last panel that narrow);
+/// a last tile of at most `SHORT` rows runs a kernel of that many.
+/// A tile row's final pass ends with `done` on its rows.
 ///
 /// # Safety
 /// `S`'s features are enabled in the caller, and AVX; the product's
 /// pointers are valid as `sgemm` requires.
 #[inline(always)]
-unsafe fn passes<S: Simd, const MR: usize>(
+unsafe fn passes<S: Simd, const MR: usize, const SHORT: usize>(
     product: &Product,
     bp: &mut Vec<f32>,
     ap: &mut Vec<f32>,
+    done: &mut dyn FnMut(usize, usize),
 ) {
     let &Product {
         m,
@@ -263,8 +331,28 @@ unsafe fn passes<S: Simd, const MR: usize>(
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let b_block = aligned(bp, kc * nc.next_multiple_of(lanes));
-            // SAFETY: rows p0..p0+kc and columns j0..j0+nc are in B.
-            unsafe { pack_b::<S>(b, (p0, kc), (j0, nc), b_block) };
+            let direct_b = b.cs == 1 && m <= DIRECT_B_ROWS;
+            if direct_b {
+                // Only a ragged last panel is packed (to its offset).
+                let mut offset = 0;
+                for col in panels(nc, lanes) {
+                    if col.cols < col.width {
+                        // SAFETY: rows p0..p0+kc and the panel's columns are in B.
+                        unsafe {
+                            pack_b::<S>(
+                                b,
+                                (p0, kc),
+                                (j0 + col.start, col.cols),
+                                &mut b_block[offset..],
+                            )
+                        };
+                    }
+                    offset += kc * col.width;
+                }
+            } else {
+                // SAFETY: rows p0..p0+kc and columns j0..j0+nc are in B.
+                unsafe { pack_b::<S>(b, (p0, kc), (j0, nc), b_block) };
+            }
             for i0 in (0..m).step_by(MR) {
                 let rows = MR.min(m - i0);
                 // A is read where it lies when its rows are contiguous and
@@ -296,29 +384,43 @@ unsafe fn passes<S: Simd, const MR: usize>(
                     // tile's rows and columns are in C.
                     unsafe {
                         let tile = Tile {
-                            b: b_block[offset..].as_ptr(),
+                            b: if direct_b && cols == width {
+                                b.at(p0, j0 + col.start)
+                            } else {
+                                b_block[offset..].as_ptr()
+                            },
+                            b_step: if direct_b && cols == width {
+                                b.rs
+                            } else {
+                                width as isize
+                            },
                             c: c.add(i0 * rsc + j0 + col.start),
                             rsc,
                             rows,
                             cols,
                             first: p0 == 0,
                         };
-                        match (&panel_a, width == 2 * lanes) {
-                            (&APanel::Packed(ptr, step), true) => {
-                                tile_kernel::<S, MR, 2, _>(kc, Contiguous { ptr, step }, &tile)
-                            }
+                        let two = width == 2 * lanes;
+                        let short = rows <= SHORT;
+                        match (&panel_a, short) {
                             (&APanel::Packed(ptr, step), false) => {
-                                tile_kernel::<S, MR, 1, _>(kc, Contiguous { ptr, step }, &tile)
+                                any_width::<S, MR, _>(kc, Contiguous { ptr, step }, &tile, two)
                             }
-                            (APanel::Rows(r), true) => {
-                                tile_kernel::<S, MR, 2, _>(kc, RowPtrs(*r), &tile)
+                            (&APanel::Packed(ptr, step), true) => {
+                                any_width::<S, SHORT, _>(kc, Contiguous { ptr, step }, &tile, two)
                             }
                             (APanel::Rows(r), false) => {
-                                tile_kernel::<S, MR, 1, _>(kc, RowPtrs(*r), &tile)
+                                any_width::<S, MR, _>(kc, RowPtrs(*r), &tile, two)
+                            }
+                            (APanel::Rows(r), true) => {
+                                any_width::<S, SHORT, _>(kc, RowPtrs(*r), &tile, two)
                             }
                         }
                     }
                     offset += kc * width;
+                }
+                if p0 + kc == k && j0 + nc == n {
+                    done(i0, rows);
                 }
             }
         }
@@ -404,12 +506,30 @@ impl<const MR: usize> TileA for RowPtrs<MR> {
 /// Where one tile's B panel and C lie, and which of its C elements exist.
 struct Tile {
     b: *const f32,
+    /// Elements from one step's B vectors to the next's.
+    b_step: isize,
     c: *mut f32,
     rsc: usize,
     rows: usize,
     cols: usize,
     /// The first block of K: C is written, not added to.
     first: bool,
+}
+
+/// `tile_kernel` two vectors wide or one.
+///
+/// # Safety
+/// As `tile_kernel`.
+#[inline(always)]
+unsafe fn any_width<S: Simd, const MR: usize, A: TileA>(kc: usize, a: A, tile: &Tile, two: bool) {
+    // SAFETY: the caller's.
+    unsafe {
+        if two {
+            tile_kernel::<S, MR, 2, _>(kc, a, tile)
+        } else {
+            tile_kernel::<S, MR, 1, _>(kc, a, tile)
+        }
+    }
 }
 
 /// One MR × (V vectors) tile of C over `kc` steps: C = sum (first block of
@@ -428,6 +548,7 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const V: usize, A: TileA>(
     use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
     let &Tile {
         b,
+        b_step,
         c,
         rsc,
         rows,
@@ -446,13 +567,30 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const V: usize, A: TileA>(
     // loads and stores stay within the panel, A's tile and C's tile.
     let mut acc = [[unsafe { S::zero() }; V]; MR];
     for p in 0..kc {
-        let bv: [S::V; V] = std::array::from_fn(|v| unsafe { S::load(b.add((p * V + v) * lanes)) });
+        let bv: [S::V; V] = std::array::from_fn(|v| unsafe {
+            S::load(b.offset(p as isize * b_step + (v * lanes) as isize))
+        });
         for (i, row) in acc.iter_mut().enumerate() {
             let ai = unsafe { S::splat(a.get(i, p)) };
             for (sum, &bv) in row.iter_mut().zip(&bv) {
                 *sum = unsafe { S::fma(ai, bv, *sum) };
             }
         }
+    }
+    let lanes_all = V * lanes;
+    if rows == MR && cols == lanes_all {
+        // A whole tile: stored straight from the registers (the loops are
+        // over constants, so the accumulators stay in them).
+        for (i, row) in acc.iter().enumerate() {
+            for (v, &sum) in row.iter().enumerate() {
+                unsafe {
+                    let at = c.add(i * rsc + v * lanes);
+                    let out = if first { sum } else { S::add(S::load(at), sum) };
+                    S::store(at, out);
+                }
+            }
+        }
+        return;
     }
     // Through memory, read back by rows: indexing the accumulators by the
     // (run-time) row count would keep them in memory inside the loop.
@@ -660,6 +798,11 @@ mod tests {
                     let b = values(blen, n + 1);
                     let mut want = vec![0.0f32; m * n];
                     let mut got = vec![f32::NAN; m * n];
+                    // Each row as it was when reported done, and how
+                    // often it was.
+                    let mut seen = vec![f32::NAN; m * n];
+                    let mut reported = vec![0; m];
+                    let gp = got.as_mut_ptr();
                     // SAFETY: from (0, 0), the strides address a and b; C
                     // is m×n.
                     unsafe {
@@ -689,17 +832,29 @@ mod tests {
                             (rsa, csa),
                             pb,
                             (rsb, csb),
-                            got.as_mut_ptr(),
+                            gp,
                             n,
+                            &mut |first, rows| {
+                                for i in first..first + rows {
+                                    reported[i] += 1;
+                                    for j in 0..n {
+                                        // SAFETY: (i, j) is in C.
+                                        seen[i * n + j] = *gp.add(i * n + j);
+                                    }
+                                }
+                            },
                         );
                     }
-                    let same = got
-                        .iter()
-                        .zip(&want)
-                        .all(|(x, y)| x.to_bits() == y.to_bits());
-                    assert!(
-                        same,
+                    let what = format!(
                         "{isa:?} {m}x{k}x{n}, A strides ({rsa}, {csa}), B strides ({rsb}, {csb})"
+                    );
+                    for (c, name) in [(&got, "product"), (&seen, "rows when reported done")] {
+                        let same = c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{what}: {name}");
+                    }
+                    assert!(
+                        reported.iter().all(|&r| r == 1),
+                        "{what}: rows reported {reported:?}"
                     );
                 }
             }
@@ -735,6 +890,7 @@ mod tests {
                 (n as isize, 1),
                 c.as_mut_ptr(),
                 rsc,
+                &mut |_, _| {},
             )
         };
         for i in 0..m {
@@ -772,6 +928,7 @@ mod tests {
                 (3, 1),
                 c.as_mut_ptr(),
                 3,
+                &mut |first, rows| assert_eq!((first, rows), (0, 2)),
             )
         };
         assert_eq!(c, vec![0.0; 6], "{isa:?}: K = 0");
