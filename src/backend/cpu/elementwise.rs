@@ -199,15 +199,26 @@ struct Chunk<'a, T> {
 }
 
 impl<T: Float> Chunk<'_, T> {
-    fn input(&self, j: usize) -> &[T] {
+    /// Input `j` over the chunk: contiguous views and gathered ones as
+    /// slices, a view of one element (every stride 0: a learning rate, a
+    /// mean's divisor) as that value, never copied out.
+    fn input(&self, j: usize) -> Side<'_, T> {
         let v = &self.ctx.views[j];
         let d = &self.ctx.data[j][v.offset.min(self.ctx.data[j].len())..];
-        if is_contiguous(&v.strides, self.ctx.shape) {
-            &d[self.start..self.start + self.len]
+        if is_one_value(&v.strides) {
+            // `check_views` saw the view reach element 0.
+            Side::Scalar(d[0])
+        } else if is_contiguous(&v.strides, self.ctx.shape) {
+            Side::Slice(&d[self.start..self.start + self.len])
         } else {
-            &self.gathered[j * CHUNK..j * CHUNK + self.len]
+            Side::Slice(&self.gathered[j * CHUNK..j * CHUNK + self.len])
         }
     }
+}
+
+/// Whether a view reads one element for the whole shape.
+fn is_one_value(strides: &[usize]) -> bool {
+    strides.iter().all(|&s| s == 0)
 }
 
 impl<T: Scratch> Ctx<'_, T> {
@@ -221,7 +232,7 @@ impl<T: Scratch> Ctx<'_, T> {
                 let at = start + c * CHUNK;
                 let len = dst.len();
                 for (j, (v, d)) in self.views.iter().zip(self.data).enumerate() {
-                    if !is_contiguous(&v.strides, self.shape) {
+                    if !is_contiguous(&v.strides, self.shape) && !is_one_value(&v.strides) {
                         let d = &d[v.offset.min(d.len())..];
                         let g = &mut gathered[j * CHUNK..j * CHUNK + len];
                         read_view(d, &v.strides, self.shape, at, g);
@@ -300,7 +311,7 @@ enum Acc<'a, T> {
 /// A leaf's values where they are, without a copy.
 fn side<'a, T: Float>(e: &Expr, ch: &'a Chunk<'a, T>, acc: Acc<'a, T>) -> Option<Side<'a, T>> {
     match e {
-        Expr::Input(i) => Some(Side::Slice(ch.input(*i))),
+        Expr::Input(i) => Some(ch.input(*i)),
         Expr::Const(bits) => Some(Side::Scalar(T::from_f64(f64::from_bits(*bits)))),
         Expr::Acc => Some(match acc {
             Acc::Out => Side::Out,
@@ -387,5 +398,57 @@ fn held<'a, T>(acc: Acc<'a, T>, dst: &'a [T]) -> Acc<'a, T> {
     match acc {
         Acc::Out => Acc::Held(dst),
         held => held,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `w − s·acc` over a 3×1500 output (several chunks, a partial last
+    /// one), `s` a view of one element (every stride 0) read as a value,
+    /// `w` once contiguous and once transposed (gathered): each element as
+    /// computed alone.
+    #[test]
+    fn one_value_contiguous_and_gathered_views() {
+        let (rows, cols) = (3, 1500);
+        let shape = [rows, cols];
+        let w: Vec<f32> = (0..rows * cols).map(|i| (i % 37) as f32 * 0.25).collect();
+        let s = [0.5f32, 9.0];
+        let acc: Vec<f32> = (0..rows * cols).map(|i| (i % 11) as f32 - 5.0).collect();
+        let expr = Expr::Input(0).sub(Expr::Input(1).mul(Expr::Acc));
+        let one = View {
+            slot: 1,
+            strides: vec![0, 0],
+            offset: 1,
+        };
+        for (strides, at) in [
+            (
+                vec![cols, 1],
+                Box::new(|i: usize, j: usize| i * cols + j) as Box<dyn Fn(usize, usize) -> usize>,
+            ),
+            (vec![1, rows], Box::new(|i: usize, j: usize| j * rows + i)),
+        ] {
+            let views = [
+                View {
+                    slot: 0,
+                    strides,
+                    offset: 0,
+                },
+                one.clone(),
+            ];
+            let data: [&[f32]; 2] = [&w, &s];
+            for threads in [1, 2] {
+                let pool = Pool::new(threads).unwrap();
+                let mut out = acc.clone();
+                evaluate(&pool, &shape, &views, &data, &expr, true, &mut out).unwrap();
+                for i in 0..rows {
+                    for j in 0..cols {
+                        let want = w[at(i, j)] - 9.0 * acc[i * cols + j];
+                        assert_eq!(out[i * cols + j].to_bits(), want.to_bits(), "({i}, {j})");
+                    }
+                }
+            }
+        }
     }
 }
