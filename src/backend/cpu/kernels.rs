@@ -49,15 +49,28 @@ fn with_views<T: Typed>(
     read: &Reader<'_>,
     out: &mut [T],
 ) -> Result<()> {
+    with_inputs(read, views, "elementwise input", |data| {
+        evaluate(pool, shape, views, data, expr, acc, out)
+    })
+}
+
+/// Calls `f` with the contents of every view's buffer, borrowed for the
+/// call.
+fn with_inputs<T: Typed, R>(
+    read: &Reader<'_>,
+    views: &[View],
+    what: &str,
+    f: impl FnOnce(&[&[T]]) -> Result<R>,
+) -> Result<R> {
     let guards = views
         .iter()
         .map(|v| Ok(read(v.slot)?.read()))
         .collect::<Result<Vec<_>>>()?;
     let data = guards
         .iter()
-        .map(|g| floats::<T>(g, "elementwise input"))
+        .map(|g| floats::<T>(g, what))
         .collect::<Result<Vec<_>>>()?;
-    evaluate(pool, shape, views, &data, expr, acc, out)
+    f(&data)
 }
 
 fn run_typed<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool) -> Result<()> {
@@ -236,30 +249,14 @@ fn matmul<T: Typed>(k: &Kernel, read: &Reader<'_>, c: &mut [T], pool: &Pool) -> 
         };
         // The epilogue runs on rows of C as the GEMM finishes them, while
         // they are still in cache, on the thread that computed them.
-        let guards = inputs
-            .iter()
-            .map(|v| Ok(read(v.slot)?.read()))
-            .collect::<Result<Vec<_>>>()?;
-        let data = guards
-            .iter()
-            .map(|g| floats::<T>(g, "matmul epilogue input"))
-            .collect::<Result<Vec<_>>>()?;
-        let shape = [m, n];
-        let ctx = Ctx::new(&shape, inputs, &data, expr, true, c.len())?;
-        gemm(
-            pool,
-            m,
-            k,
-            n,
-            av,
-            sa,
-            bv,
-            sb,
-            c,
-            Some(&|at, rows| ctx.piece(at, rows)),
-        );
+        with_inputs(read, inputs, "matmul epilogue input", |data| {
+            let shape = [m, n];
+            let ctx = Ctx::new(&shape, inputs, data, expr, true, c.len())?;
+            let finish = |at: usize, rows: &mut [T]| ctx.piece(at, rows);
+            gemm(pool, m, k, n, av, sa, bv, sb, c, Some(&finish));
+            Ok(())
+        })
     }
-    Ok(())
 }
 
 fn gather<T: Typed>(pool: &Pool, table: &[T], ids: &[u32], dim: usize, o: &mut [T]) -> Result<()> {
