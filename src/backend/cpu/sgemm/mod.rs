@@ -240,6 +240,7 @@ pub(super) unsafe fn sgemm(
             run(&swapped, bp, ap, &mut |_, _| {});
             // SAFETY: C's m rows of n at stride rsc, per the contract.
             let cs = unsafe { std::slice::from_raw_parts_mut(c, (m - 1) * rsc + n) };
+            // SAFETY: either ISA implies AVX; Cᵀ is n rows of m.
             unsafe { transpose_avx(ct, n, m, m, cs, rsc) };
             rows_done(0, m);
         } else {
