@@ -157,6 +157,20 @@ pub(crate) struct Ctx<'a, T> {
     data: &'a [&'a [T]],
     expr: &'a Expr,
     temps: usize,
+    /// How each view is read, decided once for every chunk.
+    reads: Vec<Read>,
+}
+
+/// How a chunk reads one input view.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Contiguous in the shape's order: a slice of the buffer itself.
+    InPlace,
+    /// One element for the whole shape (every stride 0: a learning rate,
+    /// a mean's divisor): that value, never copied out.
+    Value,
+    /// Anything else: gathered into the chunk's scratch.
+    Gathered,
 }
 
 impl<'a, T> Ctx<'a, T> {
@@ -186,11 +200,23 @@ impl<'a, T> Ctx<'a, T> {
             data,
             expr,
             temps: temps(expr),
+            reads: views
+                .iter()
+                .map(|v| {
+                    if v.strides.iter().all(|&s| s == 0) {
+                        Read::Value
+                    } else if is_contiguous(&v.strides, shape) {
+                        Read::InPlace
+                    } else {
+                        Read::Gathered
+                    }
+                })
+                .collect(),
         })
     }
 }
 
-/// One chunk's inputs: contiguous views read in place, the others gathered.
+/// One chunk's inputs, read as `Ctx::reads` says.
 struct Chunk<'a, T> {
     ctx: &'a Ctx<'a, T>,
     gathered: &'a [T],
@@ -199,26 +225,17 @@ struct Chunk<'a, T> {
 }
 
 impl<T: Float> Chunk<'_, T> {
-    /// Input `j` over the chunk: contiguous views and gathered ones as
-    /// slices, a view of one element (every stride 0: a learning rate, a
-    /// mean's divisor) as that value, never copied out.
+    /// Input `j` over the chunk, as `Ctx::reads` says.
     fn input(&self, j: usize) -> Side<'_, T> {
         let v = &self.ctx.views[j];
         let d = &self.ctx.data[j][v.offset.min(self.ctx.data[j].len())..];
-        if is_one_value(&v.strides) {
+        match self.ctx.reads[j] {
             // `check_views` saw the view reach element 0.
-            Side::Scalar(d[0])
-        } else if is_contiguous(&v.strides, self.ctx.shape) {
-            Side::Slice(&d[self.start..self.start + self.len])
-        } else {
-            Side::Slice(&self.gathered[j * CHUNK..j * CHUNK + self.len])
+            Read::Value => Side::Scalar(d[0]),
+            Read::InPlace => Side::Slice(&d[self.start..self.start + self.len]),
+            Read::Gathered => Side::Slice(&self.gathered[j * CHUNK..j * CHUNK + self.len]),
         }
     }
-}
-
-/// Whether a view reads one element for the whole shape.
-fn is_one_value(strides: &[usize]) -> bool {
-    strides.iter().all(|&s| s == 0)
 }
 
 impl<T: Scratch> Ctx<'_, T> {
@@ -232,7 +249,7 @@ impl<T: Scratch> Ctx<'_, T> {
                 let at = start + c * CHUNK;
                 let len = dst.len();
                 for (j, (v, d)) in self.views.iter().zip(self.data).enumerate() {
-                    if !is_contiguous(&v.strides, self.shape) && !is_one_value(&v.strides) {
+                    if self.reads[j] == Read::Gathered {
                         let d = &d[v.offset.min(d.len())..];
                         let g = &mut gathered[j * CHUNK..j * CHUNK + len];
                         read_view(d, &v.strides, self.shape, at, g);

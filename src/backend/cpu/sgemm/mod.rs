@@ -326,13 +326,13 @@ unsafe fn passes<S: Simd, const MR: usize, const SHORT: usize>(
         rsc,
     } = product;
     let lanes = S::LANES;
+    let direct_b = b.cs == 1 && m <= DIRECT_B_ROWS;
     for j0 in (0..n).step_by(NC) {
         let nc = NC.min(n - j0);
         let wide = nc > PACK_A_ABOVE;
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let b_block = aligned(bp, kc * nc.next_multiple_of(lanes));
-            let direct_b = b.cs == 1 && m <= DIRECT_B_ROWS;
             if direct_b {
                 // Only a ragged last panel is packed (to its offset).
                 let mut offset = 0;
@@ -384,17 +384,15 @@ unsafe fn passes<S: Simd, const MR: usize, const SHORT: usize>(
                     // SAFETY: the panel holds kc steps of its width; the
                     // tile's rows and columns are in C.
                     unsafe {
+                        // B where it lies, or its packed panel.
+                        let (tile_b, b_step) = if direct_b && cols == width {
+                            (b.at(p0, j0 + col.start), b.rs)
+                        } else {
+                            (b_block[offset..].as_ptr(), width as isize)
+                        };
                         let tile = Tile {
-                            b: if direct_b && cols == width {
-                                b.at(p0, j0 + col.start)
-                            } else {
-                                b_block[offset..].as_ptr()
-                            },
-                            b_step: if direct_b && cols == width {
-                                b.rs
-                            } else {
-                                width as isize
-                            },
+                            b: tile_b,
+                            b_step,
                             c: c.add(i0 * rsc + j0 + col.start),
                             rsc,
                             rows,
@@ -578,8 +576,8 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const V: usize, A: TileA>(
             }
         }
     }
-    let lanes_all = V * lanes;
-    if rows == MR && cols == lanes_all {
+    let width = V * lanes;
+    if rows == MR && cols == width {
         // A whole tile: stored straight from the registers (the loops are
         // over constants, so the accumulators stay in them).
         for (i, row) in acc.iter().enumerate() {
@@ -596,10 +594,9 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const V: usize, A: TileA>(
     // Through memory, read back by rows: indexing the accumulators by the
     // (run-time) row count would keep them in memory inside the loop.
     let mut sums = [0.0f32; MAX_TILE];
-    let stride = V * lanes;
     for (i, row) in acc.iter().enumerate() {
         for (v, &sum) in row.iter().enumerate() {
-            unsafe { S::store(sums.as_mut_ptr().add(i * stride + v * lanes), sum) };
+            unsafe { S::store(sums.as_mut_ptr().add(i * width + v * lanes), sum) };
         }
     }
     for i in 0..rows {
@@ -609,7 +606,7 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const V: usize, A: TileA>(
                 break;
             }
             unsafe {
-                let sum = S::load(sums.as_ptr().add(i * stride + v * lanes));
+                let sum = S::load(sums.as_ptr().add(i * width + v * lanes));
                 let at = c.add(i * rsc + v * lanes);
                 if n == lanes {
                     let out = if first { sum } else { S::add(S::load(at), sum) };
