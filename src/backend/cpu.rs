@@ -18,6 +18,7 @@ use crate::error::{Error, Result, lock};
 use crate::ir::{Kernel, Plan, SlotKind};
 
 mod access;
+mod balance;
 mod blocks;
 mod buffers;
 mod elementwise;

@@ -10,7 +10,9 @@
 //! element's additions happen in the same order whichever block of C it
 //! falls in, and the product is bit-identical for any thread count
 //! (`tests/equivalence.rs` checks it on odd shapes), and between the two
-//! GEMMs (`sgemm`'s tests). `matrixmultiply`'s own `threading` feature
+//! GEMMs (`sgemm`'s tests). So large products split their rows in
+//! proportion to each thread's recent speed (`balance`), which timing
+//! decides, without changing a bit. `matrixmultiply`'s own `threading` feature
 //! would do the same split, but it sizes one process-wide pool from
 //! `MATMUL_NUM_THREADS`, where a device here chooses its own count.
 //!
@@ -19,7 +21,11 @@
 //! cache; where C is split by columns, a row is finished by several
 //! threads, so the epilogue runs after the product instead.
 
-use super::par::{PAR_MIN, Pool, SendPtr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use super::par::{self, PAR_MIN, Pool, SendPtr};
 use super::transpose::{Operand, Stage};
 use crate::ir::Float;
 
@@ -29,6 +35,12 @@ use crate::ir::Float;
 /// a step at 2 threads; while a helper had to be woken for each, they
 /// lost (0.55 against 0.38 ms with the split from 1 M, on a loaded host).
 const PAR_MIN_MACS: usize = 1 << 20;
+
+/// Multiply-adds from which a product split by rows is split in
+/// proportion to each thread's recent speed (`by_speed`): about a
+/// millisecond a thread, long enough that timing a block says something
+/// of its core.
+const BALANCE_MIN_MACS: usize = 1 << 26;
 
 /// A float type with a GEMM.
 pub trait Gemm: Float {
@@ -299,6 +311,11 @@ fn split<T: Gemm>(
     // be called row by row on short runs, as long as each thread still
     // gets several tiles of rows.
     let by_rows = m >= n || (finish.is_some() && m >= 4 * threads * tile_rows);
+    if by_rows && m * n * k >= BALANCE_MIN_MACS {
+        // SAFETY: as below, for the rows of each block.
+        unsafe { by_speed(pool, (m, k, n), (a, (rsa, csa)), (b, (rsb, csb)), cp, &done) };
+        return;
+    }
     let len = if by_rows { m } else { n };
     let block = len
         .div_ceil(threads)
@@ -340,6 +357,64 @@ fn split<T: Gemm>(
     }
 }
 
+/// C split into one block of rows per thread, each block in proportion to
+/// its thread's recent speed (`balance`): a thread takes its own block
+/// when it comes, or else the first one left.
+///
+/// # Safety
+/// As `Gemm::gemm_strided`, with C m×n at row stride n from `c`.
+unsafe fn by_speed<T: Gemm>(
+    pool: &Pool,
+    (m, k, n): (usize, usize, usize),
+    (a, (rsa, csa)): Operand<'_, T>,
+    (b, (rsb, csb)): Operand<'_, T>,
+    c: SendPtr<T>,
+    done: &(dyn Fn(usize, usize) + Sync),
+) {
+    let threads = pool.threads();
+    let bounds = pool.speeds().bounds(m, T::tile().0);
+    let taken: Vec<AtomicBool> = (0..threads).map(|_| AtomicBool::new(false)).collect();
+    let runs = Mutex::new(Vec::with_capacity(threads));
+    pool.tasks(threads, |_| {
+        let me = par::slot().min(threads - 1);
+        let take = |b: usize| !taken[b].swap(true, Ordering::Relaxed);
+        let Some(block) = Some(me)
+            .filter(|&b| take(b))
+            .or_else(|| (0..threads).find(|&b| take(b)))
+        else {
+            return;
+        };
+        let (lo, hi) = (bounds[block], bounds[block + 1]);
+        let start = Instant::now();
+        if hi > lo {
+            let a = &a[(lo as isize * rsa) as usize..];
+            // SAFETY: rows lo..hi of C, disjoint from the other blocks'.
+            unsafe {
+                T::gemm_rows_done(
+                    hi - lo,
+                    k,
+                    n,
+                    a,
+                    rsa,
+                    csa,
+                    b,
+                    rsb,
+                    csb,
+                    c.at(lo * n),
+                    n,
+                    &mut |f, r| done(lo + f, r),
+                );
+            }
+        }
+        let run = (me, hi - lo, start.elapsed());
+        runs.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(run);
+    });
+    pool.speeds()
+        .learn(&runs.into_inner().unwrap_or_else(PoisonError::into_inner));
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::transpose::transposed_first;
@@ -351,6 +426,16 @@ mod tests {
     #[test]
     fn staged_and_split_products_equal_the_plain_one() {
         let pools: Vec<Pool> = (1..=3).map(|t| Pool::new(t).unwrap()).collect();
+        // Threads taught unequal speeds, so that large products split
+        // unevenly (`by_speed`) from the first call on.
+        for pool in &pools {
+            for _ in 0..4 {
+                let runs: Vec<_> = (0..pool.threads())
+                    .map(|s| (s, 100, std::time::Duration::from_millis(1 + 2 * s as u64)))
+                    .collect();
+                pool.speeds().learn(&runs);
+            }
+        }
         // An epilogue applied twice, or missed, changes the result.
         let epilogue = |x: f32| x * 2.0 + 1.0;
         let finish = |_: usize, out: &mut [f32]| out.iter_mut().for_each(|x| *x = epilogue(*x));
@@ -361,6 +446,7 @@ mod tests {
             (129, 257, 9),
             (275, 32, 300),
             (32, 275, 300),
+            (520, 260, 520),
         ] {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7919) % 1013) as f32 * 1e-3 - 0.5)

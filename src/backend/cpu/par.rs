@@ -6,13 +6,16 @@
 //! decide *who* computes a piece, not *what* it computes, so results are
 //! bit-identical for any number of threads. (A loop whose cut cannot
 //! change any value, such as a matmul's blocks of C or the sparse row
-//! update's ranges of rows, may cut by the thread count.)
+//! update's ranges of rows, may cut by the thread count, or by how fast
+//! each thread ran the last large product: `balance`.)
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::balance::Speeds;
 use crate::error::{Error, Result};
 
 /// Below this many elements of work a loop stays on the calling thread:
@@ -34,6 +37,19 @@ const POLL: Duration = Duration::from_micros(300);
 pub(crate) struct Pool {
     threads: usize,
     helpers: Option<Helpers>,
+    speeds: Speeds,
+}
+
+thread_local! {
+    /// This thread's place in its pool: 0 for a thread that calls it,
+    /// i + 1 for helper i.
+    static SLOT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// This thread's place in the pool whose task it runs: 0 for the calling
+/// thread, i + 1 for helper i.
+pub(crate) fn slot() -> usize {
+    SLOT.with(Cell::get)
 }
 
 impl std::fmt::Debug for Pool {
@@ -99,7 +115,10 @@ impl Pool {
             let s = Arc::clone(&shared);
             let h = std::thread::Builder::new()
                 .name(format!("deltagrad-cpu-{i}"))
-                .spawn(move || helper(&s))
+                .spawn(move || {
+                    SLOT.with(|slot| slot.set(i + 1));
+                    helper(&s)
+                })
                 .map_err(|e| {
                     Error::invalid("cpu threads", format!("cannot start {threads}: {e}"))
                 })?;
@@ -110,6 +129,7 @@ impl Pool {
         Ok(Pool {
             threads,
             helpers: Some(helpers),
+            speeds: Speeds::new(threads),
         })
     }
 
@@ -118,7 +138,13 @@ impl Pool {
         Pool {
             threads: 1,
             helpers: None,
+            speeds: Speeds::new(1),
         }
+    }
+
+    /// Each thread's recent speed, for splitting large products.
+    pub(crate) fn speeds(&self) -> &Speeds {
+        &self.speeds
     }
 
     /// The number of threads work is spread over.
