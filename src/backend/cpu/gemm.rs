@@ -286,22 +286,7 @@ fn split<T: Gemm>(
     };
     if threads == 1 || m * n * k < PAR_MIN_MACS {
         // SAFETY: C holds m×n elements, row-major.
-        unsafe {
-            T::gemm_rows_done(
-                m,
-                k,
-                n,
-                a,
-                rsa,
-                csa,
-                b,
-                rsb,
-                csb,
-                cp.at(0),
-                n,
-                &mut |f, r| done(f, r),
-            )
-        };
+        unsafe { row_block((0, m), (k, n), (a, (rsa, csa)), (b, (rsb, csb)), cp, &done) };
         return;
     }
     // Blocks aligned to the kernel's register tile, so that only the last
@@ -325,24 +310,17 @@ fn split<T: Gemm>(
         let lo = t * block;
         let hi = (lo + block).min(len);
         if by_rows {
-            let a = &a[(lo as isize * rsa) as usize..];
             // SAFETY: rows lo..hi of C, disjoint from the other tasks'.
             unsafe {
-                T::gemm_rows_done(
-                    hi - lo,
-                    k,
-                    n,
-                    a,
-                    rsa,
-                    csa,
-                    b,
-                    rsb,
-                    csb,
-                    cp.at(lo * n),
-                    n,
-                    &mut |f, r| done(lo + f, r),
-                );
-            }
+                row_block(
+                    (lo, hi),
+                    (k, n),
+                    (a, (rsa, csa)),
+                    (b, (rsb, csb)),
+                    cp,
+                    &done,
+                )
+            };
         } else {
             let b = &b[(lo as isize * csb) as usize..];
             // SAFETY: columns lo..hi of C, disjoint from the other tasks';
@@ -386,26 +364,8 @@ unsafe fn by_speed<T: Gemm>(
         };
         let (lo, hi) = (bounds[block], bounds[block + 1]);
         let start = Instant::now();
-        if hi > lo {
-            let a = &a[(lo as isize * rsa) as usize..];
-            // SAFETY: rows lo..hi of C, disjoint from the other blocks'.
-            unsafe {
-                T::gemm_rows_done(
-                    hi - lo,
-                    k,
-                    n,
-                    a,
-                    rsa,
-                    csa,
-                    b,
-                    rsb,
-                    csb,
-                    c.at(lo * n),
-                    n,
-                    &mut |f, r| done(lo + f, r),
-                );
-            }
-        }
+        // SAFETY: rows lo..hi of C, disjoint from the other blocks'.
+        unsafe { row_block((lo, hi), (k, n), (a, (rsa, csa)), (b, (rsb, csb)), c, done) };
         let run = (me, hi - lo, start.elapsed());
         runs.lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -413,6 +373,43 @@ unsafe fn by_speed<T: Gemm>(
     });
     pool.speeds()
         .learn(&runs.into_inner().unwrap_or_else(PoisonError::into_inner));
+}
+
+/// Rows `lo..hi` of C = A·B (C row-major, n columns, from `c`), calling
+/// `done` with rows' indices in C as they become final.
+///
+/// # Safety
+/// As `Gemm::gemm_strided` for those rows, which no other thread writes
+/// meanwhile.
+unsafe fn row_block<T: Gemm>(
+    (lo, hi): (usize, usize),
+    (k, n): (usize, usize),
+    (a, (rsa, csa)): Operand<'_, T>,
+    (b, (rsb, csb)): Operand<'_, T>,
+    c: SendPtr<T>,
+    done: &(dyn Fn(usize, usize) + Sync),
+) {
+    if hi <= lo {
+        return;
+    }
+    let a = &a[(lo as isize * rsa) as usize..];
+    // SAFETY: the caller's.
+    unsafe {
+        T::gemm_rows_done(
+            hi - lo,
+            k,
+            n,
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            c.at(lo * n),
+            n,
+            &mut |f, r| done(lo + f, r),
+        );
+    }
 }
 
 #[cfg(test)]
