@@ -353,6 +353,38 @@ impl<T> SendPtr<T> {
 mod tests {
     use super::*;
 
+    /// The calling thread is slot 0 and each helper has a slot of its own
+    /// below the thread count: what `balance` keeps speeds by.
+    #[test]
+    fn slots_name_the_caller_and_each_helper() {
+        let pool = Pool::new(3).unwrap();
+        let caller = std::thread::current().id();
+        let seen = Mutex::new(Vec::new());
+        for _ in 0..20 {
+            pool.tasks(3, |_| {
+                std::thread::sleep(Duration::from_millis(1));
+                let me = (std::thread::current().id(), slot());
+                seen.lock().unwrap().push(me);
+            });
+        }
+        let seen = seen.into_inner().unwrap();
+        // 60 tasks of 1 ms each: the helpers take some of them.
+        assert!(
+            seen.iter().any(|&(t, _)| t != caller),
+            "no helper ran a task"
+        );
+        for &(thread, s) in &seen {
+            assert!(s < 3, "slot {s}");
+            assert_eq!(thread == caller, s == 0, "slot {s}");
+            // One slot per thread.
+            assert!(
+                seen.iter().all(|&(t, o)| (t == thread) == (o == s)),
+                "{seen:?}"
+            );
+        }
+        assert_eq!(slot(), 0);
+    }
+
     #[test]
     fn pieces_cover_the_output_once_at_any_thread_count() {
         for threads in [1, 2, 3] {
