@@ -132,70 +132,64 @@ pub trait Gemm: Float {
         c: *mut Self,
         rsc: usize,
         rows_done: &mut dyn FnMut(usize, usize),
-    );
-}
-
-macro_rules! impl_gemm {
-    ($t:ty, $gemm:path $(, $own:item)*) => {
-        impl Gemm for $t {
-            $($own)*
-
-            unsafe fn gemm_rows_done(
-                m: usize,
-                k: usize,
-                n: usize,
-                a: &[Self],
-                rsa: isize,
-                csa: isize,
-                b: &[Self],
-                rsb: isize,
-                csb: isize,
-                c: *mut Self,
-                rsc: usize,
-                rows_done: &mut dyn FnMut(usize, usize),
-            ) {
-                if m == 0 || n == 0 {
-                    return;
-                }
-                // SAFETY: the caller's contract, which is `own_kernel`'s.
-                if unsafe {
-                    Self::own_kernel((m, k, n), (a, (rsa, csa)), (b, (rsb, csb)), c, rsc, rows_done)
-                } {
-                    return;
-                }
-                // SAFETY: the caller's contract; with k = 0 the GEMM only
-                // writes C ← 0·C, which for beta 0 stores zeros.
-                unsafe {
-                    $gemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        a.as_ptr(),
-                        rsa,
-                        csa,
-                        b.as_ptr(),
-                        rsb,
-                        csb,
-                        0.0,
-                        c,
-                        rsc as isize,
-                        1,
-                    );
-                }
-                rows_done(0, m);
-            }
+    ) {
+        if m == 0 || n == 0 {
+            return;
         }
-    };
+        // SAFETY: the caller's contract, which is `own_kernel`'s.
+        if unsafe {
+            Self::own_kernel(
+                (m, k, n),
+                (a, (rsa, csa)),
+                (b, (rsb, csb)),
+                c,
+                rsc,
+                rows_done,
+            )
+        } {
+            return;
+        }
+        let (one, zero) = (Self::from_f64(1.0), Self::from_f64(0.0));
+        let (a, b, rsc) = (a.as_ptr(), b.as_ptr(), rsc as isize);
+        // SAFETY: the caller's contract; with k = 0 the GEMM only writes
+        // C ← 0·C, which for beta 0 stores zeros.
+        unsafe { Self::MATRIXMULTIPLY(m, k, n, one, a, rsa, csa, b, rsb, csb, zero, c, rsc, 1) };
+        rows_done(0, m);
+    }
+
+    /// `matrixmultiply`'s GEMM for this type: C = α·A·B + β·C, every
+    /// matrix by its (row, column) strides.
+    #[doc(hidden)]
+    const MATRIXMULTIPLY: StridedGemm<Self>;
 }
 
-impl_gemm!(
-    f32,
-    matrixmultiply::sgemm,
+/// The signature of `matrixmultiply::sgemm` and `dgemm`: (m, k, n, α, A,
+/// A's strides, B, B's strides, β, C, C's strides).
+pub type StridedGemm<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    T,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    T,
+    *mut T,
+    isize,
+    isize,
+);
+
+impl Gemm for f32 {
+    const MATRIXMULTIPLY: StridedGemm<f32> = matrixmultiply::sgemm;
+
     #[cfg(target_arch = "x86_64")]
     fn tile() -> (usize, usize) {
         super::sgemm::Isa::chosen().map_or((8, 8), super::sgemm::Isa::tile)
-    },
+    }
+
     #[cfg(target_arch = "x86_64")]
     unsafe fn own_kernel(
         (m, k, n): (usize, usize, usize),
@@ -208,27 +202,17 @@ impl_gemm!(
         let Some(isa) = super::sgemm::Isa::chosen() else {
             return false;
         };
+        let (a, b) = (a.as_ptr(), b.as_ptr());
         // SAFETY: `chosen` returns only supported ISAs; the rest is the
         // caller's contract.
-        unsafe {
-            super::sgemm::sgemm(
-                isa,
-                m,
-                k,
-                n,
-                a.as_ptr(),
-                sa,
-                b.as_ptr(),
-                sb,
-                c,
-                rsc,
-                rows_done,
-            )
-        };
+        unsafe { super::sgemm::sgemm(isa, m, k, n, a, sa, b, sb, c, rsc, rows_done) };
         true
     }
-);
-impl_gemm!(f64, matrixmultiply::dgemm);
+}
+
+impl Gemm for f64 {
+    const MATRIXMULTIPLY: StridedGemm<f64> = matrixmultiply::dgemm;
+}
 
 /// Called with a flat range of C (its first element's index in row-major
 /// order, and its elements) once they hold their final values, on the

@@ -343,21 +343,13 @@ unsafe fn passes<S: Simd, const MR: usize, const SHORT: usize>(
             let kc = KC.min(k - p0);
             let b_block = aligned(bp, kc * nc.next_multiple_of(lanes));
             if direct_b {
-                // Only a ragged last panel is packed (to its offset).
-                let mut offset = 0;
-                for col in panels(nc, lanes) {
-                    if col.cols < col.width {
-                        // SAFETY: rows p0..p0+kc and the panel's columns are in B.
-                        unsafe {
-                            pack_b::<S>(
-                                b,
-                                (p0, kc),
-                                (j0 + col.start, col.cols),
-                                &mut b_block[offset..],
-                            )
-                        };
-                    }
-                    offset += kc * col.width;
+                // Only a ragged last panel is packed (where a panel starting
+                // at column `start` lies: kc·start into the block).
+                let ragged = panels(nc, lanes).last().filter(|col| col.cols < col.width);
+                if let Some(Panel { start, cols, .. }) = ragged {
+                    let out = &mut b_block[kc * start..];
+                    // SAFETY: rows p0..p0+kc and the panel's columns are in B.
+                    unsafe { pack_b::<S>(b, (p0, kc), (j0 + start, cols), out) };
                 }
             } else {
                 // SAFETY: rows p0..p0+kc and columns j0..j0+nc are in B.
@@ -387,7 +379,6 @@ unsafe fn passes<S: Simd, const MR: usize, const SHORT: usize>(
                     unsafe { pack_a_panel::<S, MR>(a, (i0, rows), (p0, kc), panel) };
                     APanel::Packed(panel.as_ptr(), MR)
                 };
-                let mut offset = 0;
                 for col in panels(nc, lanes) {
                     let (width, cols) = (col.width, col.cols);
                     // SAFETY: the panel holds kc steps of its width; the
@@ -397,7 +388,7 @@ unsafe fn passes<S: Simd, const MR: usize, const SHORT: usize>(
                         let (tile_b, b_step) = if direct_b && cols == width {
                             (b.at(p0, j0 + col.start), b.rs)
                         } else {
-                            (b_block[offset..].as_ptr(), width as isize)
+                            (b_block[kc * col.start..].as_ptr(), width as isize)
                         };
                         let tile = Tile {
                             b: tile_b,
@@ -425,7 +416,6 @@ unsafe fn passes<S: Simd, const MR: usize, const SHORT: usize>(
                             }
                         }
                     }
-                    offset += kc * width;
                 }
                 if p0 + kc == k && j0 + nc == n {
                     done(i0, rows);
@@ -683,10 +673,9 @@ unsafe fn pack_b<S: Simd>(
         }
         return;
     }
-    let mut offset = 0;
     for Panel { start, width, cols } in panels(nc, lanes) {
         let col = j0 + start;
-        let panel = &mut out[offset..offset + kc * width];
+        let panel = &mut out[kc * start..kc * (start + width)];
         if b.cs != 1 && cols < width {
             // The gathers below write only B's columns; the copies of
             // row-major B write whole vectors, zeros past B's last column.
@@ -723,7 +712,6 @@ unsafe fn pack_b<S: Simd>(
                 }
             }
         }
-        offset += kc * width;
     }
 }
 
