@@ -9,7 +9,7 @@
 //! which say nothing of organisations or MISC, are a feature of their own:
 //! see `namelists`.)
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use deltagrad::{Error, Result};
@@ -26,8 +26,9 @@ pub struct Gazetteer {
     types: Vec<String>,
     /// Per type, the names as word sequences.
     names: Vec<HashSet<Vec<String>>>,
-    /// Words in the longest name.
-    longest: usize,
+    /// Per type, the words in the longest name that starts with a word:
+    /// most words start no name, and `states` then looks no further.
+    longest_from: Vec<HashMap<String, usize>>,
 }
 
 impl Gazetteer {
@@ -36,7 +37,7 @@ impl Gazetteer {
         Gazetteer {
             types: types.iter().map(|t| t.as_ref().to_string()).collect(),
             names: vec![HashSet::new(); types.len()],
-            longest: 0,
+            longest_from: vec![HashMap::new(); types.len()],
         }
     }
 
@@ -45,8 +46,9 @@ impl Gazetteer {
         let Some(i) = self.types.iter().position(|t| t == ty) else {
             return false;
         };
-        if !words.is_empty() {
-            self.longest = self.longest.max(words.len());
+        if let Some(first) = words.first() {
+            let most = self.longest_from[i].entry(first.clone()).or_insert(0);
+            *most = (*most).max(words.len());
             self.names[i].insert(words);
         }
         true
@@ -172,14 +174,18 @@ impl Gazetteer {
     pub fn states<S: AsRef<str>>(&self, tokens: &[S]) -> Vec<u32> {
         let n = self.types.len();
         let mut out = vec![0u32; tokens.len() * n];
-        for (ti, names) in self.names.iter().enumerate() {
+        for (ti, (names, longest_from)) in self.names.iter().zip(&self.longest_from).enumerate() {
             let base = (ti * STATES) as u32;
             for v in out.iter_mut().skip(ti).step_by(n.max(1)) {
                 *v = base;
             }
             let mut at = 0;
             while at < tokens.len() {
-                let longest = self.longest.min(tokens.len() - at);
+                let Some(&most) = longest_from.get(tokens[at].as_ref()) else {
+                    at += 1;
+                    continue;
+                };
+                let longest = most.min(tokens.len() - at);
                 let hit = (1..=longest).rev().find(|&len| {
                     let key: Vec<String> = tokens[at..at + len]
                         .iter()
@@ -213,6 +219,24 @@ mod tests {
             tags: tags.split_whitespace().map(String::from).collect(),
             doc: 0,
         }
+    }
+
+    /// Names that share a first word: the longest that the words match
+    /// wins, a longer one cut off by the sentence's end does not, and a
+    /// word that starts no name is outside even where it ends one.
+    #[test]
+    fn names_sharing_a_first_word_match_the_longest_that_fits() {
+        let g = Gazetteer::parse(
+            "LOC\tNew York City\nLOC\tNew York\nLOC\tNew\nLOC\tYork Minster\n",
+            "names.tsv",
+            &["LOC"],
+        )
+        .unwrap();
+        assert_eq!(g.states(&["New", "York", "City"]), [1, 2, 2]);
+        assert_eq!(g.states(&["New", "York"]), [1, 2]);
+        assert_eq!(g.states(&["New", "Delhi", "New"]), [1, 0, 1]);
+        assert_eq!(g.states(&["York", "New", "York", "Minster"]), [0, 1, 2, 0]);
+        assert_eq!(g.states(&["City", "York", "Minster"]), [0, 1, 2]);
     }
 
     #[test]
