@@ -40,12 +40,13 @@ use super::blocks::transpose_avx;
 /// K per block: `matrixmultiply`'s `S_KC`, which fixes the summation order.
 const KC: usize = 256;
 /// Products with at most this many rows (4 tiles) read row-major B where
-/// it lies, and compute A·Bᵀ as (B·Aᵀ)ᵀ: each element of B then serves
-/// at most 4 tiles, too few to pay for packing or transposing all of B.
-/// On the NER training step's products that made 32×275×300 1.22× faster
-/// (B where it lies) and 32×300×275 1.28× (the transposed product), on one
-/// thread, in-process A/B; reading B in place at 275×32×300 and
-/// 1024×250×100 cost 8 % and 4 %, hence the bound.
+/// it lies (unless swapped: `SWAP_AB_ROWS`), and compute A·Bᵀ as (B·Aᵀ)ᵀ:
+/// each element of B then serves at most 4 tiles, too few to pay for
+/// packing or transposing all of B. On the NER training step's products
+/// that made 32×275×300 1.22× faster (B where it lies, against packed B)
+/// and 32×300×275 1.28× (the transposed product), on one thread,
+/// in-process A/B; reading B in place at 275×32×300 and 1024×250×100 cost
+/// 8 % and 4 %, hence the bound.
 const DIRECT_B_ROWS: usize = 48;
 /// A·B with row-major B and at most `DIRECT_B_ROWS` rows is computed as
 /// (Bᵀ·Aᵀ)ᵀ too, when its rows are a multiple of this and K is at least
@@ -57,8 +58,8 @@ const DIRECT_B_ROWS: usize = 48;
 /// 0.6–0.9× as fast, and K = 25 0.8× (the transposes dominate). In the
 /// NER training step (B = 32) the first layer's product with its epilogue
 /// ran 1.09–1.12× faster and the step 1.02× on one thread; at 2 threads
-/// the step did not change (its products there are bound by moving
-/// cache lines between the cores).
+/// the step did not change (there its products are slowed by cache
+/// lines that move between the cores).
 const SWAP_AB_ROWS: usize = 16;
 const SWAP_AB_MIN_K: usize = 128;
 /// Columns of B packed per pass over C: keeps a packed block of B (KC×NC,
