@@ -16,6 +16,11 @@ use deltagrad_ner::{
     conll, eval, features, fetch, files, glove, model_io, namelists, tag, tokenize, train,
 };
 
+/// mimalloc rather than the system allocator: a training step builds its
+/// graph afresh (define-by-run), thousands of small allocations a step.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "deltagrad",
