@@ -12,9 +12,9 @@
 //! (`tests/equivalence.rs` checks it on odd shapes), and between the two
 //! GEMMs (`sgemm`'s tests). So large products split their rows in
 //! proportion to each thread's recent speed (`balance`), which timing
-//! decides, without changing a bit. `matrixmultiply`'s own `threading` feature
-//! would do the same split, but it sizes one process-wide pool from
-//! `MATMUL_NUM_THREADS`, where a device here chooses its own count.
+//! decides, without changing a bit. `matrixmultiply`'s own `threading`
+//! feature would do the same split, but it sizes one process-wide pool
+//! from `MATMUL_NUM_THREADS`, where a device here chooses its own count.
 //!
 //! A matmul's epilogue (`Finish`) runs on rows of C as the kernel
 //! finishes them, on the thread that computed them, while they are in

@@ -14,8 +14,8 @@
 //! rows fill whole vectors and K is long, else they read row-major B
 //! where it lies. A last tile of at most 8 rows (4 on AVX2) runs a kernel
 //! that short rather than computing rows it discards; whole tiles are
-//! stored straight from the registers. Row-major B whose rows lie far apart is
-//! packed row by row, as a stream the prefetcher follows.
+//! stored straight from the registers. Row-major B whose rows lie far
+//! apart is packed row by row, as a stream the prefetcher follows.
 //!
 //! `sgemm` reports rows of C as they become final, tile by tile, so that
 //! a matmul's epilogue runs on them while they are still in cache.
