@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use deltagrad::model::{Activation, Batch, WindowNet, WindowNetConfig, random_batch};
+use deltagrad::schedule::with_fusion;
 use deltagrad::{DType, Device, HostData, Result, Sgd, Tensor};
 
 /// "Is the centre word a location?" as a 3-class problem (O, PER, LOC).
@@ -260,6 +261,46 @@ fn sgd_steps(d: &Device, batch: usize, seed: u64) -> Result<impl FnMut() -> Resu
         sgd.step_with(&[&loss])?;
         loss.item()
     })
+}
+
+/// W after two SGD steps on `sum((x·W) ⊙ t)`, whose gradient is xᵀ·t:
+/// with fusion, the update W − η·xᵀ·t is the epilogue of the gradient's
+/// product, which the CPU backend applies in the GEMM's tiles.
+fn updated_weight(d: &Device, (m, k, n): (usize, usize, usize), fuse: bool) -> Result<HostData> {
+    let w = input(&[m, n], DType::F32, 7, d)?;
+    let mut sgd = Sgd::new(vec![w.clone()], 0.05);
+    for step in 0..2 {
+        let x = input(&[k, m], DType::F32, 8 + step, d)?;
+        let t = input(&[k, n], DType::F32, 10 + step, d)?;
+        with_fusion(fuse, || -> Result<()> {
+            let loss = x.matmul(&w)?.mul(&t)?.sum()?;
+            loss.backward()?;
+            sgd.step_with(&[&loss])
+        })?;
+    }
+    w.to_host()
+}
+
+fn bits(h: &HostData) -> Vec<u64> {
+    h.to_f64().iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn sgd_update_fused_into_its_gradient_matches_separate_launches_bit_for_bit() -> Result<()> {
+    // W's gradient split by rows (275×32×300), by columns (40×64×600, at
+    // more than one thread), and on one thread (12×20×70).
+    for shape in [(275, 32, 300), (40, 64, 600), (12, 20, 70)] {
+        let want = updated_weight(&Device::cpu(), shape, false)?;
+        for threads in [1, 2, 3] {
+            let d = Device::cpu_with_threads(threads)?;
+            let got = updated_weight(&d, shape, true)?;
+            assert!(
+                bits(&got) == bits(&want),
+                "{shape:?} at {threads} threads: fused update differs"
+            );
+        }
+    }
+    Ok(())
 }
 
 #[test]

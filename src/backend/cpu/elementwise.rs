@@ -138,7 +138,7 @@ fn temps(e: &Expr) -> usize {
 
 /// Whether `strides` are the row-major strides of `shape` (size-1 axes
 /// may have any stride).
-fn is_contiguous(strides: &[usize], shape: &[usize]) -> bool {
+pub(crate) fn is_contiguous(strides: &[usize], shape: &[usize]) -> bool {
     let mut expect = 1;
     for (&s, &d) in strides.iter().zip(shape).rev() {
         if d != 1 && s != expect {

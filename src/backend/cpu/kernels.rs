@@ -2,14 +2,14 @@
 //! into an output buffer the backend hands it.
 
 use super::access::{Reader, Typed, borrow, floats, load_ids};
-use super::elementwise::{Ctx, evaluate};
-use super::gemm::gemm;
+use super::elementwise::{Ctx, evaluate, is_contiguous};
+use super::gemm::{Epilogue as GemmEpilogue, gemm};
 use super::losses;
 use super::par::{PAR_MIN, Pool};
 use crate::dtype::HostData;
 use crate::error::{Error, Result};
 use crate::ir::float::max_nan;
-use crate::ir::{Epilogue, Float, Kernel, ReduceOp, Slot, View};
+use crate::ir::{BinaryOp, Epilogue, Expr, Float, Kernel, ReduceOp, Slot, View};
 
 /// Runs `k` into `out` (the output slot's buffer: its dtype and length).
 pub(super) fn run(
@@ -252,11 +252,78 @@ fn matmul<T: Typed>(k: &Kernel, read: &Reader<'_>, c: &mut [T], pool: &Pool) -> 
         with_inputs(read, inputs, "matmul epilogue input", |data| {
             let shape = [m, n];
             let ctx = Ctx::new(&shape, inputs, data, expr, true, c.len())?;
+            if let Some((from, scale)) = scaled_sub(expr, inputs, data, &shape) {
+                gemm(
+                    pool,
+                    m,
+                    k,
+                    n,
+                    av,
+                    sa,
+                    bv,
+                    sb,
+                    c,
+                    Some(GemmEpilogue::ScaledSub(from, scale)),
+                );
+                return Ok(());
+            }
             let finish = |at: usize, rows: &mut [T]| ctx.piece(at, rows);
-            gemm(pool, m, k, n, av, sa, bv, sb, c, Some(&finish));
+            gemm(
+                pool,
+                m,
+                k,
+                n,
+                av,
+                sa,
+                bv,
+                sb,
+                c,
+                Some(GemmEpilogue::Rows(&finish)),
+            );
             Ok(())
         })
     }
+}
+
+/// `from − acc·scale` (an SGD step on the product, the gradient) as
+/// `(from, scale)`: `from` an input read in place over the whole of
+/// `shape`, `scale` a constant or an input of one value. The GEMM then
+/// applies it in its tiles (`gemm::Epilogue::ScaledSub`), with the same
+/// roundings as `Ctx` (the multiply, then the subtraction).
+fn scaled_sub<'a, T: Typed>(
+    expr: &Expr,
+    views: &[View],
+    data: &[&'a [T]],
+    shape: &[usize],
+) -> Option<(&'a [T], T)> {
+    let Expr::Binary(BinaryOp::Sub, from, product) = expr else {
+        return None;
+    };
+    let (&Expr::Input(f), Expr::Binary(BinaryOp::Mul, x, y)) = (&**from, &**product) else {
+        return None;
+    };
+    let scale = match (&**x, &**y) {
+        (Expr::Acc, s) | (s, Expr::Acc) => s,
+        _ => return None,
+    };
+    let len: usize = shape.iter().product();
+    let (fv, fd) = (views.get(f)?, data.get(f)?);
+    if !is_contiguous(&fv.strides, shape) {
+        return None;
+    }
+    let from = fd.get(fv.offset..)?.get(..len)?;
+    let scale = match *scale {
+        Expr::Const(bits) => T::from_f64(f64::from_bits(bits)),
+        Expr::Input(s) => {
+            let (sv, sd) = (views.get(s)?, data.get(s)?);
+            if !sv.strides.iter().all(|&st| st == 0) {
+                return None;
+            }
+            *sd.get(sv.offset)?
+        }
+        _ => return None,
+    };
+    Some((from, scale))
 }
 
 fn gather<T: Typed>(pool: &Pool, table: &[T], ids: &[u32], dim: usize, o: &mut [T]) -> Result<()> {

@@ -30,6 +30,7 @@
 
 mod simd;
 
+use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
@@ -172,12 +173,18 @@ impl Isa {
 /// (row, column) strides. `rows_done(first, rows)` is called, on this
 /// thread, as soon as those rows of C hold their final values (a tile's
 /// rows, while they are still in cache: a fused epilogue runs there), and
-/// once for every row.
+/// once for every row. With `update = Some((from, scale))` a row reported
+/// done holds `from − C·scale` instead (an SGD step fused into its
+/// gradient's product: the multiply, then the subtraction, each rounded,
+/// as the element-wise kernels compute it), `from` laid out as C is; whole
+/// tiles get it in registers as they are stored, with `from`'s lines
+/// fetched while the tile's sums run.
 ///
 /// # Safety
 /// `isa.supported()` must hold; `a` and `b` must be valid for reads of
 /// every element their strides address, `c` for writes of the m×n
-/// elements `c[i·rsc + j]`, and C must not overlap A or B.
+/// elements `c[i·rsc + j]`, `from` (if given) for reads of the same
+/// elements, and C must not overlap A, B or `from`.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn sgemm(
     isa: Isa,
@@ -191,6 +198,7 @@ pub(super) unsafe fn sgemm(
     c: *mut f32,
     rsc: usize,
     rows_done: &mut dyn FnMut(usize, usize),
+    update: Option<(*const f32, f32)>,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -200,6 +208,8 @@ pub(super) unsafe fn sgemm(
             // SAFETY: row i of C, per the contract.
             unsafe { std::ptr::write_bytes(c.add(i * rsc), 0, n) };
         }
+        // SAFETY: C's and `from`'s m rows, per the contract.
+        unsafe { update_rows(c, rsc, (0, m), n, update) };
         rows_done(0, m);
         return;
     }
@@ -221,6 +231,7 @@ pub(super) unsafe fn sgemm(
         b,
         c,
         rsc,
+        from: update,
     };
     let swap = a.cs == 1
         && a.rs > 0
@@ -265,12 +276,15 @@ pub(super) unsafe fn sgemm(
                 },
                 c: ct.as_mut_ptr(),
                 rsc: m,
+                from: None,
             };
             run(&swapped, bp, ap, &mut |_, _| {});
             // SAFETY: C's m rows of n at stride rsc, per the contract.
             let cs = unsafe { std::slice::from_raw_parts_mut(c, (m - 1) * rsc + n) };
             // SAFETY: either ISA implies AVX; Cᵀ is n rows of m.
             unsafe { transpose_avx(ct, n, m, m, cs, rsc) };
+            // SAFETY: C's and `from`'s m rows, per the contract.
+            unsafe { update_rows(c, rsc, (0, m), n, update) };
             rows_done(0, m);
         } else {
             run(&product, bp, ap, rows_done);
@@ -309,6 +323,37 @@ struct Product {
     b: Strided,
     c: *mut f32,
     rsc: usize,
+    /// C ← from − C·scale as C becomes final (`from` at C's strides).
+    from: Option<(*const f32, f32)>,
+}
+
+/// C ← from − C·scale on rows `first..first + rows` of C (row stride
+/// `rsc`, n columns), `from` laid out as C; nothing without an update.
+///
+/// # Safety
+/// Those rows of C and of `from` are valid, and do not overlap.
+unsafe fn update_rows(
+    c: *mut f32,
+    rsc: usize,
+    (first, rows): (usize, usize),
+    n: usize,
+    update: Option<(*const f32, f32)>,
+) {
+    let Some((from, scale)) = update else {
+        return;
+    };
+    for i in first..first + rows {
+        // SAFETY: row i of both, per the contract.
+        let (c, from) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(c.add(i * rsc), n),
+                std::slice::from_raw_parts(from.add(i * rsc), n),
+            )
+        };
+        for (c, &f) in c.iter_mut().zip(from) {
+            *c = f - *c * scale;
+        }
+    }
 }
 
 /// A matrix by its first element and (row, column) strides.
@@ -353,6 +398,7 @@ unsafe fn passes<S: Simd, const MR: usize, const SHORT: usize>(
         b,
         c,
         rsc,
+        from,
     } = product;
     let lanes = S::LANES;
     let direct_b = b.cs == 1 && m <= DIRECT_B_ROWS;
@@ -410,15 +456,28 @@ unsafe fn passes<S: Simd, const MR: usize, const SHORT: usize>(
                         } else {
                             (b_block[kc * col.start..].as_ptr(), width as isize)
                         };
+                        let at = i0 * rsc + j0 + col.start;
                         let tile = Tile {
                             b: tile_b,
                             b_step,
-                            c: c.add(i0 * rsc + j0 + col.start),
+                            c: c.add(at),
                             rsc,
                             rows,
                             cols,
                             first: p0 == 0,
                         };
+                        // The last block of K, with an update: `from`'s
+                        // tile, fetched while the sums run.
+                        let update = from
+                            .filter(|_| p0 + kc == k)
+                            .map(|(f, scale)| (f.add(at), scale));
+                        if let Some((f, _)) = update {
+                            for i in 0..rows {
+                                for v in (0..cols).step_by(lanes) {
+                                    _mm_prefetch::<_MM_HINT_T0>(f.add(i * rsc + v) as *const i8);
+                                }
+                            }
+                        }
                         let two = width == 2 * lanes;
                         let short = rows <= SHORT;
                         match (&panel_a, short) {
@@ -434,6 +493,9 @@ unsafe fn passes<S: Simd, const MR: usize, const SHORT: usize>(
                             (APanel::Rows(r), true) => {
                                 any_width::<S, SHORT, _>(kc, RowPtrs(*r), &tile, two)
                             }
+                        }
+                        if let Some(update) = update {
+                            update_tile::<S>(&tile, update);
                         }
                     }
                 }
@@ -534,6 +596,33 @@ struct Tile {
     first: bool,
 }
 
+/// C ← from − C·scale on a tile just stored (in L1), `from` at the tile's
+/// first element with C's row stride: the multiply, then the subtraction.
+/// Not in the kernel's own store: its accumulators and row pointers fill
+/// the registers, and one more pointer live across its loop made the
+/// 32×300×275 product with A read in place (rows by pointer) 2.2× slower.
+///
+/// # Safety
+/// `S`'s features are enabled in the caller; the tile's `rows`×`cols`
+/// elements of C and of `from` are valid.
+#[inline(always)]
+unsafe fn update_tile<S: Simd>(tile: &Tile, (from, scale): (*const f32, f32)) {
+    let lanes = S::LANES;
+    // SAFETY (of every intrinsic below): the caller enables the features;
+    // the loads and stores stay within the tile's elements.
+    let scale = unsafe { S::splat(scale) };
+    for i in 0..tile.rows {
+        for v in (0..tile.cols).step_by(lanes) {
+            let n = (tile.cols - v).min(lanes);
+            unsafe {
+                let (at, f) = (tile.c.add(i * tile.rsc + v), from.add(i * tile.rsc + v));
+                let out = S::sub(S::load_first(f, n), S::mul(S::load_first(at, n), scale));
+                S::store_first(at, out, n);
+            }
+        }
+    }
+}
+
 /// `tile_kernel` two vectors wide or one.
 ///
 /// # Safety
@@ -563,7 +652,6 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const V: usize, A: TileA>(
     a: A,
     tile: &Tile,
 ) {
-    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
     let &Tile {
         b,
         b_step,
@@ -825,7 +913,9 @@ mod tests {
 
     /// Bit for bit `matrixmultiply::sgemm`, for each ISA, on every layout
     /// of A and B, on shapes with ragged tiles in each dimension and K over
-    /// several blocks.
+    /// several blocks; and with an update, bit for bit its product
+    /// followed by `from − C·scale` element by element (the multiply, then
+    /// the subtraction, as the element-wise kernels compute it).
     #[test]
     fn products_equal_matrixmultiply_bit_for_bit() {
         let shapes = [
@@ -849,8 +939,13 @@ mod tests {
             (16, 300, 9),
             (48, 530, 70),
         ];
+        let updates = [None, Some(0.37f32)];
         for (isa, (m, k, n)) in isas().into_iter().flat_map(|i| shapes.map(|s| (i, s))) {
-            for (rsa, csa, alen, a0) in layouts(m, k) {
+            for (update, (rsa, csa, alen, a0)) in layouts(m, k)
+                .into_iter()
+                .flat_map(|l| updates.map(|u| (u, l)))
+            {
+                let from = values(m * n, 3);
                 for (rsb, csb, blen, b0) in layouts(k, n) {
                     let a = values(alen, m);
                     let b = values(blen, n + 1);
@@ -901,10 +996,17 @@ mod tests {
                                     }
                                 }
                             },
+                            update.map(|s| (from.as_ptr(), s)),
                         );
                     }
+                    if let Some(scale) = update {
+                        for (w, &f) in want.iter_mut().zip(&from) {
+                            *w = f - *w * scale;
+                        }
+                    }
                     let what = format!(
-                        "{isa:?} {m}x{k}x{n}, A strides ({rsa}, {csa}), B strides ({rsb}, {csb})"
+                        "{isa:?} {m}x{k}x{n}, A strides ({rsa}, {csa}), B strides ({rsb}, \
+                         {csb}), update {update:?}"
                     );
                     for (c, name) in [(&got, "product"), (&seen, "rows when reported done")] {
                         let same = c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
@@ -949,6 +1051,7 @@ mod tests {
                 c.as_mut_ptr(),
                 rsc,
                 &mut |_, _| {},
+                None,
             )
         };
         for i in 0..m {
@@ -987,6 +1090,7 @@ mod tests {
                 c.as_mut_ptr(),
                 3,
                 &mut |first, rows| assert_eq!((first, rows), (0, 2)),
+                None,
             )
         };
         assert_eq!(c, vec![0.0; 6], "{isa:?}: K = 0");

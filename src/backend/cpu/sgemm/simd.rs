@@ -32,6 +32,12 @@ pub(super) trait Simd {
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// # Safety
     /// As `zero`.
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    /// # Safety
+    /// As `zero`.
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// # Safety
+    /// As `zero`.
     unsafe fn store(p: *mut f32, v: Self::V);
     /// The first `n` lanes from `p` (nothing past them is read), zeros after.
     /// # Safety
@@ -69,6 +75,14 @@ impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn add(a: __m512, b: __m512) -> __m512 {
         unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_mul_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m512) {
@@ -125,6 +139,14 @@ impl Simd for Avx2 {
     #[inline(always)]
     unsafe fn add(a: __m256, b: __m256) -> __m256 {
         unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_mul_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m256) {
