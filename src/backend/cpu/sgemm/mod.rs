@@ -10,9 +10,9 @@
 //! packed. Products with few rows (the NER training step's, 32 windows a
 //! step) compute A·Bᵀ as (B·Aᵀ)ᵀ through a buffer, so that only the small
 //! operand is transposed (a fused multiply-add is symmetric in its
-//! factors: the sums are the same); A·B too, as (Bᵀ·Aᵀ)ᵀ, where their
-//! rows fill whole vectors and K is long, else they read row-major B
-//! where it lies. A last tile of at most 8 rows (4 on AVX2) runs a kernel
+//! factors: the sums are the same), where K is long enough; A·B too, as
+//! (Bᵀ·Aᵀ)ᵀ, where their rows fill whole vectors and K is long, else they
+//! read row-major B where it lies. A last tile of at most 8 rows (4 on AVX2) runs a kernel
 //! that short rather than computing rows it discards; whole tiles are
 //! stored straight from the registers. Row-major B whose rows lie far
 //! apart is packed row by row, as a stream the prefetcher follows.
@@ -41,7 +41,8 @@ use super::blocks::transpose_avx;
 /// K per block: `matrixmultiply`'s `S_KC`, which fixes the summation order.
 const KC: usize = 256;
 /// Products with at most this many rows (4 tiles) read row-major B where
-/// it lies (unless swapped: `SWAP_AB_ROWS`), and compute A·Bᵀ as (B·Aᵀ)ᵀ:
+/// it lies (unless swapped: `SWAP_AB_ROWS`), and compute A·Bᵀ as (B·Aᵀ)ᵀ
+/// (from `SWAP_ABT_MIN_K`):
 /// each element of B then serves at most 4 tiles, too few to pay for
 /// packing or transposing all of B. On the NER training step's products
 /// that made 32×275×300 1.22× faster (B where it lies, against packed B)
@@ -63,6 +64,13 @@ const DIRECT_B_ROWS: usize = 48;
 /// lines that move between the cores).
 const SWAP_AB_ROWS: usize = 16;
 const SWAP_AB_MIN_K: usize = 128;
+/// A·Bᵀ with at most `DIRECT_B_ROWS` rows is computed as (B·Aᵀ)ᵀ when K is
+/// at least this; with K shorter, the transposes cost more than they save.
+/// One thread, in-process alternation (the whole `matmul`, 2 µs of which
+/// are the call): 32×9×300 ran 1.41× as fast unswapped (the NER step's
+/// δ₂·W₂ᵀ), 32×16×300 1.34×, 32×25×300 and 32×32×300 1.12×, the same with
+/// N = 100 1.00–1.10×; from K = 50 the swap won (0.87–0.99 of the time).
+const SWAP_ABT_MIN_K: usize = 48;
 /// Columns of B packed per pass over C: keeps a packed block of B (KC×NC,
 /// 1 MiB) in the L2 cache.
 const NC: usize = 1024;
@@ -236,7 +244,7 @@ pub(super) unsafe fn sgemm(
     let swap = a.cs == 1
         && a.rs > 0
         && m <= DIRECT_B_ROWS
-        && ((b.rs == 1 && b.cs > 0)
+        && ((b.rs == 1 && b.cs > 0 && k >= SWAP_ABT_MIN_K)
             || (b.cs == 1 && b.rs > 0 && m.is_multiple_of(SWAP_AB_ROWS) && k >= SWAP_AB_MIN_K));
     PACKED.with(|packed| {
         let mut fresh = (Vec::new(), Vec::new(), Vec::new());
