@@ -247,39 +247,17 @@ fn matmul<T: Typed>(k: &Kernel, read: &Reader<'_>, c: &mut [T], pool: &Pool) -> 
             gemm(pool, m, k, n, av, sa, bv, sb, c, None);
             return Ok(());
         };
-        // The epilogue runs on rows of C as the GEMM finishes them, while
-        // they are still in cache, on the thread that computed them.
+        // The epilogue runs on C as the GEMM finishes it (rows; an SGD
+        // update, tiles), while in cache, on the thread that computed it.
         with_inputs(read, inputs, "matmul epilogue input", |data| {
             let shape = [m, n];
             let ctx = Ctx::new(&shape, inputs, data, expr, true, c.len())?;
-            if let Some((from, scale)) = scaled_sub(expr, inputs, data, &shape) {
-                gemm(
-                    pool,
-                    m,
-                    k,
-                    n,
-                    av,
-                    sa,
-                    bv,
-                    sb,
-                    c,
-                    Some(GemmEpilogue::ScaledSub(from, scale)),
-                );
-                return Ok(());
-            }
             let finish = |at: usize, rows: &mut [T]| ctx.piece(at, rows);
-            gemm(
-                pool,
-                m,
-                k,
-                n,
-                av,
-                sa,
-                bv,
-                sb,
-                c,
-                Some(GemmEpilogue::Rows(&finish)),
-            );
+            let epilogue = match scaled_sub(expr, inputs, data, &shape) {
+                Some((from, scale)) => GemmEpilogue::ScaledSub(from, scale),
+                None => GemmEpilogue::Rows(&finish),
+            };
+            gemm(pool, m, k, n, av, sa, bv, sb, c, Some(epilogue));
             Ok(())
         })
     }
