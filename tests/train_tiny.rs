@@ -265,13 +265,19 @@ fn sgd_steps(d: &Device, batch: usize, seed: u64) -> Result<impl FnMut() -> Resu
 
 /// W after two SGD steps on `sum((x·W) ⊙ t)`, whose gradient is xᵀ·t:
 /// with fusion, the update W − η·xᵀ·t is the epilogue of the gradient's
-/// product, which the CPU backend applies in the GEMM's tiles.
-fn updated_weight(d: &Device, (m, k, n): (usize, usize, usize), fuse: bool) -> Result<HostData> {
-    let w = input(&[m, n], DType::F32, 7, d)?;
+/// product, which the CPU backend applies in the GEMM's tiles (f32) or
+/// over its rows (f64).
+fn updated_weight(
+    d: &Device,
+    (m, k, n): (usize, usize, usize),
+    dtype: DType,
+    fuse: bool,
+) -> Result<HostData> {
+    let w = input(&[m, n], dtype, 7, d)?;
     let mut sgd = Sgd::new(vec![w.clone()], 0.05);
     for step in 0..2 {
-        let x = input(&[k, m], DType::F32, 8 + step, d)?;
-        let t = input(&[k, n], DType::F32, 10 + step, d)?;
+        let x = input(&[k, m], dtype, 8 + step, d)?;
+        let t = input(&[k, n], dtype, 10 + step, d)?;
         with_fusion(fuse, || -> Result<()> {
             let loss = x.matmul(&w)?.mul(&t)?.sum()?;
             loss.backward()?;
@@ -289,15 +295,17 @@ fn bits(h: &HostData) -> Vec<u64> {
 fn sgd_update_fused_into_its_gradient_matches_separate_launches_bit_for_bit() -> Result<()> {
     // W's gradient split by rows (275×32×300), by columns (40×64×600, at
     // more than one thread), and on one thread (12×20×70).
-    for shape in [(275, 32, 300), (40, 64, 600), (12, 20, 70)] {
-        let want = updated_weight(&Device::cpu(), shape, false)?;
-        for threads in [1, 2, 3] {
-            let d = Device::cpu_with_threads(threads)?;
-            let got = updated_weight(&d, shape, true)?;
-            assert!(
-                bits(&got) == bits(&want),
-                "{shape:?} at {threads} threads: fused update differs"
-            );
+    for dtype in [DType::F32, DType::F64] {
+        for shape in [(275, 32, 300), (40, 64, 600), (12, 20, 70)] {
+            let want = updated_weight(&Device::cpu(), shape, dtype, false)?;
+            for threads in [1, 2, 3] {
+                let d = Device::cpu_with_threads(threads)?;
+                let got = updated_weight(&d, shape, dtype, true)?;
+                assert!(
+                    bits(&got) == bits(&want),
+                    "{dtype:?} {shape:?} at {threads} threads: fused update differs"
+                );
+            }
         }
     }
     Ok(())
