@@ -119,8 +119,8 @@ fn input(shape: &[usize], dtype: DType, seed: u64, d: &Device) -> Result<Tensor>
 
 /// Each op at sizes above the CPU backend's thresholds for splitting work
 /// (matmuls by rows and by columns, every transpose, element-wise work
-/// with broadcasting, reductions along each axis and over long axes, the
-/// fused loss, gather),
+/// with broadcasting, reductions along each axis and over long axes,
+/// concatenation, the fused loss, gather),
 /// forward and backward: every value and gradient, as bits.
 fn op_results(d: &Device, dtype: DType) -> Result<Vec<HostData>> {
     let mut out = Vec::new();
@@ -147,6 +147,14 @@ fn op_results(d: &Device, dtype: DType) -> Result<Vec<HostData>> {
     let r = z.sum_axis(1)?.mul(&z.max_axis(1)?)?.sum()?.add(&z.sum()?)?;
     r.backward()?;
     out.extend([r.to_host()?, z.grad().expect("a gradient").to_host()?]);
+    // Concatenation: zero padding of each piece, split by rows, summed.
+    let (p, q) = (
+        input(&[900, 37], dtype, 9, d)?,
+        input(&[900, 60], dtype, 10, d)?,
+    );
+    let c = Tensor::concat(&[&p, &q, &p], 1)?;
+    c.mul(&c)?.sum()?.backward()?;
+    out.extend([c.to_host()?, p.grad().expect("a gradient").to_host()?]);
     let logits = input(&[5000, 9], dtype, 7, d)?;
     let labels: Vec<u32> = (0..5000).map(|i| (i * 7 % 9) as u32).collect();
     let loss = logits.softmax_cross_entropy(&Tensor::ids(labels, &[5000], d)?)?;

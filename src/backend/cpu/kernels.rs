@@ -165,7 +165,7 @@ fn axis_kernel<T: Typed>(k: &Kernel, read: &Reader<'_>, o: &mut [T], pool: &Pool
         } => {
             expect(outer * total * inner)?;
             borrow!(read, *input, "pad input" => x_guard, x);
-            pad(x, *outer, *len, *inner, *before, *total, o)
+            pad(pool, x, (*outer, *len, *inner), (*before, *total), o)
         }
         _ => Err(Error::invalid("cpu execute", "not an axis kernel")),
     }
@@ -592,24 +592,34 @@ fn reduce_narrow<T: Float>(
 
 /// `[outer, len, inner]` placed at `before` inside zeros of
 /// `[outer, total, inner]`.
+/// `x` seen as `[outer, len, inner]` into `o` as `[outer, total, inner]`,
+/// at `before` along the middle axis, zeros elsewhere.
 fn pad<T: Float>(
+    pool: &Pool,
     x: &[T],
-    outer: usize,
-    len: usize,
-    inner: usize,
-    before: usize,
-    total: usize,
+    (outer, len, inner): (usize, usize, usize),
+    (before, total): (usize, usize),
     o: &mut [T],
 ) -> Result<()> {
     if x.len() != outer * len * inner || before + len > total {
         return Err(Error::invalid("cpu pad", "input size mismatch"));
     }
-    o.fill(T::ZERO);
-    let (block, out_block) = (len * inner, total * inner);
-    for a in 0..outer {
-        let dst = a * out_block + before * inner;
-        o[dst..dst + block].copy_from_slice(&x[a * block..(a + 1) * block]);
+    let (block, out_block, head) = (len * inner, total * inner, before * inner);
+    if out_block == 0 {
+        return Ok(());
     }
+    // Each element written once, zero or copied, in blocks of outer rows
+    // spread over the pool (a concatenation is a sum of these).
+    pool.rows(o, out_block, out_block, |first, rows| {
+        for (r, row) in rows.chunks_mut(out_block).enumerate() {
+            let a = first + r;
+            let (zeros, rest) = row.split_at_mut(head);
+            let (copied, after) = rest.split_at_mut(block);
+            zeros.fill(T::ZERO);
+            copied.copy_from_slice(&x[a * block..(a + 1) * block]);
+            after.fill(T::ZERO);
+        }
+    });
     Ok(())
 }
 
@@ -702,6 +712,37 @@ pub(super) fn softmax_xent_with_grad(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Zero padding large enough to be split over threads equals a plain
+    /// loop at any thread count, the padded axis in the middle and last,
+    /// into an output that held other values.
+    #[test]
+    fn pad_matches_a_plain_loop() {
+        for (outer, len, inner, before, total) in [(900, 37, 1, 60, 134), (50, 7, 130, 3, 12)] {
+            let x: Vec<f32> = (0..outer * len * inner).map(|i| i as f32 + 1.0).collect();
+            let mut want = vec![0.0f32; outer * total * inner];
+            for a in 0..outer {
+                for l in 0..len {
+                    for i in 0..inner {
+                        want[(a * total + before + l) * inner + i] = x[(a * len + l) * inner + i];
+                    }
+                }
+            }
+            assert!(want.len() >= 2 * PAR_MIN, "large enough to split");
+            for threads in [1, 2, 3] {
+                let pool = Pool::new(threads).unwrap();
+                let mut got = vec![f32::NAN; want.len()];
+                pad(&pool, &x, (outer, len, inner), (before, total), &mut got).unwrap();
+                assert_eq!(got, want, "{outer}x{len}x{inner} at {threads} threads");
+            }
+        }
+        let pool = Pool::new(2).unwrap();
+        let mut o = vec![0.0f32; 4];
+        assert!(
+            pad(&pool, &[1.0; 3], (1, 3, 1), (2, 4), &mut o).is_err(),
+            "past the end"
+        );
+    }
 
     /// Gathers and sparse row updates large enough to take their threaded
     /// and prefetching paths equal a plain loop bit for bit, at any thread
