@@ -27,7 +27,7 @@ pub(super) fn run(
     }
     match out {
         HostData::U32(o) => match k {
-            Kernel::ArgMax { .. } => argmax(k, read, o),
+            Kernel::ArgMax { .. } => argmax(k, read, o, pool),
             _ => Err(Error::invalid(
                 "cpu execute",
                 format!("{} cannot produce u32", k.name()),
@@ -624,11 +624,11 @@ fn pad<T: Float>(
 }
 
 /// Index of the first extreme along the middle axis; NaN beats everything.
+/// Blocks of outer rows are spread over the pool.
 fn arg_extreme<T: Float>(
+    pool: &Pool,
     x: &[T],
-    outer: usize,
-    len: usize,
-    inner: usize,
+    (outer, len, inner): (usize, usize, usize),
     min: bool,
     o: &mut [u32],
 ) -> Result<()> {
@@ -639,28 +639,34 @@ fn arg_extreme<T: Float>(
     {
         return Err(Error::invalid("cpu argmax", "input size mismatch"));
     }
-    for a in 0..outer {
-        for i in 0..inner {
-            let at = |l: usize| x[(a * len + l) * inner + i];
-            let (mut best, mut arg) = (at(0), 0usize);
-            for l in 1..len {
-                let v = at(l);
-                if best.is_nan() {
-                    break;
-                }
-                let better = if min { v < best } else { v > best };
-                if better || v.is_nan() {
-                    best = v;
-                    arg = l;
-                }
-            }
-            o[a * inner + i] = arg as u32;
-        }
+    if inner == 0 {
+        return Ok(());
     }
+    pool.rows(o, inner, len * inner, |first, rows| {
+        for (r, row) in rows.chunks_mut(inner).enumerate() {
+            let a = first + r;
+            for (i, out) in row.iter_mut().enumerate() {
+                let at = |l: usize| x[(a * len + l) * inner + i];
+                let (mut best, mut arg) = (at(0), 0usize);
+                for l in 1..len {
+                    let v = at(l);
+                    if best.is_nan() {
+                        break;
+                    }
+                    let better = if min { v < best } else { v > best };
+                    if better || v.is_nan() {
+                        best = v;
+                        arg = l;
+                    }
+                }
+                *out = arg as u32;
+            }
+        }
+    });
     Ok(())
 }
 
-fn argmax(k: &Kernel, read: &Reader<'_>, o: &mut [u32]) -> Result<()> {
+fn argmax(k: &Kernel, read: &Reader<'_>, o: &mut [u32], pool: &Pool) -> Result<()> {
     let Kernel::ArgMax {
         input,
         outer,
@@ -674,8 +680,8 @@ fn argmax(k: &Kernel, read: &Reader<'_>, o: &mut [u32]) -> Result<()> {
     };
     let b = read(*input)?.read();
     match &*b {
-        HostData::F32(x) => arg_extreme(x, *outer, *len, *inner, *min, o),
-        HostData::F64(x) => arg_extreme(x, *outer, *len, *inner, *min, o),
+        HostData::F32(x) => arg_extreme(pool, x, (*outer, *len, *inner), *min, o),
+        HostData::F64(x) => arg_extreme(pool, x, (*outer, *len, *inner), *min, o),
         HostData::U32(_) => Err(Error::invalid("cpu argmax", "input is u32")),
     }
 }
@@ -742,6 +748,42 @@ mod tests {
             pad(&pool, &[1.0; 3], (1, 3, 1), (2, 4), &mut o).is_err(),
             "past the end"
         );
+    }
+
+    /// Arg-extremes large enough to be split over threads equal a plain
+    /// loop at any thread count, along a middle and a last axis, with ties
+    /// (the first wins) and NaN (which beats everything).
+    #[test]
+    fn arg_extreme_matches_a_plain_loop() {
+        for (outer, len, inner) in [(9000, 9, 1), (40, 30, 50)] {
+            let mut x: Vec<f32> = (0..outer * len * inner)
+                .map(|i| ((i * 37) % 11) as f32)
+                .collect();
+            x[5 * len * inner + 3 * inner] = f32::NAN;
+            for min in [false, true] {
+                let mut want = vec![0u32; outer * inner];
+                for a in 0..outer {
+                    for i in 0..inner {
+                        let at = |l: usize| x[(a * len + l) * inner + i];
+                        let nan = (0..len).find(|&l| at(l).is_nan());
+                        let best = (0..len).fold(0, |b, l| {
+                            let better = if min { at(l) < at(b) } else { at(l) > at(b) };
+                            if better { l } else { b }
+                        });
+                        want[a * inner + i] = nan.unwrap_or(best) as u32;
+                    }
+                }
+                for threads in [1, 2, 3] {
+                    let pool = Pool::new(threads).unwrap();
+                    let mut got = vec![u32::MAX; want.len()];
+                    arg_extreme(&pool, &x, (outer, len, inner), min, &mut got).unwrap();
+                    assert_eq!(
+                        got, want,
+                        "{outer}x{len}x{inner} min {min} at {threads} threads"
+                    );
+                }
+            }
+        }
     }
 
     /// Gathers and sparse row updates large enough to take their threaded
