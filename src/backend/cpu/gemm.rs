@@ -109,46 +109,37 @@ pub trait Gemm: Float {
         rsc: usize,
     ) {
         // SAFETY: the caller's.
-        unsafe { Self::gemm_rows_done(m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, &mut |_, _| {}) }
+        unsafe {
+            Self::gemm_rows_done(
+                m,
+                k,
+                n,
+                a,
+                rsa,
+                csa,
+                b,
+                rsb,
+                csb,
+                c,
+                rsc,
+                &mut |_, _| {},
+                None,
+            )
+        }
     }
 
     /// As `gemm_strided`, calling `rows_done(first, rows)` on this thread
     /// once those rows of C are final: tile by tile with the crate's own
     /// kernel (while they are in cache), once for all of C otherwise.
-    /// Every row is reported once.
-    ///
-    /// # Safety
-    /// As `gemm_strided`.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm_rows_done(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: &[Self],
-        rsa: isize,
-        csa: isize,
-        b: &[Self],
-        rsb: isize,
-        csb: isize,
-        c: *mut Self,
-        rsc: usize,
-        rows_done: &mut dyn FnMut(usize, usize),
-    ) {
-        // SAFETY: the caller's.
-        unsafe {
-            Self::gemm_rows_updated(m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, rows_done, None)
-        }
-    }
-
-    /// As `gemm_rows_done`; with `update = Some((from, scale))`, a row
-    /// reported done holds `from − C·scale` (`from` laid out as C).
+    /// Every row is reported once. With `update = Some((from, scale))`, a
+    /// row reported done holds `from − C·scale` (`from` laid out as C; the
+    /// multiply, then the subtraction, each rounded).
     ///
     /// # Safety
     /// As `gemm_strided`; `from` must be valid for reads of the elements
     /// of C's layout and must not overlap C.
-    #[doc(hidden)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm_rows_updated(
+    unsafe fn gemm_rows_done(
         m: usize,
         k: usize,
         n: usize,
@@ -477,7 +468,7 @@ impl<T: Gemm> Rows<'_, T> {
             let update = self
                 .update
                 .map(|(from, scale)| (from.at(lo * n).cast_const(), scale));
-            T::gemm_rows_updated(
+            T::gemm_rows_done(
                 hi - lo,
                 k,
                 n,

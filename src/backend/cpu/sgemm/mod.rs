@@ -12,10 +12,11 @@
 //! operand is transposed (a fused multiply-add is symmetric in its
 //! factors: the sums are the same), where K is long enough; A·B too, as
 //! (Bᵀ·Aᵀ)ᵀ, where their rows fill whole vectors and K is long, else they
-//! read row-major B where it lies. A last tile of at most 8 rows (4 on AVX2) runs a kernel
-//! that short rather than computing rows it discards; whole tiles are
-//! stored straight from the registers. Row-major B whose rows lie far
-//! apart is packed row by row, as a stream the prefetcher follows.
+//! read row-major B where it lies. A last tile of at most 8 rows (4 on
+//! AVX2) runs a kernel that short rather than computing rows it discards;
+//! whole tiles are stored straight from the registers. Row-major B whose
+//! rows lie far apart is packed row by row, as a stream the prefetcher
+//! follows.
 //!
 //! `sgemm` reports rows of C as they become final, tile by tile, so that
 //! a matmul's epilogue runs on them while they are still in cache.
@@ -42,13 +43,12 @@ use super::blocks::transpose_avx;
 const KC: usize = 256;
 /// Products with at most this many rows (4 tiles) read row-major B where
 /// it lies (unless swapped: `SWAP_AB_ROWS`), and compute A·Bᵀ as (B·Aᵀ)ᵀ
-/// (from `SWAP_ABT_MIN_K`):
-/// each element of B then serves at most 4 tiles, too few to pay for
-/// packing or transposing all of B. On the NER training step's products
-/// that made 32×275×300 1.22× faster (B where it lies, against packed B)
-/// and 32×300×275 1.28× (the transposed product), on one thread,
-/// in-process A/B; reading B in place at 275×32×300 and 1024×250×100 cost
-/// 8 % and 4 %, hence the bound.
+/// (from `SWAP_ABT_MIN_K`): each element of B then serves at most 4
+/// tiles, too few to pay for packing or transposing all of B. On the NER
+/// training step's products that made 32×275×300 1.22× faster (B where it
+/// lies, against packed B) and 32×300×275 1.28× (the transposed product),
+/// on one thread, in-process A/B; reading B in place at 275×32×300 and
+/// 1024×250×100 cost 8 % and 4 %, hence the bound.
 const DIRECT_B_ROWS: usize = 48;
 /// A·B with row-major B and at most `DIRECT_B_ROWS` rows is computed as
 /// (Bᵀ·Aᵀ)ᵀ too, when its rows are a multiple of this and K is at least
@@ -184,9 +184,9 @@ impl Isa {
 /// once for every row. With `update = Some((from, scale))` a row reported
 /// done holds `from − C·scale` instead (an SGD step fused into its
 /// gradient's product: the multiply, then the subtraction, each rounded,
-/// as the element-wise kernels compute it), `from` laid out as C is; whole
-/// tiles get it in registers as they are stored, with `from`'s lines
-/// fetched while the tile's sums run.
+/// as the element-wise kernels compute it), `from` laid out as C is; each
+/// tile gets it as soon as it is stored, while it is in L1, with `from`'s
+/// lines fetched while the tile's sums run.
 ///
 /// # Safety
 /// `isa.supported()` must hold; `a` and `b` must be valid for reads of
