@@ -124,7 +124,13 @@ fn input(shape: &[usize], dtype: DType, seed: u64, d: &Device) -> Result<Tensor>
 /// forward and backward: every value and gradient, as bits.
 fn op_results(d: &Device, dtype: DType) -> Result<Vec<HostData>> {
     let mut out = Vec::new();
-    for (m, k, n) in [(301, 257, 67), (67, 257, 301), (40, 1100, 33)] {
+    // 32×275×300: a short, wide product summed as two halves of K.
+    for (m, k, n) in [
+        (301, 257, 67),
+        (67, 257, 301),
+        (40, 1100, 33),
+        (32, 275, 300),
+    ] {
         let a = input(&[m, k], dtype, 1, d)?;
         let b = input(&[k, n], dtype, 2, d)?;
         let at = input(&[k, m], dtype, 3, d)?;
@@ -175,7 +181,7 @@ fn training_results(d: &Device) -> Result<(Vec<f64>, Vec<HostData>)> {
         window: 5,
         cap_classes: 0,
         cap_dim: 0,
-        hidden: vec![128],
+        hidden: vec![160],
         classes: 9,
         activation: Activation::Tanh,
         features: vec![],
@@ -184,8 +190,10 @@ fn training_results(d: &Device) -> Result<(Vec<f64>, Vec<HostData>)> {
     let net = WindowNet::new(cfg.clone(), DType::F32, d, &mut rng)?;
     let mut sgd = Sgd::new(net.params(), 0.1);
     let mut losses = Vec::new();
-    for _ in 0..4 {
-        let b = random_batch(&cfg, 512, d, &mut rng)?;
+    // Batches of 512, then of 32, whose first layer (32×250×160) sums two
+    // halves of K.
+    for batch in [512, 512, 512, 32, 32, 32] {
+        let b = random_batch(&cfg, batch, d, &mut rng)?;
         let loss = net.loss(&b, None)?;
         loss.backward()?;
         sgd.step_with(&[&loss])?;

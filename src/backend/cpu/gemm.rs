@@ -5,16 +5,19 @@
 //! without AVX-512 an operand its packing would gather element by element
 //! is transposed first, see `transpose`).
 //!
-//! Only M and N are split, never K: both GEMMs sum each output element
-//! over K in blocks of 256, one fused multiply-add chain a block, so an
-//! element's additions happen in the same order whichever block of C it
-//! falls in, and the product is bit-identical for any thread count
-//! (`tests/equivalence.rs` checks it on odd shapes), and between the two
-//! GEMMs (`sgemm`'s tests). So large products split their rows in
-//! proportion to each thread's recent speed (`balance`), which timing
-//! decides, without changing a bit. `matrixmultiply`'s own `threading`
-//! feature would do the same split, but it sizes one process-wide pool
-//! from `MATMUL_NUM_THREADS`, where a device here chooses its own count.
+//! M and N are split by the thread count, K never is: both GEMMs sum each
+//! output element over K in blocks of 256, one fused multiply-add chain a
+//! block, so an element's additions happen in the same order whichever
+//! block of C it falls in, and the product is bit-identical for any
+//! thread count (`tests/equivalence.rs` checks it on odd shapes), and
+//! between the two GEMMs (`sgemm`'s tests). So large products split
+//! their rows in proportion to each thread's recent speed (`balance`),
+//! which timing decides, without changing a bit. `matrixmultiply`'s own
+//! `threading` feature would do the same split, but it sizes one
+//! process-wide pool from `MATMUL_NUM_THREADS`, where a device here
+//! chooses its own count. The one cut of K is decided by the shape alone:
+//! a product of at most 32 rows with B stored by rows sums two halves of
+//! K and adds them (`k_cut`), on one thread as on several.
 //!
 //! A matmul's epilogue (`Finish`) runs on rows of C as the kernel
 //! finishes them, on the thread that computed them, while they are in
@@ -280,7 +283,8 @@ fn scaled_sub<T: Float>(from: &[T], scale: T, out: &mut [T]) {
 }
 
 /// `C = A·B` (row-major C, m×n) on the pool's threads, one block of rows
-/// (or columns, when n > m) of C per thread, with operands that packing
+/// (or columns, when n > m) of C per thread, or one half of K for the
+/// products `k_cut` names, with operands that packing
 /// would gather transposed first (`transpose`). `epilogue` is applied to
 /// every element of C once, as rows of a block become final.
 #[allow(clippy::too_many_arguments)]
@@ -304,9 +308,129 @@ pub(crate) fn gemm<T: Gemm + Stage>(
     {
         return;
     }
-    T::staged(pool, (m, k, n), (a, sa), (b, sb), |(a, sa), (b, sb)| {
-        split(pool, m, k, n, a, sa, b, sb, c, epilogue)
+    // Decided on the operands as given, before staging may transpose
+    // them, so that every host cuts the same products.
+    let k_cut = k_cut(m, k, n, sb);
+    T::staged(pool, (m, k, n), (a, sa), (b, sb), |a, b| {
+        spread(pool, (m, k, n), a, b, c, epilogue, k_cut)
     });
+}
+
+/// The product on the pool's threads: cut along K at `k_cut`, or else
+/// split by rows or columns.
+fn spread<T: Gemm>(
+    pool: &Pool,
+    (m, k, n): (usize, usize, usize),
+    (a, sa): Operand<'_, T>,
+    (b, sb): Operand<'_, T>,
+    c: &mut [T],
+    epilogue: Option<Epilogue<'_, T>>,
+    k_cut: Option<usize>,
+) {
+    match k_cut {
+        Some(k0) => split_k(pool, m, k, n, a, sa, b, sb, c, epilogue, k0),
+        None => split(pool, m, k, n, a, sa, b, sb, c, epilogue),
+    }
+}
+
+/// Products of at most this many rows of C whose B is stored by rows are
+/// summed in two halves of K (`split_k`).
+///
+/// The case is a layer's forward pass `x·W` at a small batch. Its
+/// weight's gradient `xᵀ·δ` is tall and split by rows, so with an SGD
+/// step fused into it each thread writes a block of W's rows; cut by
+/// columns, the next forward pass reads about half of each thread's W
+/// from the other core (~8 ns a 64-byte line here). Cut along K at the
+/// same place, each thread reads the rows it wrote. The window model's
+/// training step at 2 threads, in-process alternation: 1.07–1.13× as
+/// fast with one 32×275×300 first layer, 1.08–1.18× with the `train`
+/// model's 32×250×300 + 32×25×300 (word and side inputs). Alone, with W
+/// never rewritten, the cut
+/// costs its extra pass: 32×275×300 0.93×, 48×300×100 0.97×, 64×512×512
+/// 0.97×, 16×1024×1024 1.05× against the column split, hence the bound.
+const K_CUT_MAX_ROWS: usize = 32;
+
+/// K below which a product is never cut in two.
+const K_CUT_MIN_K: usize = 128;
+
+/// Where K is cut in two (`split_k`) for this product, if it is: few rows
+/// of C, a long K, B stored by rows, and enough work to spread over
+/// threads. Only the shape and B's layout decide it, never the thread
+/// count or the host, so every thread count and host sums the same way.
+/// The cut: half of K rounded up to 16, which is also where a 2-thread
+/// row split of a gradient with K rows falls when the kernel's row tile
+/// divides 48 (12 on AVX-512: 275 → 144).
+fn k_cut(m: usize, k: usize, n: usize, (rsb, csb): (isize, isize)) -> Option<usize> {
+    let cut = m <= K_CUT_MAX_ROWS
+        && csb == 1
+        && rsb != 1
+        && k >= K_CUT_MIN_K
+        && m * n * k >= PAR_MIN_MACS;
+    cut.then(|| k.div_ceil(2).next_multiple_of(16))
+}
+
+thread_local! {
+    /// `split_k`'s second partial product, kept between calls.
+    static PARTIAL: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// C = A[:, ..k0]·B[..k0, :] + A[:, k0..]·B[k0.., :]: each partial
+/// product on a thread of its own (split by columns too where there are
+/// more than two threads), then their sum and the epilogue in pieces.
+/// At one thread the same two products run one after the other, so the
+/// sums are the same bits at any thread count.
+#[allow(clippy::too_many_arguments)]
+fn split_k<T: Gemm>(
+    pool: &Pool,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    (rsa, csa): (isize, isize),
+    b: &[T],
+    (rsb, csb): (isize, isize),
+    c: &mut [T],
+    epilogue: Option<Epilogue<'_, T>>,
+    k0: usize,
+) {
+    let mut words = PARTIAL.take();
+    let len = (m * n * std::mem::size_of::<T>()).div_ceil(8);
+    if words.len() < len {
+        words.resize(len, 0);
+    }
+    // SAFETY: `words` holds at least m·n elements of T (a float type of 4
+    // or 8 bytes, aligned at most as u64), all initialized.
+    let partial = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<T>(), m * n) };
+    let (cp, pp) = (SendPtr(c.as_mut_ptr()), SendPtr(partial.as_mut_ptr()));
+    let blocks = (pool.threads() / 2).max(1);
+    let width = n.div_ceil(blocks).next_multiple_of(T::tile().1);
+    let blocks = n.div_ceil(width);
+    pool.tasks(2 * blocks, |t| {
+        let (half, block) = (t % 2, t / 2);
+        let (lo, hi) = (block * width, ((block + 1) * width).min(n));
+        let ((p0, p1), out) = if half == 0 {
+            ((0, k0), cp)
+        } else {
+            ((k0, k), pp)
+        };
+        let a = &a[(p0 as isize * csa) as usize..];
+        let b = &b[(p0 as isize * rsb + lo as isize * csb) as usize..];
+        // SAFETY: columns lo..hi of C or of the partial product, written
+        // by this task alone, through the row stride n.
+        unsafe { T::gemm_strided(m, p1 - p0, hi - lo, a, rsa, csa, b, rsb, csb, out.at(lo), n) };
+    });
+    let partial = &*partial;
+    pool.pieces(&mut c[..m * n], PAR_MIN, |start, out| {
+        for (o, &p) in out.iter_mut().zip(&partial[start..]) {
+            *o = *o + p;
+        }
+        match epilogue {
+            Some(Epilogue::Rows(finish)) => finish(start, out),
+            Some(Epilogue::ScaledSub(from, scale)) => scaled_sub(&from[start..], scale, out),
+            None => {}
+        }
+    });
+    PARTIAL.set(words);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -512,6 +636,7 @@ mod tests {
         // result.
         let epilogue = |x: f32| x * 2.0 + 1.0;
         let finish = |_: usize, out: &mut [f32]| out.iter_mut().for_each(|x| *x = epilogue(*x));
+        let mut cuts = 0;
         for (m, k, n) in [
             (70, 300, 275),
             (300, 33, 129),
@@ -519,6 +644,7 @@ mod tests {
             (129, 257, 9),
             (275, 32, 300),
             (32, 275, 300),
+            (20, 1100, 70),
             (520, 260, 520),
         ] {
             let a: Vec<f32> = (0..m * k)
@@ -531,8 +657,9 @@ mod tests {
             // Row-major, and stored transposed, for each operand.
             for sa in [(ki, 1), (1, mi)] {
                 for sb in [(ni, 1), (1, ki)] {
-                    let mut want = vec![0.0f32; m * n];
-                    f32::gemm(m, k, n, &a, sa.0, sa.1, &b, sb.0, sb.1, &mut want);
+                    let cut = k_cut(m, k, n, sb);
+                    cuts += usize::from(cut.is_some());
+                    let want = reference(m, k, n, (&a, sa), (&b, sb), cut);
                     let finished: Vec<f32> = want.iter().map(|&x| epilogue(x)).collect();
                     let from: Vec<f32> = (0..m * n).map(|i| (i % 89) as f32 * 0.25).collect();
                     let stepped: Vec<f32> = want
@@ -563,7 +690,7 @@ mod tests {
                         // Staged on every host with AVX, whether or not
                         // `gemm` chooses to stage on this one.
                         transposed_first(pool, (m, k, n), (&a, sa), (&b, sb), |a, b| {
-                            split(pool, m, k, n, a.0, a.1, b.0, b.1, &mut staged, None)
+                            spread(pool, (m, k, n), a, b, &mut staged, None, cut)
                         });
                         for (what, got, want) in [
                             ("gemm", &got, &want),
@@ -585,5 +712,31 @@ mod tests {
                 }
             }
         }
+        // 32×275×300 and 20×1100×70 with B by rows, for both layouts
+        // of A: K cut in two.
+        assert_eq!(cuts, 4);
+    }
+
+    /// The product as one plain `matrixmultiply` call, or where K is cut,
+    /// as two (one per half of K) and their sum.
+    fn reference(
+        m: usize,
+        k: usize,
+        n: usize,
+        (a, (rsa, csa)): Operand<'_, f32>,
+        (b, (rsb, csb)): Operand<'_, f32>,
+        cut: Option<usize>,
+    ) -> Vec<f32> {
+        let mut want = vec![0.0f32; m * n];
+        let Some(k0) = cut else {
+            f32::gemm(m, k, n, a, rsa, csa, b, rsb, csb, &mut want);
+            return want;
+        };
+        let mut second = vec![0.0f32; m * n];
+        f32::gemm(m, k0, n, a, rsa, csa, b, rsb, csb, &mut want);
+        let (a, b) = (&a[k0 * csa as usize..], &b[k0 * rsb as usize..]);
+        f32::gemm(m, k - k0, n, a, rsa, csa, b, rsb, csb, &mut second);
+        want.iter_mut().zip(&second).for_each(|(x, y)| *x += y);
+        want
     }
 }
