@@ -328,7 +328,7 @@ fn spread<T: Gemm>(
     k_cut: Option<usize>,
 ) {
     match k_cut {
-        Some(k0) => split_k(pool, m, k, n, a, sa, b, sb, c, epilogue, k0),
+        Some(k0) => split_k(pool, (m, k, n), (a, sa), (b, sb), c, epilogue, k0),
         None => split(pool, m, k, n, a, sa, b, sb, c, epilogue),
     }
 }
@@ -379,16 +379,11 @@ thread_local! {
 /// more than two threads), then their sum and the epilogue in pieces.
 /// At one thread the same two products run one after the other, so the
 /// sums are the same bits at any thread count.
-#[allow(clippy::too_many_arguments)]
 fn split_k<T: Gemm>(
     pool: &Pool,
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[T],
-    (rsa, csa): (isize, isize),
-    b: &[T],
-    (rsb, csb): (isize, isize),
+    (m, k, n): (usize, usize, usize),
+    (a, (rsa, csa)): Operand<'_, T>,
+    (b, (rsb, csb)): Operand<'_, T>,
     c: &mut [T],
     epilogue: Option<Epilogue<'_, T>>,
     k0: usize,
