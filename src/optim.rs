@@ -31,10 +31,38 @@ fn scalar_input(like: &Tensor, v: f64) -> Result<Tensor> {
     Tensor::from_host(HostData::from_f64(&[v], like.dtype()), &[], &like.device())
 }
 
-/// The L2 norm of a gradient, as a 0-d tensor (a row scatter is summed into
-/// its table first, so repeated ids count once, as in the dense gradient).
+/// The L2 norm of a gradient, as a 0-d tensor. A row scatter (an
+/// embedding table's gradient) is summed into a table of only the rows its
+/// ids touch (`touched_rows`): those rows hold what they hold in the dense
+/// gradient (repeated ids summed in id order), and the other rows are
+/// zeros, so the norm is the dense one but for the order of its additions,
+/// without writing and reading every row of the table. For the window
+/// model's 58,622×50 embeddings this was about 5 ms a logged step.
 pub fn grad_norm(g: &Tensor) -> Result<Tensor> {
+    let touched = match row_scatter(g) {
+        Some((rows, ids)) => touched_rows(&rows, &ids)?,
+        None => None,
+    };
+    let g = touched.as_ref().unwrap_or(g);
     g.square()?.sum()?.sqrt()
+}
+
+/// `rows` added at `ids` into a table of the distinct ids only, in
+/// ascending id order: the dense table's nonzero rows, in its order. None
+/// when the ids are not u32 data (a row scatter's always are).
+fn touched_rows(rows: &Tensor, ids: &Tensor) -> Result<Option<Tensor>> {
+    let HostData::U32(ids_host) = ids.to_host()? else {
+        return Ok(None);
+    };
+    let mut distinct = ids_host.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let at: Vec<u32> = ids_host
+        .iter()
+        .map(|id| distinct.binary_search(id).unwrap_or(0) as u32)
+        .collect();
+    let at = Tensor::ids(at, ids.shape(), &ids.device())?;
+    Ok(Some(rows.scatter_add_rows(&at, distinct.len())?))
 }
 
 /// The factor min(1, max / ‖g‖) that clips the global norm of `grads` to

@@ -100,3 +100,39 @@ fn to_dtype_and_to_device_round_trip() -> Result<()> {
     assert_eq!(z.to_vec_f64()?, vec![0.25, -1.5]);
     Ok(())
 }
+
+/// An embedding's gradient (a row scatter, with repeated and unordered
+/// ids) has the norm of the dense gradient, though only the touched rows
+/// are summed.
+#[test]
+fn grad_norm_of_a_row_scatter_is_the_dense_norm() -> Result<()> {
+    for dtype in [DType::F32, DType::F64] {
+        let dev = Device::cpu();
+        let table =
+            Tensor::randn(&[1000, 7], 1.0, dtype, &dev, &mut Tensor::rng(5))?.requires_grad();
+        let ids: Vec<u32> = vec![17, 3, 999, 17, 0, 3, 17, 512];
+        let picked = table.gather_rows(&Tensor::ids(ids.clone(), &[8], &dev)?)?;
+        let weights = Tensor::randn(&[8, 7], 1.0, dtype, &dev, &mut Tensor::rng(6))?;
+        picked.mul(&weights)?.sum()?.backward()?;
+        let g = table.grad().expect("a gradient");
+        let got = deltagrad::optim::grad_norm(&g)?.to_vec_f64()?[0];
+        // The dense gradient by hand: each weight row added at its id.
+        let w = weights.to_vec_f64()?;
+        let mut dense = vec![0.0f64; 1000 * 7];
+        for (i, &id) in ids.iter().enumerate() {
+            for j in 0..7 {
+                dense[id as usize * 7 + j] += w[i * 7 + j];
+            }
+        }
+        let want = dense.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+        assert!((got - want).abs() <= tol * want, "{dtype}: {got} vs {want}");
+        // And the same as the norm of the gradient made dense.
+        let dense_norm = g.to_dtype(dtype)?.square()?.sum()?.sqrt()?.to_vec_f64()?[0];
+        assert!(
+            (got - dense_norm).abs() <= tol * want,
+            "{got} vs {dense_norm}"
+        );
+    }
+    Ok(())
+}
