@@ -47,9 +47,11 @@ pub fn grad_norm(g: &Tensor) -> Result<Tensor> {
     g.square()?.sum()?.sqrt()
 }
 
-/// `rows` added at `ids` into a table of the distinct ids only, in
-/// ascending id order: the dense table's nonzero rows, in its order. None
-/// when the ids are not u32 data (a row scatter's always are).
+/// `rows` added at `ids` into a table of the distinct ids, in ascending
+/// id order (the dense table's nonzero rows, in its order), then zero rows:
+/// as many rows as ids, so that the plan's shapes do not change with the
+/// number of distinct ids and a cached plan serves every step. None when
+/// the ids are not u32 data (a row scatter's always are).
 fn touched_rows(rows: &Tensor, ids: &Tensor) -> Result<Option<Tensor>> {
     let HostData::U32(ids_host) = ids.to_host()? else {
         return Ok(None);
@@ -62,7 +64,7 @@ fn touched_rows(rows: &Tensor, ids: &Tensor) -> Result<Option<Tensor>> {
         .map(|id| distinct.binary_search(id).unwrap_or(0) as u32)
         .collect();
     let at = Tensor::ids(at, ids.shape(), &ids.device())?;
-    Ok(Some(rows.scatter_add_rows(&at, distinct.len())?))
+    Ok(Some(rows.scatter_add_rows(&at, ids_host.len())?))
 }
 
 /// The factor min(1, max / ‖g‖) that clips the global norm of `grads` to

@@ -136,3 +136,29 @@ fn grad_norm_of_a_row_scatter_is_the_dense_norm() -> Result<()> {
     }
     Ok(())
 }
+
+/// Steps whose ids repeat more or less often plan the embedding's norm
+/// the same way: the norm of the second and third compiles nothing new.
+#[test]
+fn grad_norm_of_a_row_scatter_reuses_its_plan() -> Result<()> {
+    let dev = Device::cpu();
+    let table =
+        Tensor::randn(&[500, 4], 1.0, DType::F32, &dev, &mut Tensor::rng(8))?.requires_grad();
+    let mut misses = Vec::new();
+    // 6, 2 and 5 distinct ids among 6.
+    for ids in [
+        [1u32, 2, 3, 4, 5, 6],
+        [9, 9, 9, 4, 4, 9],
+        [0, 499, 7, 7, 30, 1],
+    ] {
+        let picked = table.gather_rows(&Tensor::ids(ids.to_vec(), &[6], &dev)?)?;
+        picked.square()?.sum()?.backward()?;
+        let g = table.grad().expect("a gradient");
+        deltagrad::optim::grad_norm(&g)?.to_vec_f64()?;
+        table.zero_grad();
+        misses.push(deltagrad::schedule::thread_stats().misses);
+    }
+    assert_eq!(misses[1], misses[2], "{misses:?}");
+    assert_eq!(misses[0], misses[1], "{misses:?}");
+    Ok(())
+}
