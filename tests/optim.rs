@@ -162,3 +162,47 @@ fn grad_norm_of_a_row_scatter_reuses_its_plan() -> Result<()> {
     assert_eq!(misses[0], misses[1], "{misses:?}");
     Ok(())
 }
+
+/// Clipping takes the global norm over an embedding's gradient (a row
+/// scatter, with repeated ids) and a dense one as the dense formula does.
+#[test]
+fn clipping_counts_an_embedding_gradient_as_dense() -> Result<()> {
+    let dev = Device::cpu();
+    let t0: Vec<f64> = (0..40).map(|i| i as f64 * 0.1 - 2.0).collect();
+    let table = Tensor::from_vec(t0.clone(), &[10, 4])?.requires_grad();
+    let p = param(&[3.0, -4.0]);
+    let mut sgd = Sgd::new(vec![table.clone(), p.clone()], 1.0);
+    sgd.clip_norm = Some(0.5);
+    let ids = [7u32, 2, 7, 7, 0];
+    let w: Vec<f64> = (0..20).map(|i| (i % 7) as f64 - 3.0).collect();
+    let picked = table.gather_rows(&Tensor::ids(ids.to_vec(), &[5], &dev)?)?;
+    let loss = picked
+        .mul(&Tensor::from_vec(w.clone(), &[5, 4])?)?
+        .sum()?
+        .add(&p.square()?.sum()?)?;
+    loss.backward()?;
+    sgd.step()?;
+    // ∂/∂table: row id gets the sum of its weight rows; ∂/∂p = 2p.
+    let mut g = vec![0.0f64; 40];
+    for (i, &id) in ids.iter().enumerate() {
+        for j in 0..4 {
+            g[id as usize * 4 + j] += w[i * 4 + j];
+        }
+    }
+    let gp = [6.0, -8.0];
+    let norm = (g.iter().chain(&gp).map(|x| x * x).sum::<f64>()).sqrt();
+    let f = (0.5 / (norm + 1e-12)).min(1.0);
+    let got = table.to_vec_f64()?;
+    for i in 0..40 {
+        let want = t0[i] - f * g[i];
+        assert!(
+            (got[i] - want).abs() < 1e-9,
+            "table[{i}]: {} vs {want}",
+            got[i]
+        );
+    }
+    let got = p.to_vec_f64()?;
+    assert!((got[0] - (3.0 - f * 6.0)).abs() < 1e-9, "{got:?}");
+    assert!((got[1] - (-4.0 + f * 8.0)).abs() < 1e-9, "{got:?}");
+    Ok(())
+}

@@ -136,6 +136,15 @@ fn temps(e: &Expr) -> usize {
     }
 }
 
+/// `out[i] ← from[i] − out[i]·scale` (an SGD step): the multiply, then the
+/// subtraction, each rounded, as the element-wise loops compute them. The
+/// GEMMs apply it where they fuse the step into a gradient's product.
+pub(crate) fn scaled_sub<T: Float>(from: &[T], scale: T, out: &mut [T]) {
+    for (o, &f) in out.iter_mut().zip(from) {
+        *o = f - *o * scale;
+    }
+}
+
 /// Whether `strides` are the row-major strides of `shape` (size-1 axes
 /// may have any stride).
 pub(crate) fn is_contiguous(strides: &[usize], shape: &[usize]) -> bool {

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
+use super::elementwise::scaled_sub;
 use super::par::{self, PAR_MIN, Pool, SendPtr};
 use super::transpose::{Operand, Stage};
 use crate::ir::Float;
@@ -274,11 +275,14 @@ pub(crate) enum Epilogue<'a, T> {
     ScaledSub(&'a [T], T),
 }
 
-/// `out[i] ← from[i] − out[i]·scale`: the multiply, then the subtraction,
-/// each rounded, as the element-wise kernels compute them.
-fn scaled_sub<T: Float>(from: &[T], scale: T, out: &mut [T]) {
-    for (o, &f) in out.iter_mut().zip(from) {
-        *o = f - *o * scale;
+impl<T: Float> Epilogue<'_, T> {
+    /// Applies the epilogue to `out`, the final elements of C from flat
+    /// index `start` on.
+    fn apply(&self, start: usize, out: &mut [T]) {
+        match *self {
+            Epilogue::Rows(finish) => finish(start, out),
+            Epilogue::ScaledSub(from, scale) => scaled_sub(&from[start..], scale, out),
+        }
     }
 }
 
@@ -419,10 +423,8 @@ fn split_k<T: Gemm>(
         for (o, &p) in out.iter_mut().zip(&partial[start..]) {
             *o = *o + p;
         }
-        match epilogue {
-            Some(Epilogue::Rows(finish)) => finish(start, out),
-            Some(Epilogue::ScaledSub(from, scale)) => scaled_sub(&from[start..], scale, out),
-            None => {}
+        if let Some(e) = epilogue {
+            e.apply(start, out);
         }
     });
     PARTIAL.set(words);
@@ -443,17 +445,10 @@ fn split<T: Gemm>(
 ) {
     let threads = pool.threads();
     let cp = SendPtr(c.as_mut_ptr());
-    let finish = match epilogue {
-        Some(Epilogue::Rows(f)) => Some(f),
-        _ => None,
-    };
-    let update = match epilogue {
-        Some(Epilogue::ScaledSub(from, scale)) => Some((from, scale)),
-        _ => None,
-    };
-    // Rows `first..first + rows` of C are final.
+    // Rows `first..first + rows` of C are final (an update is applied by
+    // the GEMM itself, `Rows::update`).
     let done = |first: usize, rows: usize| {
-        if let Some(finish) = finish {
+        if let Some(Epilogue::Rows(finish)) = epilogue {
             // SAFETY: whole rows of C, final, and written by no other task.
             finish(first * n, unsafe {
                 std::slice::from_raw_parts_mut(cp.at(first * n), rows * n)
@@ -466,7 +461,12 @@ fn split<T: Gemm>(
         a: (a, (rsa, csa)),
         b: (b, (rsb, csb)),
         c: cp,
-        update: update.map(|(from, scale)| (SendPtr(from.as_ptr().cast_mut()), scale)),
+        update: match epilogue {
+            Some(Epilogue::ScaledSub(from, scale)) => {
+                Some((SendPtr(from.as_ptr().cast_mut()), scale))
+            }
+            _ => None,
+        },
     };
     if threads == 1 || m * n * k < PAR_MIN_MACS {
         // SAFETY: C holds m×n elements, row-major.
@@ -508,13 +508,8 @@ fn split<T: Gemm>(
     }
     // A row's columns lie in every task: the epilogue runs once all are
     // done, in pieces as an element-wise kernel would.
-    if let Some(finish) = finish {
-        pool.pieces(&mut c[..m * n], PAR_MIN, finish);
-    }
-    if let Some((from, scale)) = update {
-        pool.pieces(&mut c[..m * n], PAR_MIN, |start, out| {
-            scaled_sub(&from[start..start + out.len()], scale, out)
-        });
+    if let Some(e) = epilogue {
+        pool.pieces(&mut c[..m * n], PAR_MIN, |start, out| e.apply(start, out));
     }
 }
 

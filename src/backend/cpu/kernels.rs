@@ -590,8 +590,6 @@ fn reduce_narrow<T: Float>(
     }
 }
 
-/// `[outer, len, inner]` placed at `before` inside zeros of
-/// `[outer, total, inner]`.
 /// `x` seen as `[outer, len, inner]` into `o` as `[outer, total, inner]`,
 /// at `before` along the middle axis, zeros elsewhere.
 fn pad<T: Float>(

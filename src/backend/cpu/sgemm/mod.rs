@@ -38,6 +38,7 @@ use std::sync::OnceLock;
 use simd::{Avx2, Avx512, Simd};
 
 use super::blocks::transpose_avx;
+use super::elementwise::scaled_sub;
 
 /// K per block: `matrixmultiply`'s `S_KC`, which fixes the summation order.
 const KC: usize = 256;
@@ -358,9 +359,7 @@ unsafe fn update_rows(
                 std::slice::from_raw_parts(from.add(i * rsc), n),
             )
         };
-        for (c, &f) in c.iter_mut().zip(from) {
-            *c = f - *c * scale;
-        }
+        scaled_sub(from, scale, c);
     }
 }
 
