@@ -79,6 +79,45 @@ def summarize(ratios, goal=None):
     return out
 
 
+def round_ratios(theirs, ours, before=None):
+    """One round's ratios: each PyTorch variant over ours, and with a
+    baseline build, each variant over the baseline's and the baseline's over
+    ours (above 1: this build faster than the baseline).
+
+    >>> round_ratios({"eager": 3.0}, 1.5)
+    {'eager': 2.0}
+    >>> round_ratios({"eager": 3.0}, 1.5, before=2.0)
+    {'eager': 2.0, 'eager (baseline)': 1.5, 'baseline': 1.3333333333333333}
+    """
+    out = {v: t / ours for v, t in theirs.items()}
+    if before is not None:
+        out.update({f"{v} (baseline)": t / before for v, t in theirs.items()})
+        out["baseline"] = before / ours
+    return out
+
+
+def round_row(case, index, ours, theirs, before=None):
+    """A round as the --json file records it.
+
+    >>> round_row("m", 0, 2.0, {"eager": 4.0})
+    {'case': 'm', 'round': 0, 'deltagrad_ms': 2.0, 'torch_eager_ms': 4.0, 'ratio_eager': 2.0}
+    >>> round_row("m", 1, 2.0, {"eager": 4.0}, before=3.0)["speedup_over_baseline"]
+    1.5
+    >>> round_row("m", 1, 2.0, {"eager": 4.0}, before=3.0)["ratio_eager_baseline"]
+    1.3333333333333333
+    """
+    row = {"case": case, "round": index, "deltagrad_ms": ours}
+    for v, t in theirs.items():
+        row[f"torch_{v}_ms"] = t
+        row[f"ratio_{v}"] = t / ours
+    if before is not None:
+        row["baseline_ms"] = before
+        row["speedup_over_baseline"] = before / ours
+        for v, t in theirs.items():
+            row[f"ratio_{v}_baseline"] = t / before
+    return row
+
+
 def torch_first(round_index):
     """Who goes first in a round: PyTorch in even rounds, deltagrad in odd.
 
@@ -88,8 +127,8 @@ def torch_first(round_index):
     return round_index % 2 == 0
 
 
-def run_deltagrad(args, case, overrides, out_path):
-    cmd = [args.deltagrad, "bench", "--device", "cpu", "--cases", case,
+def run_deltagrad(args, case, overrides, out_path, binary=None):
+    cmd = [binary or args.deltagrad, "bench", "--device", "cpu", "--cases", case,
            "--warmup", str(args.warmup), "--iters", str(args.iters), "--json", out_path]
     for k, v in overrides.items():
         cmd += [f"--{k}", str(v)]
@@ -109,6 +148,9 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--self-test", action="store_true", help="run the doctests and exit")
     ap.add_argument("--deltagrad", default="target/release/deltagrad", help="the deltagrad binary")
+    ap.add_argument("--baseline", metavar="BINARY",
+                    help="an earlier deltagrad build, timed in every round right after "
+                         "--deltagrad: before and after share each round's minutes")
     ap.add_argument("--cases", default="ner-small-step", help="comma-separated case names")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3, help="untimed iterations in each round")
@@ -137,6 +179,8 @@ def main(argv=None):
     if not os.access(args.deltagrad, os.X_OK):
         raise SystemExit(f"--deltagrad: {args.deltagrad} is not an executable "
                          "(cargo build --release first)")
+    if args.baseline and not os.access(args.baseline, os.X_OK):
+        raise SystemExit(f"--baseline: {args.baseline} is not an executable")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if not variants or any(v not in ("eager", "compile") for v in variants):
         raise SystemExit(f"--variants: expected eager and/or compile, got {args.variants!r}")
@@ -171,40 +215,52 @@ def main(argv=None):
                 built[v] = ref.build(torch, case_def, shape, device, v == "compile")
                 ref.time_case(built[v], args.warmup, 1)  # compiles, before any round
             ratios = {v: [] for v in variants}
+            if args.baseline:
+                ratios.update({f"{v} (baseline)": [] for v in variants}, baseline=[])
             for i in range(args.rounds):
                 theirs = {}
-                ours = None
-                if not torch_first(i):
+                ours = before = None
+
+                def ours_then_baseline():
                     time.sleep(args.gap)
-                    ours = run_deltagrad(args, name, overrides, out_path)
+                    now = run_deltagrad(args, name, overrides, out_path)
+                    if not args.baseline:
+                        return now, None
+                    time.sleep(args.gap)
+                    return now, run_deltagrad(args, name, overrides, out_path, args.baseline)
+
+                if not torch_first(i):
+                    ours, before = ours_then_baseline()
                 for v in variants:
                     time.sleep(args.gap)
                     theirs[v] = run_torch(built[v], args.warmup, args.iters)
                 if ours is None:
-                    time.sleep(args.gap)
-                    ours = run_deltagrad(args, name, overrides, out_path)
-                row = {"case": name, "round": i, "deltagrad_ms": ours,
-                       "unix_time": int(time.time())}
-                for v in variants:
-                    row[f"torch_{v}_ms"] = theirs[v]
-                    row[f"ratio_{v}"] = theirs[v] / ours
-                    ratios[v].append(theirs[v] / ours)
-                rounds.append(row)
+                    ours, before = ours_then_baseline()
+                row = round_row(name, i, ours, theirs, before)
+                row["unix_time"] = int(time.time())
+                for key, r in round_ratios(theirs, ours, before).items():
+                    ratios[key].append(r)
                 cells = "  ".join(f"{v} {theirs[v]:.3f} ms ({theirs[v] / ours:.2f}x)" for v in variants)
+                if before is not None:
+                    cells += f"  baseline {before:.3f} ms ({before / ours:.2f}x ours)"
+                rounds.append(row)
                 print(f"{name} round {i + 1}/{args.rounds}: deltagrad {ours:.3f} ms  {cells}",
                       flush=True)
-            summary[name] = {v: summarize(ratios[v], args.goal) for v in variants}
+            summary[name] = {v: summarize(r, args.goal) for v, r in ratios.items()}
             built = None
 
-    print("\nPyTorch's median over deltagrad's, per round (above 1: deltagrad faster)")
+    print("\nPyTorch's median over deltagrad's, per round (above 1: deltagrad faster); "
+          "'(baseline)': over the --baseline build's; 'baseline': the baseline's over ours")
     for name, per_variant in summary.items():
         for v, s in per_variant.items():
-            met = f", goal {args.goal} met in {s['met']}/{s['rounds']}" if args.goal else ""
+            met = (f", goal {args.goal} met in {s['met']}/{s['rounds']}"
+                   if args.goal and v != "baseline" else "")
             print(f"  {name} vs {v}: median {s['median']:.2f}x, "
                   f"range {s['min']:.2f}-{s['max']:.2f}x{met}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "deltagrad": args.deltagrad,
+                       "baseline": args.baseline,
                        "threads": args.threads, "iters": args.iters, "warmup": args.warmup,
                        "gap_s": args.gap,
                        "goal": args.goal, "rounds": rounds, "summary": summary}, f, indent=2)
