@@ -3,7 +3,7 @@
 // output row is summed by one thread per column, in position order: two
 // runs give bit-identical results, matching the CPU backend's order.
 //
-// Bindings (both entry points):
+// Bindings (every entry point; binding 4 only in index_add_factor):
 //   0: out   array<f32>, read_write. scatter_add: [rows, dim], fully
 //            written. index_add: the target [rows, dim], updated in place.
 //   1: P     uniform Params: rows, dim, n (number of ids), and `scale`
@@ -15,6 +15,8 @@
 //            index_add: n_seg, then order[n], seg_start[n + 1], seg_id[n];
 //              segment s is row seg_id[s] with positions
 //              order[seg_start[s] .. seg_start[s + 1]].
+//   4: factor array<f32>, read (index_add_factor only): [1], multiplies
+//            `scale` (a learning rate passed as data).
 //
 // Dispatch: one thread per element of out (scatter_add) or per (segment,
 // column) for up to n segments (index_add); 64 per workgroup, 2-D grid.
@@ -30,6 +32,7 @@ struct Params {
 @group(0) @binding(1) var<uniform> P: Params;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 @group(0) @binding(3) var<storage, read> aux: array<u32>;
+@group(0) @binding(4) var<storage, read> factor: array<f32>;
 
 fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * 64u + lid;
@@ -61,7 +64,20 @@ fn index_add(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let e = thread_index(wid, nwg, lid);
+    add_rows(thread_index(wid, nwg, lid), bitcast<f32>(P.scale));
+}
+
+@compute @workgroup_size(64)
+fn index_add_factor(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    add_rows(thread_index(wid, nwg, lid), bitcast<f32>(P.scale) * factor[0]);
+}
+
+// Segment e / dim's rows, scaled, added to its target row at column e % dim.
+fn add_rows(e: u32, scale: f32) {
     let s = e / P.dim;
     let c = e % P.dim;
     let n_seg = aux[0];
@@ -71,7 +87,6 @@ fn index_add(
     let order = 1u;
     let seg_start = 1u + P.n;
     let seg_id = seg_start + P.n + 1u;
-    let scale = bitcast<f32>(P.scale);
     let dst = aux[seg_id + s] * P.dim + c;
     var acc = out[dst];
     for (var p = aux[seg_start + s]; p < aux[seg_start + s + 1u]; p++) {

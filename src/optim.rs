@@ -16,13 +16,21 @@ fn row_scatter(g: &Tensor) -> Option<(Tensor, Tensor)> {
 }
 
 /// The sparse update `p[ids] −= lr · rows` when `g` is a row scatter.
-fn sparse_update(p: &Tensor, g: &Tensor, lr: f64) -> Option<Assign> {
-    row_scatter(g).map(|(rows, ids)| Assign::Rows {
+/// The rate enters as data (`rows · lr` with `lr` a plan input, a multiply
+/// the scheduler folds into the in-place kernel), not as the kernel's
+/// constant, so that a new rate replays the same plan. `−1 · round(lr ·
+/// row)` is `round(−lr · row)`, so the update rounds as it did with the
+/// rate as a constant.
+fn sparse_update(p: &Tensor, g: &Tensor, lr: f64) -> Result<Option<Assign>> {
+    let Some((rows, ids)) = row_scatter(g) else {
+        return Ok(None);
+    };
+    Ok(Some(Assign::Rows {
         target: p.clone(),
         ids,
-        rows,
-        scale: -lr,
-    })
+        rows: rows.mul(&scalar_input(&rows, lr)?)?,
+        scale: -1.0,
+    }))
 }
 
 /// A 0-d leaf holding `v`: a per-step scalar that changes without changing
@@ -128,9 +136,9 @@ fn finish(params: &[Tensor], outputs: &[&Tensor], assigns: Vec<Assign>) -> Resul
 /// scatter get the sparse update (only the touched rows are written).
 pub struct Sgd {
     params: Vec<Tensor>,
-    /// The learning rate; may change between steps (dense updates read it
-    /// as a plan input; a sparse update's rate is part of its plan, so a
-    /// new rate there plans the step anew).
+    /// The learning rate; may change between steps: dense and sparse
+    /// updates read it as a plan input, so a new rate replays the same
+    /// plan.
     pub lr: f64,
     /// Clip the global gradient norm (over all parameters together) to this
     /// value before the update; `None` (the default): no clipping.
@@ -167,7 +175,7 @@ impl Sgd {
             let grads = gradients(&self.params, self.clip_norm)?;
             for (p, g) in self.params.iter().zip(grads) {
                 let Some(g) = g else { continue };
-                if let Some(a) = sparse_update(p, &g, self.lr) {
+                if let Some(a) = sparse_update(p, &g, self.lr)? {
                     assigns.push(a);
                 } else {
                     let lr = scalar_input(p, self.lr)?;
@@ -266,7 +274,7 @@ impl Adam {
             let grads = gradients(&self.params, self.clip_norm)?;
             for (((p, m), v), g) in self.params.iter().zip(&self.m).zip(&self.v).zip(grads) {
                 let Some(g) = g else { continue };
-                if let Some(a) = sparse_update(p, &g, self.sparse_lr) {
+                if let Some(a) = sparse_update(p, &g, self.sparse_lr)? {
                     assigns.push(a);
                     continue;
                 }

@@ -1,6 +1,6 @@
 //! Optimizers against their formulas, computed by hand.
 
-use deltagrad::{Adam, DType, Device, Result, Sgd, Tensor};
+use deltagrad::{Adam, Assign, DType, Device, Result, Sgd, Tensor, realize_step};
 
 fn param(v: &[f64]) -> Tensor {
     Tensor::from_vec(v.to_vec(), &[v.len()])
@@ -204,5 +204,105 @@ fn clipping_counts_an_embedding_gradient_as_dense() -> Result<()> {
     let got = p.to_vec_f64()?;
     assert!((got[0] - (3.0 - f * 6.0)).abs() < 1e-9, "{got:?}");
     assert!((got[1] - (-4.0 + f * 8.0)).abs() < 1e-9, "{got:?}");
+    Ok(())
+}
+
+/// A new learning rate replays the step's plan, for the embedding's sparse
+/// update as for the dense ones, and each step applies its own rate.
+#[test]
+fn a_new_learning_rate_replays_the_same_plan() -> Result<()> {
+    for dtype in [DType::F32, DType::F64] {
+        let dev = Device::cpu();
+        let table = Tensor::randn(&[50, 3], 1.0, dtype, &dev, &mut Tensor::rng(9))?.requires_grad();
+        let p = Tensor::randn(&[4], 1.0, dtype, &dev, &mut Tensor::rng(10))?.requires_grad();
+        let mut want_table = table.to_vec_f64()?;
+        let mut want_p = p.to_vec_f64()?;
+        let mut sgd = Sgd::new(vec![table.clone(), p.clone()], 0.0);
+        let ids = [4u32, 49, 4, 0];
+        let w: Vec<f64> = (0..12).map(|i| (i % 5) as f64 - 2.0).collect();
+        let weights = Tensor::from_vec(w.clone(), &[4, 3])?.to_dtype(dtype)?;
+        let mut misses = Vec::new();
+        for lr in [0.5, 0.3, 0.125, 0.07] {
+            let picked = table.gather_rows(&Tensor::ids(ids.to_vec(), &[4], &dev)?)?;
+            let loss = picked.mul(&weights)?.sum()?.add(&p.square()?.sum()?)?;
+            loss.backward()?;
+            sgd.lr = lr;
+            sgd.step()?;
+            misses.push(deltagrad::schedule::thread_stats().misses);
+            // ∂/∂table: each id's row gets its weight row; ∂/∂p = 2p.
+            for (i, &id) in ids.iter().enumerate() {
+                for j in 0..3 {
+                    want_table[id as usize * 3 + j] -= lr * w[i * 3 + j];
+                }
+            }
+            want_p.iter_mut().for_each(|x| *x -= lr * 2.0 * *x);
+        }
+        assert_eq!(misses[1], misses[3], "{dtype}: {misses:?}");
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+        for (got, want) in [(table.to_vec_f64()?, want_table), (p.to_vec_f64()?, want_p)] {
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= tol * (1.0 + w.abs()),
+                    "{dtype}: {g} vs {w}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A sparse update whose rows are `x · f` (`f` one element) takes `f` into
+/// its in-place kernel only where that rounds as the product would: the
+/// fused plan's tables equal the unfused plan's bit for bit, with a scale
+/// of −1 (folded) and of 0.3 (not folded), also when the same product is
+/// an output of the step or feeds two updates of different scales.
+#[test]
+fn a_rate_folded_into_the_sparse_update_rounds_as_the_product() -> Result<()> {
+    let dev = Device::cpu();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    // (scales of the updates sharing one product, the product an output)
+    for (scales, output) in [
+        (vec![-1.0], false),
+        (vec![0.3], false),
+        (vec![-1.0], true),
+        (vec![-1.0, 0.3], false),
+    ] {
+        let mut results = Vec::new();
+        for fuse in [true, false] {
+            let x = Tensor::randn(&[5, 7], 1.0, DType::F32, &dev, &mut Tensor::rng(12))?;
+            let f = Tensor::from_vec(vec![0.37f32], &[])?;
+            let rows = x.mul(&f)?;
+            let mut tables = Vec::new();
+            let mut assigns = Vec::new();
+            for (k, &scale) in scales.iter().enumerate() {
+                let table = Tensor::randn(
+                    &[20, 7],
+                    1.0,
+                    DType::F32,
+                    &dev,
+                    &mut Tensor::rng(11 + k as u64),
+                )?;
+                table.realize()?;
+                assigns.push(Assign::Rows {
+                    target: table.clone(),
+                    ids: Tensor::ids(vec![3, 19, 3, 0, 8], &[5], &dev)?,
+                    rows: rows.clone(),
+                    scale,
+                });
+                tables.push(table);
+            }
+            let outputs = if output { vec![rows.clone()] } else { vec![] };
+            deltagrad::schedule::with_fusion(fuse, || realize_step(&outputs, &assigns))?;
+            let mut got: Vec<Vec<u32>> = tables
+                .iter()
+                .map(|t| Ok(bits(&t.to_vec_f32()?)))
+                .collect::<Result<_>>()?;
+            if output {
+                got.push(bits(&rows.to_vec_f32()?));
+            }
+            results.push(got);
+        }
+        assert_eq!(results[0], results[1], "scales {scales:?}, output {output}");
+    }
     Ok(())
 }

@@ -796,18 +796,25 @@ fn gather_scatter_exact() {
     }
 }
 
+/// The sparse update with its rate as a constant (`scale` −0.1) and as
+/// data (`scale` −1 times a one-element `factor` buffer holding 0.1).
 #[test]
 fn index_add_in_place_sparse_update() {
     let Some(g) = gpu() else { return };
-    for &(rows, dim, n) in &[(1, 1, 1), (7, 3, 33), (129, 33, 7), (1000, 16, 256)] {
+    for (&(rows, dim, n), with_factor) in [(1, 1, 1), (7, 3, 33), (129, 33, 7), (1000, 16, 256)]
+        .iter()
+        .flat_map(|c| [(c, false), (c, true)])
+    {
         let mut pb = PlanBuilder::default();
         let target = pb.input(rows * dim, DType::F32);
         let src = pb.input(n * dim, DType::F32);
         let idv = pb.input(n, DType::U32);
+        let factor = with_factor.then(|| pb.input(1, DType::F32));
         pb.launch(Kernel::IndexAddInPlace {
             src,
             ids: idv,
-            scale: (-0.1f64).to_bits(),
+            scale: if with_factor { -1.0f64 } else { -0.1 }.to_bits(),
+            factor,
             rows,
             dim,
             n,
@@ -828,11 +835,11 @@ fn index_add_in_place_sparse_update() {
         let t = data(rows * dim, 61, -1.0, 1.0);
         let s = data(n * dim, 62, -1.0, 1.0);
         let iv = ids(n, rows, 63);
-        let (gv, cv) = both(
-            g,
-            &pb.build(),
-            &[f32s(t.clone()), f32s(s.clone()), HostData::U32(iv.clone())],
-        );
+        let mut inputs = vec![f32s(t.clone()), f32s(s.clone()), HostData::U32(iv.clone())];
+        if with_factor {
+            inputs.push(f32s(vec![0.1]));
+        }
+        let (gv, cv) = both(g, &pb.build(), &inputs);
         // Per element: |t| + Σ|0.1·s| over the ids hitting the row; the GPU
         // may fuse multiply-add, so allow the sum bound.
         let mut bound: Vec<f64> = t.iter().map(|x| x.abs() as f64).collect();
@@ -844,7 +851,7 @@ fn index_add_in_place_sparse_update() {
             }
         }
         check(
-            &format!("index_add {rows}x{dim} n={n}"),
+            &format!("index_add {rows}x{dim} n={n} factor {with_factor}"),
             &gv[0],
             &cv[0],
             |i| 2.0 * hits[i] * U * bound[i] + 1e-7,
@@ -873,6 +880,7 @@ fn scatter_and_index_add_are_bit_identical_across_runs() {
         src,
         ids: idv,
         scale: 1f64.to_bits(),
+        factor: None,
         rows,
         dim,
         n,
@@ -1196,6 +1204,7 @@ fn step_plan() -> (Plan, Vec<HostData>) {
         src: dx,
         ids: tok,
         scale: (-0.5f64).to_bits(),
+        factor: None,
         rows,
         dim: d,
         n: b,

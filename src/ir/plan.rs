@@ -251,17 +251,21 @@ pub enum Kernel {
         /// The `[rows, dim]` output slot.
         out: SlotId,
     },
-    /// In place: `target[ids[i], :] += scale · src[i, :]` (rows summed in the
-    /// order of `i`). `target` is an input slot (a parameter); `out == target`.
-    /// This is the sparse embedding update.
+    /// In place: `target[ids[i], :] += scale · factor · src[i, :]` (rows
+    /// summed in the order of `i`). `target` is an input slot (a parameter);
+    /// `out == target`. This is the sparse embedding update.
     IndexAddInPlace {
         /// The `[n, dim]` rows added.
         src: SlotId,
         /// The `n` u32 destination row ids, each `< rows`.
         ids: SlotId,
-        /// The factor, as the bits of an `f64` (`f64::to_bits`), so that
-        /// the kernel can be hashed.
+        /// The constant factor, as the bits of an `f64` (`f64::to_bits`), so
+        /// that the kernel can be hashed.
         scale: u64,
+        /// A one-element slot multiplying `scale` (a learning rate that is
+        /// data, not part of the plan); the scheduler sets it only where
+        /// `scale` is ±1, so the product is exact.
+        factor: Option<SlotId>,
         /// Rows of the target.
         rows: usize,
         /// Elements per row.
@@ -428,7 +432,13 @@ impl Kernel {
             Kernel::Pad { input, .. } | Kernel::ArgMax { input, .. } => vec![*input],
             Kernel::Gather { table, ids, .. } => vec![*table, *ids],
             Kernel::ScatterAdd { src, ids, .. } => vec![*src, *ids],
-            Kernel::IndexAddInPlace { src, ids, out, .. } => vec![*src, *ids, *out],
+            Kernel::IndexAddInPlace {
+                src,
+                ids,
+                out,
+                factor,
+                ..
+            } => [*src, *ids, *out].into_iter().chain(*factor).collect(),
             Kernel::SoftmaxXent { logits, labels, .. } => vec![*logits, *labels],
             Kernel::SoftmaxXentGrad {
                 logits,

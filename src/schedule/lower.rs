@@ -15,7 +15,7 @@
 use super::{Goal, NodeDesc, Ref};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::ir::{Epilogue, Expr, Kernel, Launch, Op, Plan, Slot, SlotId, SlotKind, View};
+use crate::ir::{BinaryOp, Epilogue, Expr, Kernel, Launch, Op, Plan, Slot, SlotId, SlotKind, View};
 
 /// Element-wise work not yet emitted, so that its one consumer can absorb
 /// it; with a `producer`, the work is that kernel's epilogue (`Expr::Acc`
@@ -132,25 +132,45 @@ impl<'a> Lowering<'a> {
     }
 
     pub fn run(mut self, goals: &[Goal]) -> Result<(Plan, Vec<(f64, DType)>)> {
-        // Goals count as consumers so that their nodes are materialized.
+        // Goals count as consumers so that their nodes are materialized
+        // (outputs first: an output is never folded away).
         for g in goals {
-            match g {
-                Goal::Output { node, .. } => {
-                    let c = self.consumers.get_mut(*node).ok_or_else(|| {
-                        Error::invalid("scheduler", format!("goal names node {node}"))
-                    })?;
-                    *c += 2;
-                }
-                Goal::Rows { ids, rows, .. } => {
-                    for r in [ids, rows] {
-                        if let Ref::Node(i) = r {
-                            self.consumers[*i] += 2;
-                        }
+            if let Goal::Output { node, .. } = g {
+                let c = self.consumers.get_mut(*node).ok_or_else(|| {
+                    Error::invalid("scheduler", format!("goal names node {node}"))
+                })?;
+                *c += 2;
+            }
+        }
+        let folds: Vec<Option<(Ref, Ref)>> = goals.iter().map(|g| self.rows_fold(g)).collect();
+        for (g, fold) in goals.iter().zip(&folds) {
+            if let Goal::Rows { ids, rows, .. } = g {
+                let (rows, factor) = fold.map_or((*rows, None), |(r, f)| (r, Some(f)));
+                for r in [*ids, rows].into_iter().chain(factor) {
+                    if let Ref::Node(i) = r {
+                        self.consumers[i] += 2;
                     }
                 }
             }
         }
+        // A folded product that nothing else reads is never computed.
+        let skipped: Vec<usize> = goals
+            .iter()
+            .zip(&folds)
+            .filter_map(|(g, f)| match (g, f) {
+                (
+                    Goal::Rows {
+                        rows: Ref::Node(i), ..
+                    },
+                    Some(_),
+                ) if self.consumers[*i] == 0 => Some(*i),
+                _ => None,
+            })
+            .collect();
         for i in 0..self.nodes.len() {
+            if skipped.contains(&i) {
+                continue;
+            }
             let v = self.lower_node(i)?;
             let keep_pending = self.fuse && self.consumers[i] == 1;
             self.vals[i] = Some(v);
@@ -160,7 +180,7 @@ impl<'a> Lowering<'a> {
         }
         let mut n_outputs = 0;
         let mut in_place = Vec::new();
-        for g in goals {
+        for (g, fold) in goals.iter().zip(folds) {
             match g {
                 Goal::Output { node, k } => {
                     self.materialize_output(*node, *k)?;
@@ -172,7 +192,12 @@ impl<'a> Lowering<'a> {
                     rows,
                     scale,
                 } => {
-                    let src = self.materialize(*rows, SlotKind::Temp { buffer: 0 })?;
+                    let rows = fold.map_or(*rows, |(r, _)| r);
+                    let factor = match fold {
+                        Some((_, f)) => Some(self.materialize(f, TEMP)?),
+                        None => None,
+                    };
+                    let src = self.materialize(rows, SlotKind::Temp { buffer: 0 })?;
                     let ids = self.materialize(*ids, SlotKind::Temp { buffer: 0 })?;
                     let (shape, _) = &self.input_meta[*target];
                     in_place.push(Launch {
@@ -180,12 +205,16 @@ impl<'a> Lowering<'a> {
                             src,
                             ids,
                             scale: scale.to_bits(),
+                            factor,
                             rows: shape[0],
                             dim: shape.get(1).copied().unwrap_or(1),
                             n: self.slots[ids].len,
                             out: self.input_slots[*target],
                         },
-                        fused: vec!["sparse row update".into()],
+                        fused: match factor {
+                            Some(_) => vec!["mul".into(), "sparse row update".into()],
+                            None => vec!["sparse row update".into()],
+                        },
                     });
                 }
             }
@@ -206,6 +235,38 @@ impl<'a> Lowering<'a> {
             },
             self.const_inputs,
         ))
+    }
+
+    /// For a sparse update whose rows are `x · f` with `f` one element (a
+    /// learning rate given as data) and read by nothing else, `(x, f)`: the
+    /// in-place kernel multiplies by `f` itself, which saves a launch and a
+    /// pass over the rows. Only where the constant scale is ±1, so that
+    /// `scale · f` is exact and the update rounds as `x · f` would.
+    fn rows_fold(&self, g: &Goal) -> Option<(Ref, Ref)> {
+        let Goal::Rows {
+            rows: Ref::Node(i),
+            scale,
+            ..
+        } = g
+        else {
+            return None;
+        };
+        let nd = &self.nodes[*i];
+        if !self.fuse
+            || scale.abs() != 1.0
+            || self.consumers[*i] != 0
+            || !matches!(nd.op, Op::Binary(BinaryOp::Mul))
+        {
+            return None;
+        }
+        let one = |r: Ref| {
+            self.shape_of(r).iter().product::<usize>() == 1 && self.dtype_of(r) == nd.dtype
+        };
+        match nd.inputs[..] {
+            [x, f] if one(f) && self.shape_of(x) == nd.shape.as_slice() => Some((x, f)),
+            [f, x] if one(f) && self.shape_of(x) == nd.shape.as_slice() => Some((x, f)),
+            _ => None,
+        }
     }
 
     fn shape_of(&self, r: Ref) -> &[usize] {

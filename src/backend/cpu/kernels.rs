@@ -9,7 +9,7 @@ use super::par::{PAR_MIN, Pool};
 use crate::dtype::HostData;
 use crate::error::{Error, Result};
 use crate::ir::float::max_nan;
-use crate::ir::{BinaryOp, Epilogue, Expr, Float, Kernel, ReduceOp, Slot, View};
+use crate::ir::{BinaryOp, Epilogue, Expr, Float, Kernel, ReduceOp, Slot, SlotId, View};
 
 /// Runs `k` into `out` (the output slot's buffer: its dtype and length).
 pub(super) fn run(
@@ -386,6 +386,7 @@ pub(super) fn index_add_in_place(
         src,
         ids,
         scale,
+        factor,
         rows,
         dim,
         n,
@@ -401,15 +402,31 @@ pub(super) fn index_add_in_place(
         HostData::F32(t) => {
             let g = read(*src)?.read();
             let s = floats::<f32>(&g, "index_add src")?;
-            scatter_rows(pool, t, s, idv, *dim, scale as f32)
+            let scale = times(read, *factor, scale as f32)?;
+            scatter_rows(pool, t, s, idv, *dim, scale)
         }
         HostData::F64(t) => {
             let g = read(*src)?.read();
             let s = floats::<f64>(&g, "index_add src")?;
+            let scale = times(read, *factor, scale)?;
             scatter_rows(pool, t, s, idv, *dim, scale)
         }
         HostData::U32(_) => Err(Error::invalid("index_add", "target is u32")),
     }
+}
+
+/// `scale` times the one-element `factor` slot if there is one, read in
+/// the target's precision as the product `x · f` it replaces would read it.
+fn times<T: Float + Typed>(read: &Reader<'_>, factor: Option<SlotId>, scale: T) -> Result<T> {
+    let Some(f) = factor else {
+        return Ok(scale);
+    };
+    let g = read(f)?.read();
+    let v = floats::<T>(&g, "index_add factor")?;
+    let v = v
+        .first()
+        .ok_or_else(|| Error::invalid("index_add", "empty factor"))?;
+    Ok(scale * *v)
 }
 
 /// `o[ids[i], :] += scale · s[i, :]`, in the order of `i`. With several

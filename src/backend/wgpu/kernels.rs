@@ -169,8 +169,12 @@ pub enum KernelId {
     /// Deterministic scatter-add of rows into a zeroed `[rows, dim]`
     /// output, through a host-built order of the ids.
     ScatterAdd,
-    /// The in-place sparse update `target[ids[i], :] += scale · src[i, :]`.
-    IndexAdd,
+    /// The in-place sparse update `target[ids[i], :] += scale · src[i, :]`;
+    /// with `factor`, `scale` is multiplied by a one-element buffer.
+    IndexAdd {
+        /// Reads the factor buffer (binding 4).
+        factor: bool,
+    },
     /// Row-wise softmax kernels: a workgroup per row, or a thread per row
     /// (`serial`, for narrow rows).
     Softmax {
@@ -250,7 +254,7 @@ impl KernelId {
             KernelId::Matmul { .. } | KernelId::SplitSum { .. } => Shader::Matmul,
             KernelId::Reduce { .. } | KernelId::MeanAll { .. } => Shader::Reduce,
             KernelId::Gather => Shader::Gather,
-            KernelId::ScatterAdd | KernelId::IndexAdd => Shader::Scatter,
+            KernelId::ScatterAdd | KernelId::IndexAdd { .. } => Shader::Scatter,
             KernelId::Softmax { .. } => Shader::Softmax,
             KernelId::LogisticLoss | KernelId::LogisticGrad => Shader::Logistic,
             KernelId::Pad => Shader::Pad,
@@ -273,7 +277,8 @@ impl KernelId {
             KernelId::MeanAll { .. } => "mean_all",
             KernelId::Gather => "gather",
             KernelId::ScatterAdd => "scatter_add",
-            KernelId::IndexAdd => "index_add",
+            KernelId::IndexAdd { factor: false } => "index_add",
+            KernelId::IndexAdd { factor: true } => "index_add_factor",
             KernelId::Softmax { kind, serial, .. } => match (kind, serial) {
                 (SoftmaxKind::XentRows, false) => "xent_rows",
                 (SoftmaxKind::XentGrad, false) => "xent_grad",
@@ -337,7 +342,7 @@ impl KernelId {
     /// Scatter-add and index-add index through host-built tables read from
     /// a buffer, so they keep the checks.
     pub fn trusted(&self) -> bool {
-        !matches!(self, KernelId::ScatterAdd | KernelId::IndexAdd)
+        !matches!(self, KernelId::ScatterAdd | KernelId::IndexAdd { .. })
     }
 
     /// The module's WGSL, with templates filled by the emitter.
@@ -421,8 +426,9 @@ impl KernelId {
             },
             KernelId::Gather
             | KernelId::ScatterAdd
-            | KernelId::IndexAdd
+            | KernelId::IndexAdd { factor: false }
             | KernelId::LogisticLoss => vec![ReadWrite, Uniform, Read, Read],
+            KernelId::IndexAdd { factor: true } => vec![ReadWrite, Uniform, Read, Read, Read],
             KernelId::LogisticGrad => vec![ReadWrite, Uniform, Read, Read, Read],
         }
     }
@@ -455,7 +461,8 @@ impl KernelId {
         v.extend([
             KernelId::Gather,
             KernelId::ScatterAdd,
-            KernelId::IndexAdd,
+            KernelId::IndexAdd { factor: false },
+            KernelId::IndexAdd { factor: true },
             KernelId::LogisticLoss,
             KernelId::LogisticGrad,
             KernelId::Pad,

@@ -477,6 +477,7 @@ impl Compiler<'_> {
             src,
             ids,
             scale,
+            factor,
             rows,
             dim,
             n,
@@ -502,9 +503,14 @@ impl Compiler<'_> {
             u32_of(*n, "n")?,
             scale,
         ]);
-        let binds = vec![o, Bind::Params, s, Bind::Buf(Buf::Scratch(aux))];
+        let mut binds = vec![o, Bind::Params, s, Bind::Buf(Buf::Scratch(aux))];
+        if let Some(f) = factor {
+            binds.push(self.need(*f, 1, DType::F32, "index_add factor")?);
+        }
         self.dispatch(
-            KernelId::IndexAdd,
+            KernelId::IndexAdd {
+                factor: factor.is_some(),
+            },
             binds,
             p,
             ((n * dim) as u64).div_ceil(64),
