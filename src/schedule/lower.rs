@@ -10,7 +10,9 @@
 //! consumers is materialized once — that is how each δ is computed once and
 //! shared by ∂W, ∂b and ∂x. With fusion on, the softmax cross-entropy's
 //! gradient joins the launch of its forward (same logits and labels): one
-//! kernel, two outputs.
+//! kernel, two outputs. A sparse update's rows scaled by a one-element
+//! rate (`rows · lr`, the learning rate as data) leave the multiply to the
+//! in-place kernel (`rows_fold`).
 
 use super::{Goal, NodeDesc, Ref};
 use crate::dtype::DType;
