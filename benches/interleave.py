@@ -107,14 +107,14 @@ def round_row(case, index, ours, theirs, before=None):
     1.3333333333333333
     """
     row = {"case": case, "round": index, "deltagrad_ms": ours}
-    for v, t in theirs.items():
-        row[f"torch_{v}_ms"] = t
-        row[f"ratio_{v}"] = t / ours
+    row.update({f"torch_{v}_ms": t for v, t in theirs.items()})
     if before is not None:
         row["baseline_ms"] = before
-        row["speedup_over_baseline"] = before / ours
-        for v, t in theirs.items():
-            row[f"ratio_{v}_baseline"] = t / before
+    for key, r in round_ratios(theirs, ours, before).items():
+        if key == "baseline":
+            row["speedup_over_baseline"] = r
+        else:
+            row["ratio_" + key.replace(" (baseline)", "_baseline")] = r
     return row
 
 

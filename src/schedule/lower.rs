@@ -202,6 +202,11 @@ impl<'a> Lowering<'a> {
                     let src = self.materialize(rows, SlotKind::Temp { buffer: 0 })?;
                     let ids = self.materialize(*ids, SlotKind::Temp { buffer: 0 })?;
                     let (shape, _) = &self.input_meta[*target];
+                    let mut fused = Vec::new();
+                    if factor.is_some() {
+                        fused.push("mul".to_string());
+                    }
+                    fused.push("sparse row update".to_string());
                     in_place.push(Launch {
                         kernel: Kernel::IndexAddInPlace {
                             src,
@@ -213,10 +218,7 @@ impl<'a> Lowering<'a> {
                             n: self.slots[ids].len,
                             out: self.input_slots[*target],
                         },
-                        fused: match factor {
-                            Some(_) => vec!["mul".into(), "sparse row update".into()],
-                            None => vec!["sparse row update".into()],
-                        },
+                        fused,
                     });
                 }
             }
